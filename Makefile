@@ -1,0 +1,73 @@
+# Diabetes Risk — every target sets up what it needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# The interpreter: PYTHON=... if given, else python3.13 on PATH (if it really runs), else pyenv's 3.13.
+PYTHON ?= $(shell \
+  if python3.13 -c 'import sys' >/dev/null 2>&1; then command -v python3.13; \
+  elif command -v pyenv >/dev/null 2>&1 && ls -d "$$(pyenv root)"/versions/3.13*/bin/python3.13 >/dev/null 2>&1; then \
+    ls -d "$$(pyenv root)"/versions/3.13*/bin/python3.13 | sort -V | tail -n 1; fi)
+UV_VERSION := 0.13.8
+STATE := .state
+UV := $(STATE)/tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+CLI := $(BIN)/diabetes-risk
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: help install up down status demo test lint format unit integration bench clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	@if [ -z "$(PYTHON)" ]; then \
+	  echo "Python 3.13 is required but was not found."; \
+	  echo "Install it (e.g. 'pyenv install 3.13', or your OS package python3.13) or run: make PYTHON=/path/to/python3.13 ..."; \
+	  exit 1; fi
+	@echo "bootstrapping uv $(UV_VERSION) with $(PYTHON)"
+	@$(PYTHON) -m venv $(STATE)/tools && $(STATE)/tools/bin/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.installed: $(UV) pyproject.toml uv.lock
+	@echo "installing the project into $(VENV) (uv sync --frozen)"
+	@$(UV) sync --frozen --python $(PYTHON) --quiet
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv with every dependency, pinned by uv.lock
+	@$(CLI) local install
+
+up: install ## Start the embedded local cloud (LocalStack host mode + MLflow)
+	@$(CLI) local up
+
+down: ## Stop the local cloud and everything it started
+	@if [ -x $(CLI) ]; then $(CLI) local down; fi
+
+status: ## Show the local cloud's services, health and memory
+	@$(CLI) local status
+
+demo: up ## Set up everything and run the story on the local cloud
+	@$(CLI) local check
+	@echo; $(CLI) local up
+
+lint: install ## ruff check and format check
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+format: install ## Format and fix with ruff
+	@$(BIN)/ruff format .
+	@$(BIN)/ruff check --fix .
+
+unit: install ## Unit and infrastructure tests (no network)
+	@$(BIN)/pytest -m "not integration" -q
+
+integration: install ## Integration tests against a local cloud the test session starts and stops
+	@$(BIN)/pytest -m integration -q
+
+test: lint unit integration ## Lint and every test tier
+
+bench: install ## Benchmarks; each prints one final JSON line
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean: down ## Remove all local state and the venv
+	rm -rf $(STATE) $(VENV) cdk.out

@@ -1,0 +1,153 @@
+"""The `diabetes-risk` command line."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from localcloud import runtime
+from localcloud.install import InstallError, ensure_localstack
+from localcloud.settings import LocalCloudSettings
+
+app = typer.Typer(
+    help="Diabetes Risk: train, deploy and serve a diabetes risk model on AWS or the embedded local cloud.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+local_app = typer.Typer(
+    help="The embedded local cloud (LocalStack in host mode + MLflow): no Docker, no AWS account.",
+    no_args_is_help=True,
+)
+app.add_typer(local_app, name="local")
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings(localstack_port: int | None, mlflow_port: int | None) -> LocalCloudSettings:
+    overrides = {
+        k: v
+        for k, v in {"localstack_port": localstack_port, "mlflow_port": mlflow_port}.items()
+        if v is not None
+    }
+    try:
+        return LocalCloudSettings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        err.print(f"[red]Bad local cloud settings[/red]: {problems}")
+        raise typer.Exit(2) from exc
+
+
+LocalstackPort = typer.Option(
+    None, "--localstack-port", help="LocalStack gateway port [env DR_LOCALSTACK_PORT, default 4566]."
+)
+MlflowPort = typer.Option(
+    None, "--mlflow-port", help="MLflow server port [env DR_MLFLOW_PORT, default 5000]."
+)
+
+
+@local_app.command("install")
+def local_install(
+    force: bool = typer.Option(False, help="Reinstall even if the pins have not changed."),
+) -> None:
+    """Install LocalStack 4.14.0 and the host Lambda executor into their own venv (cached)."""
+    settings = _settings(None, None)
+    with console.status("installing LocalStack (first time: a minute or two)"):
+        try:
+            did = ensure_localstack(settings, force=force)
+        except InstallError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+    console.print(
+        f"LocalStack venv {'installed' if did else 'already up to date'}: {settings.localstack_venv}"
+    )
+
+
+@local_app.command("up")
+def local_up(localstack_port: int | None = LocalstackPort, mlflow_port: int | None = MlflowPort) -> None:
+    """Start LocalStack and MLflow, wait until healthy, print the endpoints. Safe to run twice."""
+    settings = _settings(localstack_port, mlflow_port)
+    with console.status("starting the local cloud") as spinner:
+        try:
+            seconds = runtime.up(settings, progress=lambda m: spinner.update(m))
+        except (runtime.LocalCloudError, InstallError) as exc:
+            err.print(f"[red]local cloud did not start:[/red] {exc}")
+            raise typer.Exit(1) from exc
+    if seconds:
+        console.print(f"[green]local cloud up[/green] in {seconds:.1f} s")
+    else:
+        console.print("[green]local cloud already running[/green]")
+    _print_endpoints(settings)
+
+
+def _print_endpoints(settings: LocalCloudSettings) -> None:
+    console.print(f"  AWS endpoint (LocalStack): {settings.localstack_url}")
+    console.print(f"  MLflow UI:                 {settings.mlflow_url}")
+    console.print(f"  state and logs:            {settings.run_dir}")
+    console.print("  use from a shell:          eval $(diabetes-risk local env)")
+
+
+@local_app.command("down")
+def local_down() -> None:
+    """Stop everything `local up` started, including Lambda environments."""
+    settings = _settings(None, None)
+    stopped = runtime.down(settings, progress=lambda m: console.print(m))
+    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@local_app.command("status")
+def local_status(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Show whether LocalStack and MLflow are running and healthy, and their memory."""
+    settings = _settings(None, None)
+    states = runtime.status(settings)
+    if as_json:
+        console.print_json(json.dumps([s.__dict__ for s in states]))
+    else:
+        table = Table("service", "pid", "running", "healthy", "processes", "RSS MB", "health URL")
+        for s in states:
+            table.add_row(
+                s.name,
+                str(s.pid or "-"),
+                "yes" if s.running else "no",
+                "[green]yes[/green]" if s.healthy else "[red]no[/red]",
+                str(s.processes),
+                f"{s.rss_mb:.0f}",
+                s.url,
+            )
+        console.print(table)
+    if not all(s.healthy for s in states):
+        raise typer.Exit(1)
+
+
+@local_app.command("env")
+def local_env() -> None:
+    """Print shell exports that point AWS CLIs/SDKs and MLflow at the local cloud."""
+    for key, value in _settings(None, None).client_env().items():
+        typer.echo(f"export {key}={value}")
+
+
+@local_app.command("check")
+def local_check() -> None:
+    """Smoke-check a running local cloud: S3, a Python Lambda (cold and warm), MLflow artifacts in S3."""
+    from localcloud.smoke import run_check
+
+    settings = _settings(None, None)
+    if not runtime.is_up(settings):
+        err.print("[red]the local cloud is not running[/red]: start it with `diabetes-risk local up`")
+        raise typer.Exit(1)
+    with console.status("checking the local cloud") as spinner:
+        try:
+            figures = run_check(settings, progress=lambda m: spinner.update(m))
+        except Exception as exc:
+            err.print(f"[red]local cloud check failed:[/red] {exc}")
+            raise typer.Exit(1) from exc
+    console.print(f"[green]local cloud check passed[/green]: {figures}")
+
+
+if __name__ == "__main__":
+    app()

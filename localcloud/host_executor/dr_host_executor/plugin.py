@@ -1,0 +1,220 @@
+"""LocalStack Lambda runtime executor `host`: zip-packaged Python functions as host subprocesses.
+
+Selected with LAMBDA_RUNTIME_EXECUTOR=host. What Docker's runtime-init does for stock LocalStack is done
+here and in `worker`: the function's environment, one process per execution environment (so concurrent
+invocations run side by side and warm ones are reused), the function timeout enforced by killing the
+process ("Task timed out after N seconds", as on AWS), handler errors returned as FunctionError, and one
+invocation's output handed to LocalStack, which sends it to CloudWatch Logs.
+
+Interpreter: DR_LAMBDA_PYTHON, else LAMBDA_HOST_PYTHON_<3_13>, else `python3.13` on PATH, else the one
+running LocalStack.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import urllib.request
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
+
+from .process import WorkerProcess, check_supported, free_port, python_for, timeout_message
+
+LOG = logging.getLogger(__name__)
+
+
+class HostRuntimeExecutorPlugin(RuntimeExecutorPlugin):
+    name = "host"
+
+    def load(self, *args, **kwargs):
+        return _executor_class()
+
+
+def _post_json(url: str, payload: dict, attempts: int = 6) -> None:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
+    delay = 0.05
+    for attempt in range(attempts):
+        try:
+            with opener.open(request, timeout=10) as response:
+                response.read()
+            return
+        except OSError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(delay)
+            delay *= 2
+
+
+def _executor_class():
+    # LocalStack's internals are imported here, once the Lambda provider asks for the executor.
+    from localstack import config
+    from localstack.services.lambda_.invocation.executor_endpoint import (
+        ExecutorEndpoint,
+        StatusErrorException,
+    )
+    from localstack.services.lambda_.invocation.lambda_models import InvocationResult
+    from localstack.services.lambda_.invocation.runtime_executor import (
+        LambdaRuntimeException,
+        RuntimeExecutor,
+    )
+
+    class HostRuntimeExecutor(RuntimeExecutor):
+        def __init__(self, id: str, function_version) -> None:
+            super().__init__(id=id, function_version=function_version)
+            self.port = free_port()
+            self.executor_endpoint = ExecutorEndpoint(self.id, "127.0.0.1", self.port)
+            self.process: WorkerProcess | None = None
+            self._env: dict[str, str] = {}
+            self._code_dir = ""
+            self._stopping = False
+            self._invoke_lock = threading.Lock()
+
+        # lifecycle -------------------------------------------------------------------------------
+        def start(self, env_vars: dict[str, str]) -> None:
+            cfg = self.function_version.config
+            try:
+                check_supported(cfg.runtime, cfg.package_type)
+            except ValueError as exc:
+                raise LambdaRuntimeException(str(exc)) from exc
+            self._code_dir = str(cfg.code.get_unzipped_code_location())
+            env = {k: str(v) for k, v in env_vars.items()}
+            env.update(
+                {
+                    "LAMBDA_TASK_ROOT": self._code_dir,
+                    "PYTHONPATH": self._code_dir,
+                    "PYTHONUNBUFFERED": "1",
+                    "DR_WORKER_PORT": str(self.port),
+                    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                    "HOME": os.environ.get("HOME", "/tmp"),
+                    "LANG": os.environ.get("LANG", "C.UTF-8"),
+                }
+            )
+            self._env = env
+            self.executor_endpoint.start()
+            self._spawn()
+
+        def _spawn(self) -> None:
+            runtime = self.function_version.config.runtime
+            python = python_for(runtime)
+            LOG.debug(
+                "host-lambda %s: starting %s with %s on port %s",
+                self.function_version.id.function_name,
+                self.function_version.config.handler,
+                python,
+                self.port,
+            )
+            self._stopping = False
+            self.process = WorkerProcess(python, self._env, self._code_dir, on_exit=self._on_exit)
+            self.process.start()
+            self.executor_endpoint.wait_for_startup()
+
+        def _on_exit(self, code: int | None) -> None:
+            """The process ended: fail whatever waits on it, unless we ended it ourselves."""
+            if self._stopping:
+                return
+            endpoint = self.executor_endpoint
+            output = self.process.all_output() if self.process else ""
+            if endpoint.startup_future is not None and not endpoint.startup_future.done():
+                doc = {
+                    "errorType": "Runtime.ExitError",
+                    "errorMessage": f"Runtime exited during init with exit status {code}",
+                    "stackTrace": output.splitlines()[-20:],
+                }
+                endpoint.startup_future.set_exception(
+                    StatusErrorException("Environment startup failed", payload=json.dumps(doc).encode())
+                )
+                return
+            future = endpoint.invocation_future
+            if future is not None and not future.done():
+                doc = {
+                    "errorType": "Runtime.ExitError",
+                    "errorMessage": f"Runtime exited with error: exit status {code}",
+                }
+                future.set_result(
+                    InvocationResult(
+                        "", json.dumps(doc).encode(), is_error=True, logs=self.process.output_so_far()
+                    )
+                )
+
+        def stop(self) -> None:
+            self._stopping = True
+            if self.process:
+                self.process.kill(grace_s=2.0)
+            try:
+                self.executor_endpoint.shutdown()
+            except Exception as exc:  # already unregistered, futures already done
+                LOG.debug("host-lambda: endpoint shutdown: %s", exc)
+
+        # invocation ------------------------------------------------------------------------------
+        def invoke(self, payload: dict[str, str]):
+            with self._invoke_lock:
+                if self.process is None or not self.process.alive():
+                    # The previous invocation timed out (or the process died): a fresh cold start.
+                    self.executor_endpoint.startup_future = Future()
+                    self._spawn()
+                request_id = payload["invoke-id"]
+                timeout_s = float(self.function_version.config.timeout)
+                endpoint = self.executor_endpoint
+                endpoint.invocation_future = Future()
+                endpoint.logs = None
+                self.process.begin_invocation(request_id)
+                _post_json(f"http://127.0.0.1:{self.port}/invoke", payload)
+                try:
+                    result = endpoint.invocation_future.result(timeout=timeout_s)
+                except FutureTimeout:
+                    return self._timed_out(request_id, timeout_s)
+                result.logs = self.process.invocation_output(request_id)
+                return result
+
+        def _timed_out(self, request_id: str, timeout_s: float):
+            self._stopping = True
+            self.process.kill()
+            message = timeout_message(request_id, timeout_s)
+            logs = (
+                self.process.output_so_far()
+                + f"{message}\nEND RequestId: {request_id}\n"
+                + f"REPORT RequestId: {request_id}\tDuration: {timeout_s * 1000:.2f} ms\tStatus: timeout\n"
+            )
+            LOG.info("host-lambda %s: %s", self.function_version.id.function_name, message)
+            doc = {"errorType": "Sandbox.Timedout", "errorMessage": message}
+            return InvocationResult(request_id, json.dumps(doc).encode(), is_error=True, logs=logs)
+
+        # addresses -------------------------------------------------------------------------------
+        def get_address(self) -> str:
+            return "127.0.0.1"
+
+        def get_endpoint_from_executor(self) -> str:
+            return "127.0.0.1"
+
+        def get_runtime_endpoint(self) -> str:
+            port = config.GATEWAY_LISTEN[0].port
+            return f"http://127.0.0.1:{port}{self.executor_endpoint.get_endpoint_prefix()}"
+
+        def get_logs(self) -> str:
+            return self.process.all_output() if self.process else ""
+
+        # versions --------------------------------------------------------------------------------
+        @classmethod
+        def prepare_version(cls, function_version) -> None:
+            cfg = function_version.config
+            check_supported(cfg.runtime, cfg.package_type)
+            if cfg.code:
+                cfg.code.prepare_for_execution()
+
+        @classmethod
+        def cleanup_version(cls, function_version) -> None:
+            pass
+
+        @classmethod
+        def validate_environment(cls) -> bool:
+            return True
+
+    return HostRuntimeExecutor

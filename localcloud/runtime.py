@@ -1,0 +1,319 @@
+"""Start, stop and inspect the embedded local cloud: LocalStack (host mode) and an MLflow server.
+
+Every process started here is recorded (pid and start time) in `<state>/run/<instance>/pids.json`;
+`down` ends those processes and every descendant they had (Lambda environments run in their own process
+groups), so nothing is left behind. Logs go to `<state>/run/<instance>/logs/`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from .install import ensure_localstack
+from .settings import LocalCloudSettings
+
+Progress = Callable[[str], None]
+
+
+class LocalCloudError(RuntimeError):
+    """Something the user can fix: a port in use, a service that did not start (with its log)."""
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    pid: int | None
+    running: bool
+    healthy: bool
+    url: str
+    rss_mb: float
+    processes: int
+
+
+def _noop(_: str) -> None:
+    pass
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _who_listens(port: int) -> str:
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                proc = psutil.Process(conn.pid)
+                return f" by pid {conn.pid} ({' '.join(proc.cmdline()[:3])})"
+    except (psutil.Error, OSError):
+        pass
+    return ""
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "".join(path.read_text(errors="replace").splitlines(keepends=True)[-lines:])
+    except OSError:
+        return ""
+
+
+def _read_pids(settings: LocalCloudSettings) -> dict[str, dict]:
+    try:
+        return json.loads(settings.pids_file.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_pids(settings: LocalCloudSettings, pids: dict[str, dict]) -> None:
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = settings.pids_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(pids, indent=2))
+    tmp.replace(settings.pids_file)
+
+
+def _process(record: dict) -> psutil.Process | None:
+    """The recorded process if it is still the same one (guards against pid reuse)."""
+    try:
+        proc = psutil.Process(record["pid"])
+        if abs(proc.create_time() - record["started"]) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (psutil.Error, KeyError):
+        return None
+
+
+def _tree_rss_mb(proc: psutil.Process) -> tuple[float, int]:
+    total, count = 0, 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+            count += 1
+        except psutil.Error:
+            pass
+    return total / 2**20, count
+
+
+# --- the two services ---------------------------------------------------------------------------------
+def localstack_env(settings: LocalCloudSettings) -> dict[str, str]:
+    data = settings.run_dir / "localstack"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LOCALSTACK_", "DR_"))}
+    env.update(
+        {
+            "GATEWAY_LISTEN": f"{settings.host}:{settings.localstack_port}",
+            "LOCALSTACK_HOST": f"{settings.host}:{settings.localstack_port}",
+            "DNS_ADDRESS": "0",
+            "DISABLE_EVENTS": "1",
+            "SKIP_SSL_CERT_DOWNLOAD": "1",
+            "SERVICES": settings.services,
+            "FILESYSTEM_ROOT": str(data),
+            "TMPDIR": str(data / "tmp"),
+            "LAMBDA_RUNTIME_EXECUTOR": "host",
+            "DR_LAMBDA_PYTHON": str(settings.lambda_python),
+            # Handlers that import pandas/sklearn take seconds to cold-start on 2 cores.
+            "LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT": "120",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
+def _start(name: str, cmd: list[str], env: dict[str, str], settings: LocalCloudSettings) -> dict:
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    log = settings.logs_dir / f"{name}.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=settings.run_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    record = {"pid": proc.pid, "started": psutil.Process(proc.pid).create_time(), "log": str(log)}
+    pids = _read_pids(settings)
+    pids[name] = record
+    _write_pids(settings, pids)
+    return record
+
+
+def _wait_healthy(name: str, url: str, record: dict, deadline: float) -> None:
+    log = Path(record["log"])
+    while time.monotonic() < deadline:
+        if _process(record) is None:
+            raise LocalCloudError(f"{name} exited while starting. Last lines of {log}:\n{_tail(log)}")
+        if http_ok(url):
+            return
+        time.sleep(0.25)
+    raise LocalCloudError(f"{name} was not healthy at {url} in time. Last lines of {log}:\n{_tail(log)}")
+
+
+def _create_bucket(settings: LocalCloudSettings, bucket: str) -> None:
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=settings.localstack_url,
+        region_name=settings.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket=bucket)
+
+
+# --- public API ---------------------------------------------------------------------------------------
+def status(settings: LocalCloudSettings) -> list[ServiceStatus]:
+    pids = _read_pids(settings)
+    urls = {
+        "localstack": f"{settings.localstack_url}/_localstack/health",
+        "mlflow": f"{settings.mlflow_url}/health",
+    }
+    result = []
+    for name, url in urls.items():
+        record = pids.get(name)
+        proc = _process(record) if record else None
+        rss, count = _tree_rss_mb(proc) if proc else (0.0, 0)
+        result.append(
+            ServiceStatus(
+                name=name,
+                pid=record["pid"] if record else None,
+                running=proc is not None,
+                healthy=proc is not None and http_ok(url),
+                url=url,
+                rss_mb=rss,
+                processes=count,
+            )
+        )
+    return result
+
+
+def is_up(settings: LocalCloudSettings) -> bool:
+    return all(s.healthy for s in status(settings))
+
+
+def up(settings: LocalCloudSettings, progress: Progress = _noop) -> float:
+    """Start LocalStack and MLflow (if not already running) and wait until both are healthy.
+
+    Returns the seconds it took. Safe to call twice: a healthy local cloud is left as it is.
+    """
+    started = time.monotonic()
+    current = status(settings)
+    if all(s.healthy for s in current):
+        progress("already running")
+        return 0.0
+    if any(s.running for s in current):
+        progress("a previous start is half up; stopping it first")
+        down(settings)
+    for name, port in (("LocalStack", settings.localstack_port), ("MLflow", settings.mlflow_port)):
+        if port_in_use(settings.host, port):
+            raise LocalCloudError(
+                f"{name} port {settings.host}:{port} is already in use{_who_listens(port)}. "
+                f"Stop that program, or choose another port (DR_{name.upper()}_PORT or "
+                f"--{name.lower()}-port)."
+            )
+    if ensure_localstack(settings):
+        progress(f"installed LocalStack into {settings.localstack_venv}")
+    # LocalStack community keeps no state across restarts; start MLflow fresh too so its registry never
+    # points at artifacts that are gone.
+    for stale in (settings.run_dir / "localstack", settings.run_dir / "mlflow.db"):
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
+    (settings.run_dir / "localstack" / "tmp").mkdir(parents=True, exist_ok=True)
+    deadline = started + settings.start_timeout_s
+
+    progress(f"starting LocalStack on {settings.localstack_url}")
+    ls_python = settings.localstack_venv / "bin" / "python"
+    record = _start(
+        "localstack", [str(ls_python), "-m", "localstack.runtime.main"], localstack_env(settings), settings
+    )
+    try:
+        _wait_healthy("LocalStack", f"{settings.localstack_url}/_localstack/health", record, deadline)
+        _create_bucket(settings, settings.mlflow_bucket)
+
+        progress(f"starting MLflow on {settings.mlflow_url}")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_"))}
+        env.update(settings.client_env())
+        env.pop("MLFLOW_TRACKING_URI")
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        mlflow_bin = Path(sys.executable).with_name("mlflow")
+        cmd = [
+            str(mlflow_bin),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{settings.run_dir / 'mlflow.db'}",
+            "--artifacts-destination",
+            f"s3://{settings.mlflow_bucket}/",
+            "--host",
+            settings.host,
+            "--port",
+            str(settings.mlflow_port),
+            "--workers",
+            "1",
+        ]
+        record = _start("mlflow", cmd, env, settings)
+        _wait_healthy("MLflow", f"{settings.mlflow_url}/health", record, deadline)
+    except BaseException:
+        down(settings)
+        raise
+    return time.monotonic() - started
+
+
+def down(settings: LocalCloudSettings, progress: Progress = _noop) -> list[str]:
+    """Stop everything `up` started, and all their descendants. Returns the names it stopped."""
+    pids = _read_pids(settings)
+    stopped = []
+    for name in ("mlflow", "localstack"):
+        record = pids.get(name)
+        proc = _process(record) if record else None
+        if proc is None:
+            continue
+        progress(f"stopping {name} (pid {proc.pid})")
+        try:
+            family = [proc, *proc.children(recursive=True)]
+        except psutil.Error:
+            family = [proc]
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)  # each service leads its own process group
+        _, alive = psutil.wait_procs(family, timeout=10)
+        # Lambda environments sit in process groups of their own; end any that outlived LocalStack.
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(alive, timeout=5)
+        stopped.append(name)
+    with contextlib.suppress(FileNotFoundError):
+        settings.pids_file.unlink()
+    return stopped

@@ -1,0 +1,78 @@
+"""Settings of the embedded local cloud: ports, state folder, services. Environment prefix DR_."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# What the project uses, and what `cdklocal` needs to bootstrap and deploy. DynamoDB is left out on
+# purpose: LocalStack would try to download Java for it on first use, and nothing may download here.
+DEFAULT_SERVICES = (
+    "s3,lambda,stepfunctions,apigateway,cloudwatch,logs,events,scheduler,iam,sts,cloudformation,ssm,sqs,sns"
+)
+
+
+class LocalCloudSettings(BaseSettings):
+    """Where the local cloud keeps its state and which loopback ports it listens on."""
+
+    model_config = SettingsConfigDict(env_prefix="DR_", extra="ignore")
+
+    state_dir: Path = Field(PROJECT_ROOT / ".state", description="All local state (git-ignored).")
+    instance: str = Field("default", description="Name of this local cloud; its files live in run/<name>.")
+    host: str = "127.0.0.1"
+    localstack_port: int = Field(4566, ge=1, le=65535)
+    mlflow_port: int = Field(5000, ge=1, le=65535)
+    services: str = DEFAULT_SERVICES
+    lambda_python: Path = Field(Path(sys.executable), description="Interpreter that runs Lambda handlers.")
+    mlflow_bucket: str = "mlflow-artifacts"
+    region: str = "us-east-1"
+    start_timeout_s: float = 90.0
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        if not (value.startswith("127.") or value in {"localhost", "::1"}):
+            raise ValueError(f"the local cloud listens on loopback only, got host {value!r}")
+        return value
+
+    @property
+    def run_dir(self) -> Path:
+        return self.state_dir / "run" / self.instance
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    @property
+    def pids_file(self) -> Path:
+        return self.run_dir / "pids.json"
+
+    @property
+    def localstack_venv(self) -> Path:
+        return self.state_dir / "localstack-venv"
+
+    @property
+    def localstack_url(self) -> str:
+        return f"http://{self.host}:{self.localstack_port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{self.host}:{self.mlflow_port}"
+
+    def client_env(self) -> dict[str, str]:
+        """Environment that points AWS SDKs, cdklocal and MLflow clients at this local cloud."""
+        return {
+            "AWS_ENDPOINT_URL": self.localstack_url,
+            "AWS_ENDPOINT_URL_S3": self.localstack_url,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "MLFLOW_TRACKING_URI": self.mlflow_url,
+            "MLFLOW_S3_ENDPOINT_URL": self.localstack_url,
+        }

@@ -1,0 +1,107 @@
+"""A quick end-to-end check of a running local cloud: S3, a Python Lambda, CloudWatch, MLflow.
+
+Used by `diabetes-risk local check` (and so by `make demo`) to prove the ground works before anything
+is deployed on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+import zipfile
+from collections.abc import Callable
+
+import boto3
+
+from .settings import LocalCloudSettings
+
+CHECK_FUNCTION = "dr-local-check"
+CHECK_BUCKET = "dr-local-check"
+LAMBDA_ROLE = "arn:aws:iam::000000000000:role/lambda-role"
+
+_HANDLER_SOURCE = """
+import os, boto3
+def handler(event, context):
+    s3 = boto3.client("s3")
+    body = s3.get_object(Bucket=event["bucket"], Key=event["key"])["Body"].read().decode()
+    return {"read": body, "function": context.function_name}
+"""
+
+
+def zip_source(files: dict[str, str]) -> bytes:
+    """A Lambda zip package from {filename: source}."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, source in files.items():
+            zf.writestr(name, source)
+    return buf.getvalue()
+
+
+def clients(settings: LocalCloudSettings, *names: str):
+    kwargs = {
+        "endpoint_url": settings.localstack_url,
+        "region_name": settings.region,
+        "aws_access_key_id": "test",
+        "aws_secret_access_key": "test",
+    }
+    return [boto3.client(name, **kwargs) for name in names]
+
+
+def deploy_function(
+    lam, name: str, source: str, timeout: int = 10, env: dict | None = None, handler: str = "app.handler"
+) -> str:
+    """Create (or replace) a python3.13 zip function and wait until it is Active."""
+    with contextlib.suppress(lam.exceptions.ResourceNotFoundException):
+        lam.delete_function(FunctionName=name)
+    arn = lam.create_function(
+        FunctionName=name,
+        Runtime="python3.13",
+        Role=LAMBDA_ROLE,
+        Handler=handler,
+        Code={"ZipFile": zip_source({"app.py": source})},
+        Timeout=timeout,
+        Environment={"Variables": env or {}},
+    )["FunctionArn"]
+    lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 0.5})
+    return arn
+
+
+def run_check(settings: LocalCloudSettings, progress: Callable[[str], None]) -> dict:
+    """Returns what was measured; raises if any part of the local cloud does not work."""
+    import mlflow
+
+    s3, lam = clients(settings, "s3", "lambda")
+    progress("S3: create a bucket and an object")
+    s3.create_bucket(Bucket=CHECK_BUCKET)
+    s3.put_object(Bucket=CHECK_BUCKET, Key="hello.txt", Body=b"hello from S3")
+
+    progress("Lambda: deploy a python3.13 function and invoke it (cold, then warm)")
+    deploy_function(lam, CHECK_FUNCTION, _HANDLER_SOURCE)
+    timings = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        reply = lam.invoke(
+            FunctionName=CHECK_FUNCTION, Payload=json.dumps({"bucket": CHECK_BUCKET, "key": "hello.txt"})
+        )
+        timings.append(time.perf_counter() - t0)
+        payload = json.loads(reply["Payload"].read())
+        if reply.get("FunctionError") or payload.get("read") != "hello from S3":
+            raise RuntimeError(f"Lambda check failed: {payload}")
+
+    progress("MLflow: log a run with an artifact (stored in the local S3)")
+    mlflow.set_tracking_uri(settings.mlflow_url)
+    mlflow.set_experiment("local-check")
+    with mlflow.start_run() as run:
+        mlflow.log_metric("check", 1.0)
+        mlflow.log_text("local cloud check", "check.txt")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=settings.mlflow_bucket).get("Contents", [])]
+    if not any(k.endswith("check.txt") and run.info.run_id in k for k in keys):
+        raise RuntimeError("MLflow artifact did not land in the local S3")
+    lam.delete_function(FunctionName=CHECK_FUNCTION)
+    return {
+        "lambda_cold_s": round(timings[0], 3),
+        "lambda_warm_s": round(timings[1], 3),
+        "mlflow_run_id": run.info.run_id,
+    }
