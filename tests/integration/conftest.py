@@ -1,0 +1,37 @@
+"""One embedded local cloud for the whole integration session, on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from dr_host_executor.process import free_port
+
+from localcloud import runtime
+from localcloud.settings import LocalCloudSettings
+from localcloud.smoke import clients
+
+
+@pytest.fixture(scope="session")
+def local_cloud() -> LocalCloudSettings:
+    settings = LocalCloudSettings(
+        instance="pytest",
+        localstack_port=int(os.environ.get("DR_TEST_LOCALSTACK_PORT") or free_port()),
+        mlflow_port=int(os.environ.get("DR_TEST_MLFLOW_PORT") or free_port()),
+    )
+    runtime.up(settings, progress=print)
+    yield settings
+    runtime.down(settings)
+
+
+@pytest.fixture(scope="session")
+def aws(local_cloud):
+    """boto3 clients bound to the local cloud: aws.s3, aws.lambda_, ..."""
+
+    class Clients:
+        pass
+
+    c = Clients()
+    for name in ("s3", "lambda", "stepfunctions", "apigateway", "cloudwatch", "logs", "iam"):
+        setattr(c, name.replace("lambda", "lambda_"), clients(local_cloud, name)[0])
+    return c

@@ -1,0 +1,153 @@
+"""Python Lambdas on the host executor: sync/async, errors, timeouts, concurrency, logs, env."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+
+import psutil
+import pytest
+
+from localcloud.smoke import LAMBDA_ROLE, deploy_function, zip_source
+
+pytestmark = pytest.mark.integration
+
+SOURCE = """
+import json, os, time, boto3
+
+def handler(event, context):
+    action = event.get("action")
+    print("marker", event.get("marker"), "pid", os.getpid(), flush=True)
+    if action == "raise":
+        raise RuntimeError("deliberate failure: " + event.get("why", ""))
+    if action == "sleep":
+        time.sleep(event["seconds"])
+    if action == "put":
+        boto3.client("s3").put_object(Bucket=event["bucket"], Key=event["key"], Body=b"async done")
+    return {"pid": os.getpid(), "greeting": os.environ.get("GREETING"), "event": event}
+"""
+
+
+@pytest.fixture(scope="module")
+def fn(aws):
+    name = "it-host-" + uuid.uuid4().hex[:6]
+    deploy_function(aws.lambda_, name, SOURCE, timeout=2, env={"GREETING": "hello"})
+    return name
+
+
+def call(aws, fn, event, **kw):
+    reply = aws.lambda_.invoke(FunctionName=fn, Payload=json.dumps(event), **kw)
+    return reply, json.loads(reply["Payload"].read() or b"null")
+
+
+def test_sync_invoke_returns_result_and_passes_environment(aws, fn):
+    reply, body = call(aws, fn, {"x": 1})
+    assert reply["StatusCode"] == 200 and "FunctionError" not in reply
+    assert body["greeting"] == "hello"
+    assert body["event"] == {"x": 1}
+
+
+def test_warm_environment_is_reused(aws, fn):
+    _, first = call(aws, fn, {})
+    _, second = call(aws, fn, {})
+    assert first["pid"] == second["pid"]
+
+
+def test_async_invoke_runs_the_handler(aws, fn):
+    aws.s3.create_bucket(Bucket="it-async")
+    key = f"done-{uuid.uuid4().hex}"
+    reply = aws.lambda_.invoke(
+        FunctionName=fn,
+        InvocationType="Event",
+        Payload=json.dumps({"action": "put", "bucket": "it-async", "key": key}),
+    )
+    assert reply["StatusCode"] == 202
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        objects = aws.s3.list_objects_v2(Bucket="it-async").get("Contents", [])
+        if any(o["Key"] == key for o in objects):
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail("the asynchronous invocation never wrote its object")
+    assert aws.s3.get_object(Bucket="it-async", Key=key)["Body"].read() == b"async done"
+
+
+def test_raising_handler_is_a_function_error_with_message_and_trace(aws, fn):
+    reply, body = call(aws, fn, {"action": "raise", "why": "bad row 7"})
+    assert reply["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "RuntimeError"
+    assert body["errorMessage"] == "deliberate failure: bad row 7"
+    assert any("app.py" in frame for frame in body["stackTrace"])
+
+
+def test_timeout_kills_the_process_and_reports_it(aws, fn):
+    reply, body = call(aws, fn, {"action": "sleep", "seconds": 30, "marker": "slow"}, LogType="Tail")
+    assert reply["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Sandbox.Timedout"
+    assert body["errorMessage"].endswith("Task timed out after 2.00 seconds")
+    logs = base64.b64decode(reply["LogResult"]).decode()
+    assert "Task timed out after 2.00 seconds" in logs
+    pid = int(logs.split("marker slow pid ")[1].split()[0])
+    deadline = time.monotonic() + 5
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the timed-out handler process is still alive"
+        time.sleep(0.1)
+    # the environment comes back (a new process) for the next invocation
+    reply, body = call(aws, fn, {"x": 2})
+    assert "FunctionError" not in reply and body["pid"] != pid
+
+
+def test_two_concurrent_invocations_both_succeed_in_separate_environments(aws, fn):
+    results: list = [None, None]
+
+    def run(i):
+        results[i] = call(aws, fn, {"action": "sleep", "seconds": 1, "i": i})
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for reply, body in results:
+        assert "FunctionError" not in reply, body
+    assert {body["event"]["i"] for _, body in results} == {0, 1}
+    assert results[0][1]["pid"] != results[1][1]["pid"]
+
+
+def test_logs_reach_cloudwatch_logs(aws, fn):
+    marker = uuid.uuid4().hex
+    call(aws, fn, {"marker": marker})
+    group = f"/aws/lambda/{fn}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            events = aws.logs.filter_log_events(logGroupName=group, filterPattern=marker)["events"]
+        except aws.logs.exceptions.ResourceNotFoundException:
+            events = []
+        if events:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"marker {marker} never reached CloudWatch Logs group {group}")
+    assert any(f"marker {marker}" in e["message"] for e in events)
+
+
+def test_non_python_runtime_is_refused_clearly(aws):
+    name = "it-node-" + uuid.uuid4().hex[:6]
+    aws.lambda_.create_function(
+        FunctionName=name,
+        Runtime="nodejs20.x",
+        Role=LAMBDA_ROLE,
+        Handler="index.handler",
+        Code={"ZipFile": zip_source({"index.js": "exports.handler = async () => 1;"})},
+    )
+    deadline = time.monotonic() + 20
+    while (config := aws.lambda_.get_function(FunctionName=name)["Configuration"])["State"] == "Pending":
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert config["State"] == "Failed"
+    assert "Python runtimes only" in config["StateReason"]

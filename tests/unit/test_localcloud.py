@@ -1,0 +1,132 @@
+"""Local cloud management without starting anything: settings, port checks, pid records, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import psutil
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from diabetes_risk.cli import app
+from localcloud import install, runtime
+from localcloud.settings import LocalCloudSettings
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch) -> LocalCloudSettings:
+    monkeypatch.setenv("DR_STATE_DIR", str(tmp_path))
+    return LocalCloudSettings()
+
+
+@pytest.fixture
+def busy_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_settings_refuse_non_loopback_host():
+    with pytest.raises(ValidationError, match="loopback"):
+        LocalCloudSettings(host="0.0.0.0")
+
+
+def test_settings_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("DR_LOCALSTACK_PORT", "4600")
+    monkeypatch.setenv("DR_STATE_DIR", str(tmp_path))
+    s = LocalCloudSettings()
+    assert s.localstack_url == "http://127.0.0.1:4600"
+    assert s.run_dir == tmp_path / "run" / "default"
+    env = s.client_env()
+    assert env["AWS_ENDPOINT_URL"] == env["AWS_ENDPOINT_URL_S3"] == "http://127.0.0.1:4600"
+
+
+def test_port_in_use_detects_a_listener(busy_port):
+    assert runtime.port_in_use("127.0.0.1", busy_port)
+
+
+def test_up_names_the_taken_port_and_how_to_change_it(settings, busy_port):
+    settings.localstack_port = busy_port
+    with pytest.raises(runtime.LocalCloudError) as info:
+        runtime.up(settings)
+    message = str(info.value)
+    assert f"127.0.0.1:{busy_port} is already in use" in message
+    assert "DR_LOCALSTACK_PORT" in message
+    assert f"pid {psutil.Process().pid}" in message  # who holds it
+    assert not settings.pids_file.exists()  # nothing was started
+
+
+def test_status_when_nothing_runs(settings):
+    states = runtime.status(settings)
+    assert [s.name for s in states] == ["localstack", "mlflow"]
+    assert not any(s.running or s.healthy for s in states)
+    assert runtime.down(settings) == []
+
+
+def test_down_stops_recorded_process_group_and_ignores_reused_pids(settings):
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    started = psutil.Process(proc.pid).create_time()
+    settings.run_dir.mkdir(parents=True)
+    settings.pids_file.write_text(
+        json.dumps(
+            {
+                "localstack": {"pid": proc.pid, "started": started, "log": "x"},
+                # a pid whose start time does not match: must not be touched
+                "mlflow": {"pid": psutil.Process().pid, "started": started - 1000, "log": "y"},
+            }
+        )
+    )
+    assert runtime.down(settings) == ["localstack"]
+    assert proc.wait(5) is not None
+    assert not settings.pids_file.exists()
+
+
+def test_install_is_not_done_for_an_empty_state_dir(settings):
+    assert not install.is_installed(settings)
+    assert len(install.fingerprint()) == 64
+
+
+runner = CliRunner()
+
+
+def test_cli_help_lists_local_commands():
+    result = runner.invoke(app, ["local", "--help"])
+    assert result.exit_code == 0
+    for command in ("up", "down", "status", "check", "install", "env"):
+        assert command in result.output
+
+
+def test_cli_bad_port_is_a_clear_error(settings):
+    result = runner.invoke(app, ["local", "up", "--localstack-port", "70000"])
+    assert result.exit_code == 2
+    assert "localstack_port" in result.output and "65535" in result.output
+
+
+def test_cli_port_taken_exit_1_with_message(settings, busy_port):
+    result = runner.invoke(
+        app, ["local", "up", "--mlflow-port", str(busy_port), "--localstack-port", str(busy_port)]
+    )
+    assert result.exit_code == 1
+    assert "already in use" in result.output
+
+
+def test_cli_status_exits_1_when_down(settings):
+    result = runner.invoke(app, ["local", "status", "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.output)[0]["healthy"] is False
+
+
+def test_cli_check_refuses_when_down(settings):
+    result = runner.invoke(app, ["local", "check"])
+    assert result.exit_code == 1
+    assert "not running" in result.output
+
+
+def test_cli_env_prints_exports(settings):
+    result = runner.invoke(app, ["local", "env"])
+    assert "export AWS_ENDPOINT_URL=http://127.0.0.1:4566" in result.output
