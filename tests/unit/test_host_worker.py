@@ -63,7 +63,8 @@ print("cold start of app", flush=True)
 
 def ok(event, context):
     print("hello from", context.function_name, flush=True)
-    return {"echo": event, "greeting": os.environ.get("GREETING"), "remaining": context.get_remaining_time_in_millis()}
+    remaining = context.get_remaining_time_in_millis()
+    return {"echo": event, "greeting": os.environ.get("GREETING"), "remaining": remaining}
 
 def boom(event, context):
     raise ValueError("bad value: " + str(event.get("x")))
