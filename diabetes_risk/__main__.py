@@ -1,0 +1,3 @@
+from diabetes_risk.cli import app
+
+app(prog_name="diabetes-risk")
