@@ -16,7 +16,14 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from inference_core.schema import FEATURES, LABEL, OPTIONAL_FEATURES, SOURCE_FORMATS, ZERO_MEANS_MISSING
+from inference_core.schema import (
+    FEATURES,
+    LABEL,
+    LABEL_VALUES,
+    OPTIONAL_FEATURES,
+    SOURCE_FORMATS,
+    ZERO_MEANS_MISSING,
+)
 
 REQUIRED_COLUMNS = tuple(f for f in FEATURES if f not in OPTIONAL_FEATURES)
 IGNORED_COLUMNS = frozenset({"rownames", "Unnamed: 0", "patient_id", "event_timestamp"})
@@ -123,7 +130,6 @@ def to_canonical(
     mapping = SOURCE_FORMATS.get(fmt, {})
     frame = raw.rename(columns={c: mapping.get(c, c) for c in raw.columns})
     frame = frame.rename(columns={c: c.strip().lower() for c in frame.columns if isinstance(c, str)})
-    wanted = set(FEATURES) | ({LABEL} if require_label else set())
     required = set(REQUIRED_COLUMNS) | ({LABEL} if require_label else set())
     missing = sorted(required - set(frame.columns))
     unknown = sorted(set(frame.columns) - set(FEATURES) - {LABEL} - {c.lower() for c in IGNORED_COLUMNS})
@@ -155,7 +161,7 @@ def to_canonical(
         out[col] = numeric
     if require_label:
         labels = frame[LABEL].astype(str).str.strip().str.lower()
-        mapped = labels.map(lambda v: {"0": 0, "1": 1}.get(v, _label_value(v)))
+        mapped = labels.map(LABEL_VALUES)
         for idx in np.flatnonzero(mapped.isna().to_numpy()):
             issues.append(
                 CellIssue(
@@ -164,12 +170,6 @@ def to_canonical(
             )
         out[LABEL] = mapped.astype("float64")
     return out.reset_index(drop=True), fmt, issues
-
-
-def _label_value(value: str) -> float:
-    from inference_core.schema import LABEL_VALUES
-
-    return float(LABEL_VALUES[value]) if value in LABEL_VALUES else np.nan
 
 
 def load_table(uri: str, require_label: bool = True) -> LoadedTable:
