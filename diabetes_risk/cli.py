@@ -29,9 +29,7 @@ err = Console(stderr=True)
 
 def _settings(localstack_port: int | None, mlflow_port: int | None) -> LocalCloudSettings:
     overrides = {
-        k: v
-        for k, v in {"localstack_port": localstack_port, "mlflow_port": mlflow_port}.items()
-        if v is not None
+        k: v for k, v in {"localstack_port": localstack_port, "mlflow_port": mlflow_port}.items() if v is not None
     }
     try:
         return LocalCloudSettings(**overrides)
@@ -44,9 +42,7 @@ def _settings(localstack_port: int | None, mlflow_port: int | None) -> LocalClou
 LocalstackPort = typer.Option(
     None, "--localstack-port", help="LocalStack gateway port [env DR_LOCALSTACK_PORT, default 4566]."
 )
-MlflowPort = typer.Option(
-    None, "--mlflow-port", help="MLflow server port [env DR_MLFLOW_PORT, default 5000]."
-)
+MlflowPort = typer.Option(None, "--mlflow-port", help="MLflow server port [env DR_MLFLOW_PORT, default 5000].")
 
 
 @local_app.command("install")
@@ -61,9 +57,7 @@ def local_install(
         except InstallError as exc:
             err.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from exc
-    console.print(
-        f"LocalStack venv {'installed' if did else 'already up to date'}: {settings.localstack_venv}"
-    )
+    console.print(f"LocalStack venv {'installed' if did else 'already up to date'}: {settings.localstack_venv}")
 
 
 @local_app.command("up")
@@ -147,6 +141,109 @@ def local_check() -> None:
             err.print(f"[red]local cloud check failed:[/red] {exc}")
             raise typer.Exit(1) from exc
     console.print(f"[green]local cloud check passed[/green]: {figures}")
+
+
+@app.command("train")
+def train(
+    in_process: bool = typer.Option(
+        False, "--in-process", help="Run every step in this process against the local cloud (S3 + MLflow)."
+    ),
+    data: str = typer.Option(
+        "bundled", help="Training data: 'bundled' (MASS Pima.tr2), a CSV/Parquet path or s3:// URI."
+    ),
+    holdout: str = typer.Option("bundled", help="Holdout data: 'bundled' (MASS Pima.te), a path or s3:// URI."),
+    families: str = typer.Option(
+        "logistic_regression,random_forest,xgboost", help="Comma-separated model families to train."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Train, evaluate, export to ONNX, register in MLflow and promote through the quality gate."""
+    if not in_process:
+        err.print(
+            "[red]Training through Step Functions needs the deployed training stack, which this version "
+            "does not include yet.[/red] Run the same steps in one process with: diabetes-risk train --in-process"
+        )
+        raise typer.Exit(2)
+    import os
+
+    from training.data import DataError
+    from training.export import ExportError
+    from training.models import FAMILIES
+    from training.pipeline import STAGES, run_training
+    from training.settings import TrainingSettings
+
+    chosen = tuple(f.strip() for f in families.split(",") if f.strip())
+    unknown = sorted(set(chosen) - set(FAMILIES))
+    if unknown or not chosen:
+        given = ", ".join(unknown) or "(none given)"
+        err.print(f"[red]unknown model families: {given}[/red]; choose from {', '.join(FAMILIES)}")
+        raise typer.Exit(2)
+    cloud = _settings(None, None)
+    if not runtime.is_up(cloud):
+        err.print("[red]the local cloud is not running[/red]: start it with `diabetes-risk local up`")
+        raise typer.Exit(1)
+    os.environ.update(cloud.client_env())
+    try:
+        settings = TrainingSettings()
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        err.print(f"[red]Bad training settings[/red]: {problems}")
+        raise typer.Exit(2) from exc
+    from localcloud.smoke import clients
+
+    (s3,) = clients(cloud, "s3")
+    for bucket in (settings.artifacts_bucket, settings.data_bucket):
+        s3.create_bucket(Bucket=bucket)
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+        tasks = {name: bar.add_task(f"[dim]{name}[/dim]", total=1, start=False) for name in STAGES}
+        current: list[str] = []
+
+        def progress(stage: str, message: str) -> None:
+            if current:
+                bar.update(tasks[current[-1]], completed=1)
+            current.append(stage)
+            bar.start_task(tasks[stage])
+            bar.update(tasks[stage], description=f"{stage}: {message}")
+
+        try:
+            result = run_training(settings, data, holdout, progress=progress, families=chosen, s3=s3)
+        except (DataError, ExportError) as exc:
+            err.print(f"[red]training stopped:[/red] {exc}")
+            raise typer.Exit(1) from exc
+        if current:
+            bar.update(tasks[current[-1]], completed=1)
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    table = Table("family", "CV ROC AUC", "holdout ROC AUC", "PR AUC", "Brier", "sensitivity", "specificity")
+    for family, m in result.holdout.items():
+        mark = " ✓" if family == result.selected_family else ""
+        table.add_row(
+            family + mark,
+            f"{result.cv[family]['cv_auc_mean']:.3f}",
+            f"{m['roc_auc']:.3f}",
+            f"{m['pr_auc']:.3f}",
+            f"{m['brier']:.3f}",
+            f"{m['sensitivity']:.2f}",
+            f"{m['specificity']:.2f}",
+        )
+    console.print(table)
+    console.print(
+        f"selected [bold]{result.selected_family}[/bold] → registered {MODEL_LABEL} v{result.model_version}; "
+        f"ONNX parity {result.onnx_parity_max_abs_diff:.1e}"
+    )
+    verdict = "[green]promoted to champion[/green]" if result.promoted else "[yellow]not promoted[/yellow]"
+    console.print(f"{verdict}: {result.gate_reason}")
+    if result.pointer_uri:
+        console.print(f"serving pointer: {result.pointer_uri}")
+    console.print(f"MLflow run: {cloud.mlflow_url}/#/experiments (run {result.mlflow_run_id})")
+    console.print("stage times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings_s.items()))
+
+
+MODEL_LABEL = "diabetes-risk"
 
 
 if __name__ == "__main__":

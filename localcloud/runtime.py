@@ -256,9 +256,7 @@ def up(settings: LocalCloudSettings, progress: Progress = _noop) -> float:
 
     progress(f"starting LocalStack on {settings.localstack_url}")
     ls_python = settings.localstack_venv / "bin" / "python"
-    record = _start(
-        "localstack", [str(ls_python), "-m", "localstack.runtime.main"], localstack_env(settings), settings
-    )
+    record = _start("localstack", [str(ls_python), "-m", "localstack.runtime.main"], localstack_env(settings), settings)
     try:
         _wait_healthy("LocalStack", f"{settings.localstack_url}/_localstack/health", record, deadline)
         _create_bucket(settings, settings.mlflow_bucket)

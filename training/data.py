@@ -41,6 +41,7 @@ class DatasetRef(BaseModel):
     version_id: str | None = None
     source_format: str = "canonical"
     rows: int = 0
+    local_path: str | None = None  # where the bytes were read on this machine, if not from S3
 
 
 @dataclass
@@ -98,9 +99,7 @@ def parse_table(data: bytes, name: str) -> pd.DataFrame:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{name}: not UTF-8 text (byte {exc.start}); save the file as UTF-8 CSV or as Parquet"
-        ) from exc
+        raise DataError(f"{name}: not UTF-8 text (byte {exc.start}); save the file as UTF-8 CSV or as Parquet") from exc
     if "\x00" in text:
         raise DataError(f"{name}: binary content; expected a CSV or Parquet file")
     try:
@@ -121,9 +120,7 @@ def detect_format(columns: list[str]) -> str:
     return "canonical"
 
 
-def to_canonical(
-    raw: pd.DataFrame, name: str, require_label: bool = True
-) -> tuple[pd.DataFrame, str, list[CellIssue]]:
+def to_canonical(raw: pd.DataFrame, name: str, require_label: bool = True) -> tuple[pd.DataFrame, str, list[CellIssue]]:
     """Rename known source columns, coerce to numbers (cells that are not numbers become issues),
     turn impossible zeros into missing, map label spellings to 0/1."""
     fmt = detect_format(list(raw.columns))
@@ -164,9 +161,7 @@ def to_canonical(
         mapped = labels.map(LABEL_VALUES)
         for idx in np.flatnonzero(mapped.isna().to_numpy()):
             issues.append(
-                CellIssue(
-                    int(idx) + 1, LABEL, f"label must be 0/1 or yes/no: {str(frame[LABEL].iloc[idx])[:40]!r}"
-                )
+                CellIssue(int(idx) + 1, LABEL, f"label must be 0/1 or yes/no: {str(frame[LABEL].iloc[idx])[:40]!r}")
             )
         out[LABEL] = mapped.astype("float64")
     return out.reset_index(drop=True), fmt, issues
@@ -185,6 +180,7 @@ def load_table(uri: str, require_label: bool = True) -> LoadedTable:
         version_id=version,
         source_format=fmt,
         rows=len(frame),
+        local_path=None if uri.startswith("s3://") else str(Path(uri.removeprefix("file://")).resolve()),
     )
     return LoadedTable(frame=frame, ref=ref, issues=issues)
 
@@ -208,5 +204,6 @@ def load_bundled(split: str) -> LoadedTable:
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
         source_format=fmt,
         rows=len(frame),
+        local_path=str(path),
     )
     return LoadedTable(frame=frame, ref=ref, issues=issues)

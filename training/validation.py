@@ -48,9 +48,7 @@ class ValidationSettings(BaseModel):
 
 def _schema(with_label: bool) -> pa.DataFrameSchema:
     columns = {
-        name: pa.Column(
-            float, pa.Check.in_range(lo, hi), nullable=True, coerce=True, title=f"{name} in [{lo}, {hi}]"
-        )
+        name: pa.Column(float, pa.Check.in_range(lo, hi), nullable=True, coerce=True, title=f"{name} in [{lo}, {hi}]")
         for name, (lo, hi) in RANGES.items()
     }
     if with_label:
@@ -121,20 +119,14 @@ def validate(
         failures=failures,
         missing_by_feature={f: int(valid[f].isna().sum()) for f in FEATURES},
         class_counts=(
-            {str(int(k)): int(v) for k, v in valid[LABEL].value_counts().sort_index().items()}
-            if with_label
-            else {}
+            {str(int(k)): int(v) for k, v in valid[LABEL].value_counts().sort_index().items()} if with_label else {}
         ),
         features_used=[f for f in features_used if f not in empty_required],
     )
     if empty_required and len(valid):
-        raise DataError(
-            f"required feature(s) with no values at all: {', '.join(empty_required)} ({report.summary()})"
-        )
+        raise DataError(f"required feature(s) with no values at all: {', '.join(empty_required)} ({report.summary()})")
     if len(valid) < settings.min_rows:
-        raise DataError(
-            f"only {len(valid)} valid rows, need at least {settings.min_rows} ({report.summary()})"
-        )
+        raise DataError(f"only {len(valid)} valid rows, need at least {settings.min_rows} ({report.summary()})")
     if with_label:
         for cls, name in ((0, "without diabetes (0)"), (1, "with diabetes (1)")):
             count = report.class_counts.get(str(cls), 0)

@@ -32,6 +32,4 @@ def test_interpreter_override_wins(monkeypatch):
 
 def test_timeout_message_matches_aws():
     message = timeout_message("abc-123", 3)
-    assert re.fullmatch(
-        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z abc-123 Task timed out after 3\.00 seconds", message
-    )
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.000Z abc-123 Task timed out after 3\.00 seconds", message)

@@ -110,9 +110,7 @@ def start_worker(endpoint: FakeRuntimeEndpoint, code_dir: Path, handler: str, on
 
 def invoke(port: int, request_id: str, event: dict) -> None:
     payload = {"invoke-id": request_id, "invoked-function-arn": "arn:fn", "payload": json.dumps(event)}
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invoke", data=json.dumps(payload).encode(), method="POST"
-    )
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/invoke", data=json.dumps(payload).encode(), method="POST")
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -223,9 +221,7 @@ def test_kill_ends_the_handler_and_its_children(endpoint, code_dir):
 def test_exit_during_invocation_calls_on_exit(endpoint, code_dir):
     codes: list[int | None] = []
     exited = threading.Event()
-    proc, port = start_worker(
-        endpoint, code_dir, "app.die", on_exit=lambda code: (codes.append(code), exited.set())
-    )
+    proc, port = start_worker(endpoint, code_dir, "app.die", on_exit=lambda code: (codes.append(code), exited.set()))
     endpoint.wait_for("/status/rt1/ready")
     invoke(port, "req-5", {})
     assert exited.wait(10)

@@ -108,9 +108,7 @@ def test_cli_bad_port_is_a_clear_error(settings):
 
 
 def test_cli_port_taken_exit_1_with_message(settings, busy_port):
-    result = runner.invoke(
-        app, ["local", "up", "--mlflow-port", str(busy_port), "--localstack-port", str(busy_port)]
-    )
+    result = runner.invoke(app, ["local", "up", "--mlflow-port", str(busy_port), "--localstack-port", str(busy_port)])
     assert result.exit_code == 1
     assert "already in use" in result.output
 

@@ -139,9 +139,7 @@ def _executor_class():
                     "errorMessage": f"Runtime exited with error: exit status {code}",
                 }
                 future.set_result(
-                    InvocationResult(
-                        "", json.dumps(doc).encode(), is_error=True, logs=self.process.output_so_far()
-                    )
+                    InvocationResult("", json.dumps(doc).encode(), is_error=True, logs=self.process.output_so_far())
                 )
 
         def stop(self) -> None:

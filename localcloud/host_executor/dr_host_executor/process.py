@@ -52,9 +52,7 @@ def check_supported(runtime: str | None, package_type: str | None) -> None:
             f"{package_type} package. Deploy it as a zip (CDK context target=local) or use Docker."
         )
     if not runtime or not runtime.startswith("python"):
-        raise ValueError(
-            f"the host Lambda executor runs Python runtimes only; this function's runtime is {runtime!r}."
-        )
+        raise ValueError(f"the host Lambda executor runs Python runtimes only; this function's runtime is {runtime!r}.")
 
 
 class WorkerProcess:
@@ -100,9 +98,7 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: a timeout kills the handler's children too
         )
-        self._pump_thread = threading.Thread(
-            target=self._pump, name=f"host-lambda-pump-{self.proc.pid}", daemon=True
-        )
+        self._pump_thread = threading.Thread(target=self._pump, name=f"host-lambda-pump-{self.proc.pid}", daemon=True)
         self._pump_thread.start()
 
     def _pump(self) -> None:

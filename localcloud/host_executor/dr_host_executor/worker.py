@@ -29,9 +29,7 @@ END_MARKER = "\x1edr-host-executor-end "
 
 def _post(url: str, body: bytes | dict[str, Any]) -> None:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method="POST", headers={"Content-Type": "application/json"}
-    )
+    request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
     # Loopback only: never route through a proxy from the environment.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(request, timeout=30) as response:

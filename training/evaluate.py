@@ -1,0 +1,202 @@
+"""Holdout evaluation: metrics, operating thresholds, plots and a model card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers, CI or Lambda
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+from sklearn.calibration import calibration_curve
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import (
+    ConfusionMatrixDisplay,
+    accuracy_score,
+    average_precision_score,
+    brier_score_loss,
+    confusion_matrix,
+    log_loss,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
+
+
+class Thresholds(BaseModel):
+    """Operating points chosen on out-of-fold training predictions (never on the holdout).
+
+    decision: maximises Youden's J (sensitivity + specificity - 1).
+    low: below it, at most 10% of people with diabetes fall (sensitivity >= 0.90): risk band "low".
+    high: at or above it, at most 10% of people without diabetes fall (specificity >= 0.90): band "high".
+    """
+
+    decision: float
+    low: float
+    high: float
+
+    def band(self, probability: float) -> str:
+        if probability >= self.high:
+            return "high"
+        if probability < self.low:
+            return "low"
+        return "moderate"
+
+
+def choose_thresholds(y: np.ndarray, proba: np.ndarray, target: float = 0.90) -> Thresholds:
+    fpr, tpr, cuts = roc_curve(y, proba)
+    finite = np.isfinite(cuts)
+    fpr, tpr, cuts = fpr[finite], tpr[finite], cuts[finite]
+    decision = float(cuts[np.argmax(tpr - fpr)])
+    low = float(cuts[np.argmax(tpr >= target)]) if (tpr >= target).any() else float(cuts[-1])
+    spec_ok = np.flatnonzero(fpr <= 1 - target)
+    high = float(cuts[spec_ok[-1]]) if len(spec_ok) else float(cuts[0])
+    low, high = min(low, decision), max(high, decision)
+    return Thresholds(decision=round(decision, 6), low=round(low, 6), high=round(high, 6))
+
+
+def holdout_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
+    predicted = (proba >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(y, predicted, labels=[0, 1]).ravel()
+    return {
+        "roc_auc": float(roc_auc_score(y, proba)),
+        "pr_auc": float(average_precision_score(y, proba)),
+        "brier": float(brier_score_loss(y, proba)),
+        "log_loss": float(log_loss(y, np.clip(proba, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "accuracy": float(accuracy_score(y, predicted)),
+        "sensitivity": float(tp / (tp + fn)) if tp + fn else 0.0,
+        "specificity": float(tn / (tn + fp)) if tn + fp else 0.0,
+    }
+
+
+def feature_importance(pipeline, X: pd.DataFrame, y: np.ndarray, seed: int = 42) -> dict[str, float]:
+    """Permutation importance on the holdout (drop in ROC AUC): comparable across families."""
+    result = permutation_importance(pipeline, X, y, scoring="roc_auc", n_repeats=10, random_state=seed, n_jobs=1)
+    return {col: float(v) for col, v in zip(X.columns, result.importances_mean, strict=True)}
+
+
+def save_plots(
+    out_dir: Path,
+    y: np.ndarray,
+    proba: np.ndarray,
+    threshold: float,
+    importance: dict[str, float],
+    title: str,
+) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+
+    def save(fig, name: str) -> None:
+        path = out_dir / name
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+
+    fpr, tpr, _ = roc_curve(y, proba)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(fpr, tpr, label=f"AUC {roc_auc_score(y, proba):.3f}")
+    ax.plot([0, 1], [0, 1], "--", color="grey")
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", title=f"ROC — {title}")
+    ax.legend(loc="lower right")
+    save(fig, "roc.png")
+
+    precision, recall, _ = precision_recall_curve(y, proba)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(recall, precision, label=f"AP {average_precision_score(y, proba):.3f}")
+    ax.axhline(y.mean(), ls="--", color="grey", label="prevalence")
+    ax.set(xlabel="recall (sensitivity)", ylabel="precision", title=f"Precision-recall — {title}")
+    ax.legend(loc="lower left")
+    save(fig, "pr.png")
+
+    observed, predicted = calibration_curve(y, proba, n_bins=10, strategy="quantile")
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot(predicted, observed, "o-", label="model")
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
+    ax.set(xlabel="predicted risk", ylabel="observed rate", title=f"Calibration — {title}")
+    ax.legend(loc="upper left")
+    save(fig, "calibration.png")
+
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ConfusionMatrixDisplay.from_predictions(
+        y, (proba >= threshold).astype(int), ax=ax, colorbar=False, display_labels=["no diabetes", "diabetes"]
+    )
+    ax.set_title(f"Confusion at {threshold:.2f} — {title}")
+    save(fig, "confusion_matrix.png")
+
+    order = sorted(importance, key=importance.get)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.barh(order, [importance[k] for k in order])
+    ax.set(xlabel="drop in ROC AUC when permuted", title=f"Feature importance — {title}")
+    save(fig, "feature_importance.png")
+    return paths
+
+
+def model_card(
+    *,
+    family: str,
+    version: str | None,
+    metrics: dict[str, float],
+    cv: dict[str, Any],
+    thresholds: Thresholds,
+    features: list[str],
+    train_ref: dict,
+    holdout_ref: dict,
+    importance: dict[str, float],
+    all_families: list[dict[str, Any]],
+) -> str:
+    rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
+    fam_rows = "\n".join(
+        f"| {f['family']} | {f['cv_auc_mean']:.4f} ± {f['cv_auc_std']:.4f} | "
+        f"{f.get('holdout', {}).get('roc_auc', float('nan')):.4f} | "
+        f"{f.get('holdout', {}).get('brier', float('nan')):.4f} |"
+        for f in all_families
+    )
+    top = ", ".join(k for k, _ in sorted(importance.items(), key=lambda kv: -kv[1])[:3])
+    steps = "median imputation, scaling" if family == "logistic_regression" else "median imputation"
+    return f"""# Model card — diabetes-risk{f" v{version}" if version else ""}
+
+**Model:** {family} (scikit-learn Pipeline: {steps}, then the classifier), exported to ONNX.
+**Selected by** cross-validated ROC AUC ({cv["cv_auc_mean"]:.4f} ±
+{cv["cv_auc_std"]:.4f}, stratified 5-fold), near ties going to the simpler family; the holdout was not used
+to choose it. **Hyper-parameters:** `{cv["best_params"]}`.
+
+## Data
+| | source | sha256 | rows |
+|---|---|---|---|
+| training | `{train_ref["uri"]}` | `{train_ref["sha256"]}` | {train_ref["rows"]} |
+| holdout | `{holdout_ref["uri"]}` | `{holdout_ref["sha256"]}` | {holdout_ref["rows"]} |
+
+Features: {", ".join(features)}. Recorded zeros in glucose, blood pressure, skin thickness, insulin and
+BMI mean "not measured" and are imputed.
+
+## Holdout metrics (decision threshold {thresholds.decision:.3f})
+| metric | value |
+|---|---|
+{rows}
+
+## All families
+| family | CV ROC AUC | holdout ROC AUC | holdout Brier |
+|---|---|---|---|
+{fam_rows}
+
+## Thresholds and risk bands
+Chosen on out-of-fold training predictions. Decision {thresholds.decision:.3f} (Youden's J).
+Bands: **low** p < {thresholds.low:.3f} (sensitivity ≥ 0.90 above it), **high** p ≥ {thresholds.high:.3f}
+(specificity ≥ 0.90 below it), **moderate** between. Most influential features (permutation): {top}.
+
+## Intended use
+Decision support for screening adults for type 2 diabetes risk from routine measurements, to prioritise
+confirmatory testing (HbA1c, fasting glucose). Not a diagnosis.
+
+## Limits
+- Trained on Pima women aged 21+ of Akimel O'odham heritage (NIDDK data, Ripley's split): performance
+  on men, other populations and younger patients is unknown and likely lower; calibrate locally first.
+- Small training set (a few hundred rows): metrics carry wide uncertainty (± a few AUC points).
+- Inputs outside physiological ranges are refused; missing values are imputed with training medians.
+- Monitor drift (population shift) and recalibrate or retrain when it rises.
+"""
