@@ -56,7 +56,7 @@ def choose_thresholds(y: np.ndarray, proba: np.ndarray, target: float = 0.90) ->
     spec_ok = np.flatnonzero(fpr <= 1 - target)
     high = float(cuts[spec_ok[-1]]) if len(spec_ok) else float(cuts[0])
     low, high = min(low, decision), max(high, decision)
-    return Thresholds(decision=round(decision, 6), low=round(low, 6), high=round(high, 6))
+    return Thresholds(decision=decision, low=low, high=high)
 
 
 def holdout_metrics(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:

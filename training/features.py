@@ -84,7 +84,7 @@ def training_frame(
 
     t0 = time.perf_counter()
     entity_df = frame[["patient_id", "event_timestamp", LABEL]].copy()
-    entity_df["event_timestamp"] = entity_df["event_timestamp"] + pd.Timedelta(seconds=1)
+    entity_df["event_timestamp"] = pd.Timestamp(as_of + timedelta(seconds=1))
     joined = store.get_historical_features(
         entity_df=entity_df, features=[f"{VIEW}:{name}" for name in features]
     ).to_df()

@@ -86,11 +86,7 @@ def run_training(
         _write_json(work / "validation_train.json", train_report.model_dump())
         _write_json(work / "validation_holdout.json", holdout_report.model_dump())
     with stage("features", "registering and retrieving features (Feast)"):
-        source = (
-            f"s3://{settings.artifacts_bucket}/features/patients.parquet"
-            if settings.s3_endpoint or s3 is not None
-            else str(work / "feast" / "patients.parquet")
-        )
+        source = settings.feature_source or str(work / "feast" / "patients.parquet")
         locations = FeastLocations(
             source_uri=source,
             registry_path=settings.feast_registry or str(work / "feast" / "registry.db"),

@@ -22,6 +22,7 @@ class TrainingSettings(BaseSettings):
     experiment: str = "diabetes-risk"
     work_dir: Path = PROJECT_ROOT / ".state" / "training"
     feast_registry: str | None = Field(None, description="Feast registry (path or s3://); default in work_dir")
+    feature_source: str | None = Field(None, description="Feast offline Parquet (path or s3://); default in work_dir")
     s3_endpoint: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_S3")
     folds: int = Field(5, ge=2, le=20)
     seed: int = 42

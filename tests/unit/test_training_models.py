@@ -1,0 +1,93 @@
+"""Model families, selection, thresholds and metrics on small real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference_core.schema import LABEL
+from training.evaluate import Thresholds, choose_thresholds, holdout_metrics
+from training.export import ExportError, export_with_parity
+from training.models import FAMILIES, FamilyResult, build_pipeline, select, train_family
+from training.validation import validate
+
+
+@pytest.fixture(scope="module")
+def small(pima):
+    train, holdout = pima
+    valid, report = validate(train.frame.head(150), settings=None)
+    hv, _ = validate(holdout.frame.head(120))
+    features = report.features_used
+    return valid[features], valid[LABEL].to_numpy().astype(int), hv[features], hv[LABEL].to_numpy().astype(int)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_searches_and_exports_with_parity(small, family):
+    X, y, Xh, yh = small
+    result = train_family(family, X, y, folds=3)
+    assert 0.6 < result.cv_auc_mean <= 1.0
+    assert result.oof_proba.shape == (len(y),)
+    assert set(result.best_params) <= {k.removeprefix("model__") for k in _grid_keys(family)}
+    proba = result.pipeline.predict_proba(Xh)[:, 1]
+    assert holdout_metrics(yh, proba, 0.5)["roc_auc"] > 0.7
+    onnx_bytes, parity = export_with_parity(result.pipeline, Xh)
+    assert parity["max_abs_diff"] <= 1e-4 and parity["rows"] == len(Xh)
+    assert onnx_bytes[:2] != b"" and parity["features"] == list(X.columns)
+
+
+def _grid_keys(family):
+    from training.models import GRIDS
+
+    return GRIDS[family]
+
+
+def test_missing_values_are_imputed_inside_the_pipeline(small):
+    X, y, Xh, _ = small
+    result = train_family("logistic_regression", X, y, folds=3)
+    holes = Xh.copy()
+    holes.iloc[:, 1:4] = np.nan
+    assert np.isfinite(result.pipeline.predict_proba(holes)[:, 1]).all()
+
+
+def test_export_refuses_a_model_that_does_not_match(small, monkeypatch):
+    X, y, Xh, _ = small
+    result = train_family("logistic_regression", X, y, folds=3)
+    import training.export as export
+
+    monkeypatch.setattr(export, "onnx_proba", lambda model, data: result.pipeline.predict_proba(Xh)[:, 1] + 0.01)
+    with pytest.raises(ExportError, match=r"differs from scikit-learn by up to 1\.00e-02"):
+        export.export_with_parity(result.pipeline, Xh)
+
+
+def test_unknown_family_is_refused():
+    with pytest.raises(ValueError, match="unknown model family 'svm'"):
+        build_pipeline("svm")
+
+
+def _result(family: str, auc: float) -> FamilyResult:
+    return FamilyResult(family, build_pipeline(family), {}, auc, 0.01, np.zeros(1))
+
+
+def test_selection_uses_cv_auc_and_prefers_simpler_on_near_ties():
+    assert select([_result("logistic_regression", 0.80), _result("xgboost", 0.83)]).family == "xgboost"
+    assert select([_result("logistic_regression", 0.828), _result("xgboost", 0.83)]).family == "logistic_regression"
+
+
+def test_thresholds_are_ordered_and_meet_their_targets(small):
+    X, y, _, _ = small
+    oof = train_family("logistic_regression", X, y, folds=3).oof_proba
+    t = choose_thresholds(y, oof)
+    assert 0 < t.low <= t.decision <= t.high < 1
+    assert (oof[y == 1] >= t.low).mean() >= 0.90  # sensitivity at "low"
+    assert (oof[y == 0] < t.high).mean() >= 0.90  # specificity at "high"
+    assert Thresholds(decision=0.4, low=0.2, high=0.6).band(0.1) == "low"
+    assert Thresholds(decision=0.4, low=0.2, high=0.6).band(0.6) == "high"
+    assert Thresholds(decision=0.4, low=0.2, high=0.6).band(0.3) == "moderate"
+
+
+def test_holdout_metrics_on_a_known_case():
+    y = np.array([0, 0, 1, 1])
+    m = holdout_metrics(y, np.array([0.1, 0.6, 0.4, 0.9]), threshold=0.5)
+    assert m["roc_auc"] == 0.75
+    assert m["sensitivity"] == 0.5 and m["specificity"] == 0.5 and m["accuracy"] == 0.5
+    assert m["brier"] == pytest.approx((0.01 + 0.36 + 0.36 + 0.01) / 4)
