@@ -48,6 +48,8 @@ status: ## Show the local cloud's services, health and memory
 
 demo: up ## Set up everything and run the story on the local cloud
 	@$(CLI) local check
+	@echo; echo "== training on the bundled Pima data (in process, against the local cloud)"
+	@$(CLI) train --in-process
 	@echo; $(CLI) local up
 
 lint: install ## ruff check and format check

@@ -183,6 +183,7 @@ def train(
         err.print("[red]the local cloud is not running[/red]: start it with `diabetes-risk local up`")
         raise typer.Exit(1)
     os.environ.update(cloud.client_env())
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # we print our own summary
     try:
         settings = TrainingSettings()
     except ValidationError as exc:

@@ -91,15 +91,19 @@ class FamilyResult:
         }
 
 
-def train_family(family: str, X: pd.DataFrame, y: np.ndarray, folds: int = 5, seed: int = 42) -> FamilyResult:
+def train_family(
+    family: str, X: pd.DataFrame, y: np.ndarray, folds: int = 5, seed: int = 42, n_jobs: int = 1
+) -> FamilyResult:
     """Grid search with stratified k-fold ROC AUC, refit on all rows, and out-of-fold probabilities
     of the best configuration (used to choose thresholds without touching the holdout)."""
     started = time.perf_counter()
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    search = GridSearchCV(build_pipeline(family, seed), GRIDS[family], scoring="roc_auc", cv=cv, n_jobs=1, refit=True)
+    search = GridSearchCV(
+        build_pipeline(family, seed), GRIDS[family], scoring="roc_auc", cv=cv, n_jobs=n_jobs, refit=True
+    )
     search.fit(X, y)
     best = search.best_index_
-    oof = cross_val_predict(clone(search.best_estimator_), X, y, cv=cv, method="predict_proba")[:, 1]
+    oof = cross_val_predict(clone(search.best_estimator_), X, y, cv=cv, method="predict_proba", n_jobs=n_jobs)[:, 1]
     return FamilyResult(
         family=family,
         pipeline=search.best_estimator_,
@@ -118,10 +122,17 @@ def train_families(
     folds: int = 5,
     seed: int = 42,
     n_jobs: int | None = None,
+    by_family: bool = False,
 ) -> list[FamilyResult]:
-    """All families, in parallel processes where cores allow (each search itself single-threaded)."""
-    n_jobs = n_jobs or min(len(families), os.cpu_count() or 1)
-    return Parallel(n_jobs=n_jobs)(delayed(train_family)(f, X, y, folds, seed) for f in families)
+    """All families, using every core. By default the cores share each search's fits (grid points x
+    folds) and the families run one after another: with families of very unequal cost (the forest is
+    most of the work) that beats one process per family, as bench/bench_training.py measures. On AWS the
+    state machine runs the families as parallel Lambda invocations instead."""
+    n_jobs = n_jobs or os.cpu_count() or 1
+    if by_family:
+        workers = min(len(families), n_jobs)
+        return Parallel(n_jobs=workers)(delayed(train_family)(f, X, y, folds, seed) for f in families)
+    return [train_family(f, X, y, folds, seed, n_jobs=n_jobs) for f in families]
 
 
 def select(results: list[FamilyResult], tie: float = 0.005) -> FamilyResult:

@@ -128,3 +128,21 @@ def test_cli_check_refuses_when_down(settings):
 def test_cli_env_prints_exports(settings):
     result = runner.invoke(app, ["local", "env"])
     assert "export AWS_ENDPOINT_URL=http://127.0.0.1:4566" in result.output
+
+
+def test_cli_train_without_in_process_explains_what_to_run(settings):
+    result = runner.invoke(app, ["train"])
+    assert result.exit_code == 2
+    assert "diabetes-risk train --in-process" in result.output
+
+
+def test_cli_train_unknown_family_is_named(settings):
+    result = runner.invoke(app, ["train", "--in-process", "--families", "xgboost,svm"])
+    assert result.exit_code == 2
+    assert "unknown model families: svm" in result.output
+
+
+def test_cli_train_needs_the_local_cloud(settings):
+    result = runner.invoke(app, ["train", "--in-process"])
+    assert result.exit_code == 1
+    assert "local cloud is not running" in result.output

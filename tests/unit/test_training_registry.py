@@ -35,6 +35,7 @@ def mlflow_client(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("registry-test")  # not an experiment id cached from another test's database
     return MlflowClient(uri)
 
 

@@ -1,0 +1,86 @@
+"""Training pipeline on the bundled data: the time of every stage, and the model search on all cores
+(the pipeline's way) against the same search on one core (the baseline) and with one process per
+family, in the same run. MLflow runs in process (SQLite) and S3 is moto's in-process S3, so only the pipeline's own
+work is timed. Ends with one JSON line."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+import numpy as np
+from moto import mock_aws
+
+from inference_core.schema import LABEL
+from training.data import load_bundled
+from training.models import FAMILIES, train_families
+from training.pipeline import run_training
+from training.settings import TrainingSettings
+from training.validation import validate
+
+
+def main() -> None:
+    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        os.environ.pop(key, None)
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+        }
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="bench-training-"))
+    os.chdir(tmp)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="artifacts")
+        settings = TrainingSettings(
+            artifacts_bucket="artifacts", MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}", work_dir=tmp / "work"
+        )
+        t0 = time.perf_counter()
+        result = run_training(settings, progress=lambda stage, msg: print(f"  {stage}: {msg}", flush=True), s3=s3)
+        total = time.perf_counter() - t0
+
+    train = load_bundled("train")
+    valid, report = validate(train.frame)
+    X, y = valid[report.features_used], valid[LABEL].to_numpy().astype(int)
+    t0 = time.perf_counter()
+    train_families(X, y, FAMILIES, n_jobs=1)
+    sequential = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    train_families(X, y, FAMILIES, by_family=True)
+    by_family = time.perf_counter() - t0
+    parallel = result.timings_s["train"]
+
+    selected = result.holdout[result.selected_family]
+    print(
+        json.dumps(
+            {
+                "bench": "training",
+                "cores": os.cpu_count(),
+                "total_s": round(total, 2),
+                "stages_s": result.timings_s,
+                "selected": result.selected_family,
+                "holdout": {
+                    f: {k: round(v, 4) for k, v in m.items() if k in ("roc_auc", "brier", "pr_auc")}
+                    for f, m in result.holdout.items()
+                },
+                "selected_roc_auc": round(selected["roc_auc"], 4),
+                "selected_brier": round(selected["brier"], 4),
+                "onnx_parity_max_abs_diff": float(np.format_float_scientific(result.onnx_parity_max_abs_diff, 2)),
+                "search_parallel_s": round(parallel, 2),
+                "search_one_process_per_family_s": round(by_family, 2),
+                "baseline": {"search_single_core_s": round(sequential, 2)},
+                "ratio": round(sequential / parallel, 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
