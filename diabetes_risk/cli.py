@@ -190,8 +190,6 @@ def train(
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         err.print(f"[red]Bad training settings[/red]: {problems}")
         raise typer.Exit(2) from exc
-    if not settings.feature_source:
-        settings.feature_source = f"s3://{settings.artifacts_bucket}/features/patients.parquet"
     from localcloud.smoke import clients
 
     (s3,) = clients(cloud, "s3")

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pandas as pd
 
-from .data import LoadedTable
-from .registry import MODEL_NAME, GateDecision, ServingPointer, current_champion, decide, promote, register
+from .registry import GateDecision, ServingPointer, current_champion, decide, promote, register
 from .settings import TrainingSettings
 
 
@@ -25,50 +25,46 @@ def _client(settings: TrainingSettings):
 def log_and_register(
     settings: TrainingSettings,
     *,
-    families,
-    chosen,
-    holdout,
-    thresholds,
-    features,
-    train: LoadedTable,
-    holdout_table: LoadedTable,
-    train_report,
-    holdout_report,
-    plots,
-    profile,
+    pipeline_run_id: str,
+    validated: dict,
+    evaluated: dict,
+    frames: dict[str, pd.DataFrame],
+    reports: dict[str, dict],
+    plots: list[Path],
+    profile: dict,
     onnx_bytes: bytes,
     parity: dict,
     model_card: str,
     work: Path,
-    importance: dict[str, float],
     timings: dict[str, float],
 ) -> tuple[str, str]:
-    """Returns (parent run id, registered model version)."""
+    """Returns (MLflow parent run id, registered model version)."""
     import onnx
 
     mlflow, client = _client(settings)
     mlflow.set_experiment(settings.experiment)
-    with mlflow.start_run(run_name=f"training-{chosen.family}") as parent:
-        for ref, table, context in (
-            (train.ref, train.frame, "training"),
-            (holdout_table.ref, holdout_table.frame, "holdout"),
-        ):
-            source = ref.uri if ref.uri.startswith("s3://") or not ref.local_path else ref.local_path
+    selected, features = evaluated["selected"], validated["features"]
+    metrics = evaluated["holdout"][selected]
+    train_ref, holdout_ref = validated["train"], validated["holdout"]
+    with mlflow.start_run(run_name=f"training-{selected}") as parent:
+        for ref, context in ((train_ref, "training"), (holdout_ref, "holdout")):
+            source = ref["uri"] if ref["uri"].startswith("s3://") or not ref.get("local_path") else ref["local_path"]
             dataset = mlflow.data.from_pandas(
-                table,
+                frames[context],
                 source=source,
-                name=ref.uri.rsplit("/", 1)[-1],
-                digest=ref.sha256[:36],
+                name=ref["uri"].rsplit("/", 1)[-1],
+                digest=ref["sha256"][:36],
                 targets="diabetes",
             )
             mlflow.log_input(dataset, context=context)
         mlflow.set_tags(
             {
-                "selected_family": chosen.family,
-                "training_data_sha256": train.ref.sha256,
-                "training_data_uri": train.ref.uri,
-                "training_data_version_id": train.ref.version_id or "",
-                "holdout_data_sha256": holdout_table.ref.sha256,
+                "pipeline_run_id": pipeline_run_id,
+                "selected_family": selected,
+                "training_data_sha256": train_ref["sha256"],
+                "training_data_uri": train_ref["uri"],
+                "training_data_version_id": train_ref.get("version_id") or "",
+                "holdout_data_sha256": holdout_ref["sha256"],
             }
         )
         mlflow.log_params(
@@ -76,25 +72,25 @@ def log_and_register(
                 "features": ",".join(features),
                 "folds": settings.folds,
                 "seed": settings.seed,
-                "selected_family": chosen.family,
-                **{f"threshold_{k}": v for k, v in thresholds.model_dump().items()},
+                "selected_family": selected,
+                **{f"threshold_{k}": v for k, v in evaluated["thresholds"].items()},
             }
         )
-        for result in families:
-            with mlflow.start_run(run_name=result.family, nested=True):
-                mlflow.log_params({"family": result.family, **result.best_params})
+        for family, cv in evaluated["cv"].items():
+            with mlflow.start_run(run_name=family, nested=True):
+                mlflow.log_params({"family": family, **cv["best_params"]})
                 mlflow.log_metrics(
                     {
-                        "cv_roc_auc_mean": result.cv_auc_mean,
-                        "cv_roc_auc_std": result.cv_auc_std,
-                        "fit_seconds": result.fit_seconds,
-                        **{f"holdout_{k}": v for k, v in holdout[result.family].items()},
+                        "cv_roc_auc_mean": cv["cv_auc_mean"],
+                        "cv_roc_auc_std": cv["cv_auc_std"],
+                        "fit_seconds": cv["fit_seconds"],
+                        **{f"holdout_{k}": v for k, v in evaluated["holdout"][family].items()},
                     }
                 )
-        mlflow.log_metrics({f"holdout_{k}": v for k, v in holdout[chosen.family].items()})
+        mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
         mlflow.log_metrics(
             {
-                "cv_roc_auc_mean": chosen.cv_auc_mean,
+                "cv_roc_auc_mean": evaluated["cv"][selected]["cv_auc_mean"],
                 "onnx_parity_max_abs_diff": parity["max_abs_diff"],
                 **{f"time_{k}": v for k, v in timings.items()},
             }
@@ -102,10 +98,10 @@ def log_and_register(
         for plot in plots:
             mlflow.log_artifact(str(plot), artifact_path="plots")
         mlflow.log_text(model_card, "model_card.md")
-        mlflow.log_dict(train_report.model_dump(), "validation/train.json")
-        mlflow.log_dict(holdout_report.model_dump(), "validation/holdout.json")
+        mlflow.log_dict(reports["train"], "validation/train.json")
+        mlflow.log_dict(reports["holdout"], "validation/holdout.json")
         mlflow.log_dict(profile, "reference_profile.json")
-        mlflow.log_dict(importance, "feature_importance.json")
+        mlflow.log_dict(evaluated["importance"], "feature_importance.json")
         info = mlflow.onnx.log_model(
             onnx.load_from_string(onnx_bytes),
             name="model",
@@ -113,7 +109,7 @@ def log_and_register(
             save_as_external_data=False,
             extra_files=[
                 str(_dump(work / "reference_profile.json", profile)),
-                str(_dump(work / "thresholds.json", thresholds.model_dump())),
+                str(_dump(work / "thresholds.json", evaluated["thresholds"])),
             ],
         )
         version = register(
@@ -122,11 +118,11 @@ def log_and_register(
             info.model_uri,
             model_id=info.model_id,
             tags={
-                "family": chosen.family,
-                "holdout_roc_auc": f"{holdout[chosen.family]['roc_auc']:.6f}",
-                "holdout_brier": f"{holdout[chosen.family]['brier']:.6f}",
+                "family": selected,
+                "holdout_roc_auc": f"{metrics['roc_auc']:.6f}",
+                "holdout_brier": f"{metrics['brier']:.6f}",
                 "onnx_sha256": parity["sha256"],
-                "training_data_sha256": train.ref.sha256,
+                "training_data_sha256": train_ref["sha256"],
                 "features": ",".join(features),
             },
         )
@@ -167,8 +163,6 @@ def gate_and_promote(
 
 
 def _dump(path: Path, doc: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2))
     return path
-
-
-__all__ = ["MODEL_NAME", "gate_and_promote", "log_and_register"]

@@ -44,7 +44,7 @@ def test_champion_pointer_and_onnx_are_in_s3(trained, aws):
     assert hashlib.sha256(onnx_bytes).hexdigest() == pointer["onnx_sha256"]
     assert trained["holdout"][trained["selected_family"]]["roc_auc"] >= 0.80
     # the Feast offline source was written to the local S3
-    aws.s3.head_object(Bucket="diabetes-risk-artifacts", Key="features/patients.parquet")
+    aws.s3.head_object(Bucket="diabetes-risk-artifacts", Key=f"runs/{trained['run_id']}/feast/patients.parquet")
 
 
 def test_champion_is_registered_in_the_mlflow_server(trained, local_cloud, aws):

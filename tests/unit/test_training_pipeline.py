@@ -33,7 +33,10 @@ def trained(tmp_path_factory):
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="artifacts")
         settings = TrainingSettings(
-            artifacts_bucket="artifacts", MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}", work_dir=tmp / "work"
+            artifacts_bucket="artifacts",
+            MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
+            work_dir=tmp / "work",
+            feature_source=str(tmp / "feast-source.parquet"),  # s3fs (Feast's S3 reader) is not patched by moto
         )
         stages: list[str] = []
         result = run_training(settings, progress=lambda stage, message: stages.append(stage), s3=s3)

@@ -1,0 +1,261 @@
+"""The training steps, each a function of (settings, run store, small inputs) → small JSON.
+
+The Step Functions state machine runs each as its own Lambda; `pipeline.run_training` runs them in
+order in one process. Bulk data (tables, fitted models, plots) goes through the run store, never through
+the steps' inputs and outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference_core.schema import LABEL
+
+from .data import LoadedTable, load_bundled, load_table
+from .settings import TrainingSettings
+from .store import RunStore
+from .validation import validate
+
+VALIDATED_TRAIN = "data/validated_train.parquet"
+VALIDATED_HOLDOUT = "data/validated_holdout.parquet"
+TRAINING_FRAME = "data/training_frame.parquet"
+
+
+def _load(uri: str | None, split: str) -> LoadedTable:
+    return load_bundled(split) if uri in (None, "", "bundled") else load_table(uri)
+
+
+def validate_step(settings: TrainingSettings, store: RunStore, train_uri: str | None, holdout_uri: str | None) -> dict:
+    """Load and validate both datasets; keep the valid rows and the reports in the store."""
+    train_table, holdout_table = _load(train_uri, "train"), _load(holdout_uri, "holdout")
+    train_valid, train_report = validate(train_table.frame, train_table.issues, settings.validation)
+    holdout_valid, holdout_report = validate(holdout_table.frame, holdout_table.issues, settings.validation)
+    features = [f for f in train_report.features_used if f in holdout_report.features_used]
+    store.put_frame(VALIDATED_TRAIN, train_valid)
+    store.put_frame(VALIDATED_HOLDOUT, holdout_valid)
+    store.put_json("validation/train.json", train_report.model_dump())
+    store.put_json("validation/holdout.json", holdout_report.model_dump())
+    summary = {
+        "features": features,
+        "train": train_table.ref.model_dump(),
+        "holdout": holdout_table.ref.model_dump(),
+        "validation": {"train": train_report.summary(), "holdout": holdout_report.summary()},
+    }
+    store.put_json("validate.json", summary)
+    return summary
+
+
+def features_step(settings: TrainingSettings, store: RunStore, work: Path) -> dict:
+    """Feast: offline Parquet source, apply, point-in-time training frame, online materialization."""
+    from .features import FeastLocations, training_frame
+
+    features = store.get_json("validate.json")["features"]
+    valid = store.get_frame(VALIDATED_TRAIN)
+    locations = FeastLocations(
+        source_uri=settings.feature_source or store.uri("feast/patients.parquet"),
+        registry_path=settings.feast_registry or str(work / "feast" / "registry.db"),
+        online_path=str(work / "feast" / "online_store.db"),
+        s3_endpoint=settings.s3_endpoint,
+    )
+    frame, timings = training_frame(valid, features, locations)
+    store.put_frame(TRAINING_FRAME, frame)
+    return {
+        "rows": len(frame),
+        "features": features,
+        "source": locations.source_uri,
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+    }
+
+
+def train_step(settings: TrainingSettings, store: RunStore, family: str, n_jobs: int = 1) -> dict:
+    """One family's cross-validated search; the fitted pipeline and its out-of-fold predictions go to the store."""
+    from .models import train_family
+
+    features = store.get_json("validate.json")["features"]
+    frame = store.get_frame(TRAINING_FRAME)
+    result = train_family(
+        family, frame[features], frame[LABEL].to_numpy().astype(int), settings.folds, settings.seed, n_jobs=n_jobs
+    )
+    store.put_model(f"models/{family}.joblib", result.pipeline)
+    summary = result.summary()
+    store.put_json(f"models/{family}.json", {**summary, "oof_proba": result.oof_proba})
+    return summary
+
+
+def evaluate_step(settings: TrainingSettings, store: RunStore, families: list[str], work: Path) -> dict:
+    """Select on CV AUC, choose thresholds on OOF predictions, measure every family on the holdout, plots,
+    importance and the reference profile of the training data."""
+    from . import evaluate as ev
+    from .models import FamilyResult, select
+    from .profile import reference_profile
+
+    features = store.get_json("validate.json")["features"]
+    frame = store.get_frame(TRAINING_FRAME)
+    y = frame[LABEL].to_numpy().astype(int)
+    holdout = store.get_frame(VALIDATED_HOLDOUT)
+    Xh, yh = holdout[features], holdout[LABEL].to_numpy().astype(int)
+    results = []
+    for family in families:
+        doc = store.get_json(f"models/{family}.json")
+        results.append(
+            FamilyResult(
+                family,
+                store.get_model(f"models/{family}.joblib"),
+                doc["best_params"],
+                doc["cv_auc_mean"],
+                doc["cv_auc_std"],
+                np.asarray(doc["oof_proba"]),
+                doc["fit_seconds"],
+            )
+        )
+    chosen = select(results)
+    per_family = {r.family: ev.choose_thresholds(y, r.oof_proba) for r in results}
+    thresholds = per_family[chosen.family]
+    metrics = {
+        r.family: ev.holdout_metrics(yh, r.pipeline.predict_proba(Xh)[:, 1], per_family[r.family].decision)
+        for r in results
+    }
+    proba = chosen.pipeline.predict_proba(Xh)[:, 1]
+    importance = ev.feature_importance(chosen.pipeline, Xh, yh, settings.seed)
+    for path in ev.save_plots(work / "plots", yh, proba, thresholds.decision, importance, chosen.family):
+        store.put_bytes(f"plots/{path.name}", path.read_bytes())
+    store.put_json("reference_profile.json", reference_profile(store.get_frame(VALIDATED_TRAIN), features))
+    summary = {
+        "selected": chosen.family,
+        "thresholds": thresholds.model_dump(),
+        "holdout": metrics,
+        "cv": {r.family: r.summary() for r in results},
+        "importance": importance,
+    }
+    store.put_json("evaluate.json", summary)
+    return {k: summary[k] for k in ("selected", "thresholds")} | {"holdout": metrics[chosen.family]}
+
+
+def export_step(settings: TrainingSettings, store: RunStore) -> dict:
+    """ONNX of the selected pipeline, with the parity check on the holdout (fails loudly beyond 1e-4)."""
+    from .export import export_with_parity
+
+    selected = store.get_json("evaluate.json")["selected"]
+    features = store.get_json("validate.json")["features"]
+    holdout = store.get_frame(VALIDATED_HOLDOUT)
+    onnx_bytes, parity = export_with_parity(store.get_model(f"models/{selected}.joblib"), holdout[features])
+    store.put_bytes("model.onnx", onnx_bytes)
+    store.put_json("export.json", parity)
+    return {"family": selected, **{k: parity[k] for k in ("max_abs_diff", "sha256", "bytes")}}
+
+
+def _card(store: RunStore, version: str | None) -> str:
+    from .evaluate import Thresholds, model_card
+
+    validated, evaluated = store.get_json("validate.json"), store.get_json("evaluate.json")
+    selected = evaluated["selected"]
+    return model_card(
+        family=selected,
+        version=version,
+        metrics=evaluated["holdout"][selected],
+        cv=evaluated["cv"][selected],
+        thresholds=Thresholds(**evaluated["thresholds"]),
+        features=validated["features"],
+        train_ref=validated["train"],
+        holdout_ref=validated["holdout"],
+        importance=evaluated["importance"],
+        all_families=[{**cv, "holdout": evaluated["holdout"][f]} for f, cv in evaluated["cv"].items()],
+    )
+
+
+def register_step(
+    settings: TrainingSettings, store: RunStore, run_id: str, work: Path, timings: dict[str, float] | None = None
+) -> dict:
+    """MLflow: parent run + nested family runs, datasets, plots, card; the ONNX model registered as
+    `diabetes-risk` with alias `challenger`."""
+    from . import tracking
+
+    validated, evaluated = store.get_json("validate.json"), store.get_json("evaluate.json")
+    plots = []
+    for name in ("roc", "pr", "calibration", "confusion_matrix", "feature_importance"):
+        path = work / "plots" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(store.get_bytes(f"plots/{name}.png"))
+        plots.append(path)
+    mlflow_run_id, version = tracking.log_and_register(
+        settings,
+        pipeline_run_id=run_id,
+        validated=validated,
+        evaluated=evaluated,
+        frames={"training": store.get_frame(VALIDATED_TRAIN), "holdout": store.get_frame(VALIDATED_HOLDOUT)},
+        reports={
+            "train": store.get_json("validation/train.json"),
+            "holdout": store.get_json("validation/holdout.json"),
+        },
+        plots=plots,
+        profile=store.get_json("reference_profile.json"),
+        onnx_bytes=store.get_bytes("model.onnx"),
+        parity=store.get_json("export.json"),
+        model_card=_card(store, None),
+        work=work,
+        timings=timings or {},
+    )
+    result = {"mlflow_run_id": mlflow_run_id, "model_version": version}
+    store.put_json("register.json", result)
+    return result
+
+
+def promote_step(settings: TrainingSettings, store: RunStore, s3=None) -> dict:
+    """The quality gate; on a pass, publish the serving files and pointer and move `champion`."""
+    from . import tracking
+
+    validated, evaluated = store.get_json("validate.json"), store.get_json("evaluate.json")
+    registered = store.get_json("register.json")
+    selected, version = evaluated["selected"], registered["model_version"]
+    decision, pointer = tracking.gate_and_promote(
+        settings,
+        run_id=registered["mlflow_run_id"],
+        version=version,
+        candidate_auc=evaluated["holdout"][selected]["roc_auc"],
+        onnx_bytes=store.get_bytes("model.onnx"),
+        profile=store.get_json("reference_profile.json"),
+        model_card=_card(store, version),
+        fields={
+            "family": selected,
+            "features": validated["features"],
+            "thresholds": evaluated["thresholds"],
+            "metrics": evaluated["holdout"][selected],
+            "mlflow_run_id": registered["mlflow_run_id"],
+            "training_data_uri": validated["train"]["uri"],
+            "training_data_sha256": validated["train"]["sha256"],
+            "trained_at": datetime.now(UTC).isoformat(),
+        },
+        s3=s3,
+    )
+    result = {
+        "promoted": decision.promoted,
+        "reason": decision.reason,
+        "model_version": version,
+        "pointer": f"s3://{settings.artifacts_bucket}/serving/champion.json" if pointer else None,
+    }
+    store.put_json("promote.json", result)
+    return result
+
+
+def record_failure_step(store: RunStore, failed_step: str, error: dict[str, Any]) -> dict:
+    """What failed and why, kept with the run; the champion is never touched on this path."""
+    cause = error.get("Cause") or ""
+    message = cause
+    try:
+        doc = json.loads(cause)
+        message = f"{doc.get('errorType', '')}: {doc.get('errorMessage', cause)}".strip(": ")
+    except (ValueError, TypeError, AttributeError):
+        pass
+    record = {
+        "failed_step": failed_step,
+        "error": error.get("Error", "Unknown"),
+        "message": message,
+        "at": datetime.now(UTC).isoformat(),
+    }
+    store.put_json("failure.json", record)
+    return record
