@@ -130,10 +130,28 @@ def test_cli_env_prints_exports(settings):
     assert "export AWS_ENDPOINT_URL=http://127.0.0.1:4566" in result.output
 
 
-def test_cli_train_without_in_process_explains_what_to_run(settings):
-    result = runner.invoke(app, ["train"])
+def test_cli_train_bad_fault_spec_is_explained(settings):
+    result = runner.invoke(app, ["train", "--inject-fault", "teach:sometimes"])
     assert result.exit_code == 2
-    assert "diabetes-risk train --in-process" in result.output
+    assert "STEP[:once|always]" in result.output
+
+
+def test_cli_deploy_unknown_target(settings):
+    result = runner.invoke(app, ["deploy", "--target", "gcp"])
+    assert result.exit_code == 2 and "unknown target 'gcp'" in result.output
+
+
+def test_cli_deploy_aws_needs_mlflow(settings, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    result = runner.invoke(app, ["deploy", "--target", "aws"])
+    assert result.exit_code == 2 and "MLflow tracking server" in result.output
+
+
+def test_cli_runs_and_train_need_the_local_cloud(settings):
+    for args in (["runs"], ["train"], ["deploy"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1, args
+        assert "local cloud is not running" in result.output
 
 
 def test_cli_train_unknown_family_is_named(settings):

@@ -1,0 +1,136 @@
+"""Deploy the CDK app: cdklocal to the embedded local cloud, or cdk to AWS. Same app, one context value."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from localcloud.settings import PROJECT_ROOT, LocalCloudSettings
+
+STACK = "DiabetesRisk"
+NODE_BIN = PROJECT_ROOT / "node_modules" / ".bin"
+
+
+class DeployError(RuntimeError):
+    """Deployment failed; the message carries the tool's last lines."""
+
+
+def cdk_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, **(extra or {})}
+    env.update(
+        {
+            "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1",
+            "CDK_DISABLE_VERSION_CHECK": "1",
+            "PYTHONWARNINGS": "ignore",
+        }
+    )
+    return env
+
+
+def _tool(name: str) -> str:
+    path = NODE_BIN / name
+    if not path.exists():
+        raise DeployError(f"{path} is missing: run `make install` (it installs the CDK CLI tools with npm ci)")
+    return str(path)
+
+
+def _run(cmd: list[str], env: dict[str, str], log: Path, on_line: Callable[[str], None]) -> None:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            out.write(line)
+            if line.strip() and "typeguard" not in line.lower():
+                on_line(line.rstrip())
+        code = proc.wait()
+    if code != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
+        raise DeployError(f"{' '.join(cmd[:2])} failed (exit {code}); log {log}:\n{tail}")
+
+
+def is_bootstrapped(cloud: LocalCloudSettings) -> bool:
+    from localcloud.smoke import clients
+
+    (cfn,) = clients(cloud, "cloudformation")
+    try:
+        stacks = cfn.describe_stacks(StackName="CDKToolkit")["Stacks"]
+    except cfn.exceptions.ClientError:
+        return False
+    return bool(stacks) and stacks[0]["StackStatus"].endswith("_COMPLETE")
+
+
+def deploy_local(cloud: LocalCloudSettings, on_line: Callable[[str], None]) -> dict:
+    """Bootstrap (once per local cloud) and deploy with cdklocal; returns the stack outputs and timings."""
+    env = cdk_env(cloud.client_env())
+    env.update({"CDK_DEFAULT_ACCOUNT": "000000000000", "CDK_DEFAULT_REGION": cloud.region})
+    timings = {}
+    if not is_bootstrapped(cloud):
+        t0 = time.perf_counter()
+        _run(
+            [_tool("cdklocal"), "bootstrap", f"aws://000000000000/{cloud.region}"],
+            env,
+            cloud.logs_dir / "cdk-bootstrap.log",
+            on_line,
+        )
+        timings["bootstrap_s"] = round(time.perf_counter() - t0, 1)
+    outputs_file = cloud.run_dir / "outputs.json"
+    t0 = time.perf_counter()
+    _run(
+        [
+            _tool("cdklocal"),
+            "deploy",
+            STACK,
+            "--require-approval",
+            "never",
+            "--progress",
+            "events",
+            "-c",
+            "target=local",
+            "-c",
+            f"mlflow_uri={cloud.mlflow_url}",
+            "-c",
+            f"s3_endpoint={cloud.localstack_url}",
+            "--outputs-file",
+            str(outputs_file),
+            "--output",
+            str(cloud.run_dir / "cdk.out"),
+        ],
+        env,
+        cloud.logs_dir / "cdk-deploy.log",
+        on_line,
+    )
+    timings["deploy_s"] = round(time.perf_counter() - t0, 1)
+    outputs = json.loads(outputs_file.read_text())[STACK]
+    return {"outputs": outputs, "timings": timings}
+
+
+def deploy_aws(mlflow_uri: str, on_line: Callable[[str], None], log_dir: Path) -> None:
+    """`cdk deploy -c target=aws`: container images for the heavy steps (needs Docker and AWS credentials)."""
+    cmd = [_tool("cdk"), "deploy", STACK, "-c", "target=aws", "-c", f"mlflow_uri={mlflow_uri}"]
+    _run(cmd, cdk_env(), log_dir / "cdk-deploy-aws.log", on_line)
+
+
+def stack_outputs(cloud: LocalCloudSettings) -> dict[str, str]:
+    """The deployed stack's outputs, read from CloudFormation (so they are never stale)."""
+    from localcloud.smoke import clients
+
+    (cfn,) = clients(cloud, "cloudformation")
+    try:
+        stack = cfn.describe_stacks(StackName=STACK)["Stacks"][0]
+    except cfn.exceptions.ClientError as exc:
+        raise DeployError(f"the {STACK} stack is not deployed here: run `diabetes-risk deploy` first") from exc
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}

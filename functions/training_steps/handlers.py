@@ -1,0 +1,161 @@
+"""Thin handlers: parse the state, inject a test fault if asked, call one training step, return small JSON.
+
+Transient AWS errors (throttling, S3 5xx) are re-raised as `TransientError`, which the state machine
+retries with backoff; everything else (bad data, a failed parity check) goes to the failure path.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.parser import parse
+from botocore.exceptions import ClientError, EndpointConnectionError
+from pydantic import BaseModel, ConfigDict, Field
+
+from training import steps
+from training.models import FAMILIES
+from training.settings import TrainingSettings
+from training.store import S3RunStore
+
+logger = Logger(service="diabetes-risk-training")
+SETTINGS = TrainingSettings()  # validated at cold start: a bad variable fails here, not mid-run
+S3 = boto3.client("s3")
+WORK = Path(SETTINGS.work_dir)
+
+TRANSIENT_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "SlowDown",
+    "RequestTimeout",
+    "ServiceUnavailable",
+    "InternalError",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+}
+
+
+class TransientError(Exception):
+    """Worth retrying: the state machine's Retry matches this name."""
+
+
+class Fault(BaseModel):
+    """Test hook from the execution input: make `step` fail once (then succeed on retry) or always."""
+
+    step: str
+    mode: Literal["once", "always"] = "once"
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    train_uri: str = "bundled"
+    holdout_uri: str = "bundled"
+    families: list[str] = Field(default_factory=lambda: list(FAMILIES))
+    fault: Fault | None = None
+
+
+class StepEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    run_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,80}$")
+    config: RunConfig = Field(default_factory=RunConfig)
+    family: str | None = None
+
+
+class FailureEvent(StepEvent):
+    failed_step: str
+    error: dict[str, Any] = Field(default_factory=dict)
+
+
+def _inject_fault(step: str, event: StepEvent, store: S3RunStore) -> None:
+    fault = event.config.fault
+    if not fault or fault.step != step:
+        return
+    marker = f"faults/{step}"
+    if fault.mode == "always" or not store.exists(marker):
+        store.put_bytes(marker, b"1")
+        raise TransientError(f"injected {fault.mode} fault in step {step!r}")
+
+
+def training_step(name: str):
+    """Parse → fault hook → the step; AWS hiccups become TransientError for the state machine's Retry."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        @logger.inject_lambda_context(clear_state=True)
+        def handler(event: dict, context: Any) -> dict:
+            parsed = parse(event=event, model=FailureEvent if name == "record_failure" else StepEvent)
+            logger.append_keys(run_id=parsed.run_id, step=name, family=parsed.family)
+            store = S3RunStore(S3, SETTINGS.artifacts_bucket, parsed.run_id)
+            _inject_fault(name, parsed, store)
+            try:
+                result = fn(parsed, store)
+            except (ClientError, EndpointConnectionError) as exc:
+                code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else "Connect"
+                status = (
+                    exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+                    if isinstance(exc, ClientError)
+                    else 503
+                )
+                if code in TRANSIENT_CODES or status >= 500 or code == "Connect":
+                    raise TransientError(f"{name}: transient AWS error {code or status}: {exc}") from exc
+                raise
+            logger.info("step done", extra={"result_keys": sorted(result)})
+            return result
+
+        return handler
+
+    return wrap
+
+
+def _work(run_id: str) -> Path:
+    path = WORK / re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@training_step("validate")
+def validate(event: StepEvent, store: S3RunStore) -> dict:
+    return steps.validate_step(SETTINGS, store, event.config.train_uri, event.config.holdout_uri)
+
+
+@training_step("features")
+def features(event: StepEvent, store: S3RunStore) -> dict:
+    return steps.features_step(SETTINGS, store, _work(event.run_id))
+
+
+@training_step("train")
+def train(event: StepEvent, store: S3RunStore) -> dict:
+    if event.family not in FAMILIES:
+        raise ValueError(f"unknown model family {event.family!r}; choose from {', '.join(FAMILIES)}")
+    return steps.train_step(SETTINGS, store, event.family)
+
+
+@training_step("evaluate")
+def evaluate(event: StepEvent, store: S3RunStore) -> dict:
+    return steps.evaluate_step(SETTINGS, store, event.config.families, _work(event.run_id))
+
+
+@training_step("export")
+def export(event: StepEvent, store: S3RunStore) -> dict:
+    return steps.export_step(SETTINGS, store)
+
+
+@training_step("register")
+def register(event: StepEvent, store: S3RunStore) -> dict:
+    return steps.register_step(SETTINGS, store, event.run_id, _work(event.run_id))
+
+
+@training_step("promote")
+def promote(event: StepEvent, store: S3RunStore) -> dict:
+    return steps.promote_step(SETTINGS, store, s3=S3)
+
+
+@training_step("record_failure")
+def record_failure(event: FailureEvent, store: S3RunStore) -> dict:
+    record = steps.record_failure_step(store, event.failed_step, event.error)
+    logger.error("training failed", extra=record)
+    return record

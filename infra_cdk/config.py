@@ -1,0 +1,26 @@
+"""Deployment settings from CDK context (`-c key=value`), validated before anything is built."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class DeployConfig(BaseModel):
+    target: Literal["local", "aws"] = "local"
+    stack_name: str = Field("DiabetesRisk", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+    mlflow_uri: str = Field("http://127.0.0.1:5000", description="MLflow tracking server the functions log to")
+    s3_endpoint: str | None = Field(None, description="S3 endpoint for Feast on the local cloud")
+    schedule: str = Field("cron(0 3 * * ? *)", description="EventBridge schedule of the daily retraining")
+    schedule_train_uri: str = "bundled"
+
+    @classmethod
+    def from_context(cls, node) -> DeployConfig:
+        keys = cls.model_fields
+        values = {k: node.try_get_context(k) for k in keys if node.try_get_context(k) is not None}
+        return cls(**values)
+
+    @property
+    def local(self) -> bool:
+        return self.target == "local"

@@ -1,0 +1,21 @@
+"""The Diabetes Risk stack: storage and the training pipeline (serving joins it in later issues)."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from .config import DeployConfig
+from .storage import Storage
+from .training import TrainingPipeline
+
+
+class DiabetesRiskStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, config: DeployConfig, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.storage = Storage(self, "Storage", config)
+        self.training = TrainingPipeline(self, "Training", config, self.storage)
+        CfnOutput(self, "DataBucket", value=self.storage.data.bucket_name)
+        CfnOutput(self, "ArtifactsBucket", value=self.storage.artifacts.bucket_name)
+        CfnOutput(self, "BatchBucket", value=self.storage.batch.bucket_name)
+        CfnOutput(self, "TrainingStateMachineArn", value=self.training.state_machine.state_machine_arn)

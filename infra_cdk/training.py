@@ -1,0 +1,246 @@
+"""The training pipeline: one Lambda per step, the Step Functions state machine from
+statemachines/training.asl.json, a daily schedule, and a start when new data lands in data/incoming/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+from .config import DeployConfig
+from .storage import Storage, bucket_arn, bucket_name
+
+ROOT = Path(__file__).resolve().parents[1]
+ASL = ROOT / "statemachines" / "training.asl.json"
+
+# step → (handler, timeout s, memory MB, S3 access)
+STEPS: dict[str, tuple[str, int, int, tuple[str, ...]]] = {
+    "Validate": ("validate", 300, 2048, ("read_data", "runs")),
+    "Features": ("features", 600, 3008, ("runs",)),
+    "Train": ("train", 900, 3008, ("runs",)),
+    "Evaluate": ("evaluate", 600, 3008, ("runs",)),
+    "Export": ("export", 300, 2048, ("runs",)),
+    "Register": ("register", 300, 2048, ("runs",)),
+    "Promote": ("promote", 120, 1024, ("runs", "publish")),
+    "RecordFailure": ("record_failure", 60, 512, ("runs",)),
+}
+
+
+def _statements(access: tuple[str, ...]) -> list[iam.PolicyStatement]:
+    """Exact actions on exact prefixes: no s3:* and no bucket-wide writes."""
+    out = [iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket_arn("artifacts")])]
+    if "runs" in access:
+        out.append(
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:PutObject"], resources=[bucket_arn("artifacts", "/runs/*")]
+            )
+        )
+    if "read_data" in access:
+        out += [
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[bucket_arn("data", "/data/*")]
+            ),
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket_arn("data")]),
+        ]
+    if "publish" in access:
+        out.append(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"],
+                resources=[bucket_arn("artifacts", "/models/*"), bucket_arn("artifacts", "/serving/champion.json")],
+            )
+        )
+    return out
+
+
+class TrainingPipeline(Construct):
+    def __init__(self, scope: Construct, construct_id: str, config: DeployConfig, storage: Storage) -> None:
+        super().__init__(scope, construct_id)
+        self.config = config
+        env = {
+            "DR_ARTIFACTS_BUCKET": bucket_name("artifacts"),
+            "DR_DATA_BUCKET": bucket_name("data"),
+            "MLFLOW_TRACKING_URI": config.mlflow_uri,
+            "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+            "DR_WORK_DIR": "/tmp/training",
+            "POWERTOOLS_SERVICE_NAME": "diabetes-risk-training",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+        if config.s3_endpoint:
+            env |= {"AWS_ENDPOINT_URL_S3": config.s3_endpoint, "FEAST_S3_ENDPOINT_URL": config.s3_endpoint}
+
+        self.functions: dict[str, lambda_.Function] = {}
+        for step, (handler, timeout, memory, access) in STEPS.items():
+            self.functions[step] = self._function(
+                step, f"training_steps.handlers.{handler}", timeout, memory, env, _statements(access)
+            )
+
+        log_group = logs.LogGroup(
+            self,
+            "StateMachineLogs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY if config.local else RemovalPolicy.RETAIN,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=f"{Stack.of(self).stack_name}-training",
+            definition_body=sfn.DefinitionBody.from_string(ASL.read_text()),
+            definition_substitutions={f"{step}FunctionArn": fn.function_arn for step, fn in self.functions.items()},
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+            tracing_enabled=True,
+            timeout=Duration.hours(2),
+        )
+        for fn in self.functions.values():
+            fn.grant_invoke(self.state_machine)
+
+        events.Rule(
+            self,
+            "DailyRetraining",
+            description="Retrain the diabetes risk model every day",
+            schedule=events.Schedule.expression(config.schedule),
+            targets=[
+                targets.SfnStateMachine(
+                    self.state_machine,
+                    input=events.RuleTargetInput.from_object(
+                        {"train_uri": config.schedule_train_uri, "holdout_uri": "bundled"}
+                    ),
+                )
+            ],
+        )
+        self._start_on_new_data(storage, env)
+        self._suppressions()
+
+    def _role(self, step: str, statements: list[iam.PolicyStatement]) -> iam.Role:
+        role = iam.Role(self, f"{step}Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        for statement in statements:
+            role.add_to_policy(statement)
+        return role
+
+    def _function(
+        self,
+        step: str,
+        handler: str,
+        timeout: int,
+        memory: int,
+        env: dict[str, str],
+        statements: list[iam.PolicyStatement],
+    ) -> lambda_.Function:
+        log_group = logs.LogGroup(
+            self, f"{step}Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+        )
+        role = self._role(step, statements)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[f"{log_group.log_group_arn}:*"]
+            )
+        )
+        common = dict(
+            timeout=Duration.seconds(timeout),
+            memory_size=memory,
+            environment=env,
+            role=role,
+            log_group=log_group,
+            description=f"Diabetes Risk training step: {step}",
+        )
+        if self.config.local:
+            # The host executor runs zip functions with the project's interpreter, which has every dependency.
+            return lambda_.Function(
+                self,
+                step,
+                runtime=lambda_.Runtime.PYTHON_3_13,
+                handler=handler,
+                code=lambda_.Code.from_asset(str(ROOT / "functions"), exclude=["*.Dockerfile", "**/__pycache__"]),
+                **common,
+            )
+        # On AWS the heavy steps (scikit-learn, XGBoost, MLflow, Feast) exceed the 250 MB zip limit.
+        return lambda_.DockerImageFunction(
+            self,
+            step,
+            code=lambda_.DockerImageCode.from_image_asset(
+                str(ROOT),
+                file="functions/training.Dockerfile",
+                cmd=[handler],
+                exclude=[".venv", ".state", "node_modules", "cdk.out", ".git", "tests", "bench"],
+            ),
+            architecture=lambda_.Architecture.X86_64,
+            **common,
+        )
+
+    def _start_on_new_data(self, storage: Storage, env: dict[str, str]) -> None:
+        start = self._function(
+            "StartOnNewData",
+            "training_steps.start.handler",
+            30,
+            256,
+            {**env, "DR_STATE_MACHINE_ARN": self.state_machine.state_machine_arn},
+            [iam.PolicyStatement(actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn])],
+        )
+        self.start_function = start
+        permission = lambda_.CfnPermission(
+            self,
+            "DataBucketInvokesStart",
+            action="lambda:InvokeFunction",
+            function_name=start.function_arn,
+            principal="s3.amazonaws.com",
+            source_arn=bucket_arn("data"),
+            source_account=Aws.ACCOUNT_ID,
+        )
+        # Declared on the bucket itself (no CDK custom resource: those do not run on the local cloud).
+        cfn_bucket: s3.CfnBucket = storage.data.node.default_child
+        cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            lambda_configurations=[
+                s3.CfnBucket.LambdaConfigurationProperty(
+                    event="s3:ObjectCreated:*",
+                    function=start.function_arn,
+                    filter=s3.CfnBucket.NotificationFilterProperty(
+                        s3_key=s3.CfnBucket.S3KeyFilterProperty(
+                            rules=[s3.CfnBucket.FilterRuleProperty(name="prefix", value="data/incoming/")]
+                        )
+                    ),
+                )
+            ]
+        )
+        cfn_bucket.add_dependency(permission)
+
+    def _suppressions(self) -> None:
+        for fn in [*self.functions.values(), self.start_function]:
+            NagSuppressions.add_resource_suppressions(
+                fn.role,
+                [
+                    {
+                        "id": "AwsSolutions-IAM5",
+                        "reason": "Object keys under a run's prefix and log streams are created at run time; the "
+                        "wildcard is limited to one prefix of one bucket (or one log group).",
+                    }
+                ],
+                apply_to_children=True,
+            )
+            NagSuppressions.add_resource_suppressions(
+                fn,
+                [
+                    {
+                        "id": "AwsSolutions-L1",
+                        "reason": "python3.13 on purpose: the project's interpreter and the local cloud's runtime.",
+                    }
+                ],
+            )
+        NagSuppressions.add_resource_suppressions(
+            self.state_machine,
+            [
+                {
+                    "id": "AwsSolutions-IAM5",
+                    "reason": "Invoking a function's versions/aliases (function:*) and X-Ray/CloudWatch Logs delivery "
+                    "need resource wildcards; they are limited to this pipeline's functions.",
+                }
+            ],
+            apply_to_children=True,
+        )
