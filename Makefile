@@ -15,6 +15,8 @@ BIN := $(VENV)/bin
 CLI := $(BIN)/diabetes-risk
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
+export CDK_DISABLE_VERSION_CHECK := 1
 
 .PHONY: help install up down status demo test lint format unit integration bench clean
 
@@ -34,7 +36,13 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 	@$(UV) sync --frozen --python $(PYTHON) --quiet
 	@touch $@
 
-install: $(VENV)/.installed ## Create .venv with every dependency, pinned by uv.lock
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm is required (for the CDK CLI and cdklocal): install node and npm"; exit 1; }
+	@echo "installing the CDK CLI and cdklocal (npm ci)"
+	@npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(VENV)/.installed node_modules/.installed ## Create .venv and node_modules, pinned by uv.lock and package-lock.json
 	@$(CLI) local install
 
 up: install ## Start the embedded local cloud (LocalStack host mode + MLflow)
@@ -48,8 +56,11 @@ status: ## Show the local cloud's services, health and memory
 
 demo: up ## Set up everything and run the story on the local cloud
 	@$(CLI) local check
-	@echo; echo "== training on the bundled Pima data (in process, against the local cloud)"
-	@$(CLI) train --in-process
+	@echo; echo "== deploying the CDK app into the local cloud (cdklocal)"
+	@$(CLI) deploy
+	@echo; echo "== training on the bundled Pima data through the Step Functions state machine"
+	@$(CLI) train
+	@echo; $(CLI) runs --limit 3
 	@echo; $(CLI) local up
 
 lint: install ## ruff check and format check
@@ -60,7 +71,7 @@ format: install ## Format and fix with ruff
 	@$(BIN)/ruff format .
 	@$(BIN)/ruff check --fix .
 
-unit: install ## Unit and infrastructure tests (no network)
+unit: install ## Unit and infrastructure (CDK template) tests, no network
 	@$(BIN)/pytest -m "not integration" -q
 
 integration: install ## Integration tests against a local cloud the test session starts and stops

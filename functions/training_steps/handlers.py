@@ -157,5 +157,8 @@ def promote(event: StepEvent, store: S3RunStore) -> dict:
 @training_step("record_failure")
 def record_failure(event: FailureEvent, store: S3RunStore) -> dict:
     record = steps.record_failure_step(store, event.failed_step, event.error)
-    logger.error("training failed", extra=record)
+    logger.error(
+        "training failed",
+        extra={"failed_step": record["failed_step"], "error": record["error"], "cause": record["message"]},
+    )
     return record

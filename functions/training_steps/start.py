@@ -34,6 +34,15 @@ def execution_name(key: str, etag: str) -> str:
     return f"data-{stem}-{digest}"
 
 
+def _exists(name: str) -> bool:
+    execution_arn = SETTINGS.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+    try:
+        SFN.describe_execution(executionArn=execution_arn)
+        return True
+    except SFN.exceptions.ExecutionDoesNotExist:
+        return False
+
+
 @logger.inject_lambda_context(clear_state=True)
 @event_source(data_class=S3Event)
 def handler(event: S3Event, context: Any) -> dict:
@@ -45,7 +54,10 @@ def handler(event: S3Event, context: Any) -> dict:
             continue
         name = execution_name(key, record.s3.get_object.etag or "")
         payload = {"train_uri": f"s3://{record.s3.bucket.name}/{key}", "holdout_uri": "bundled"}
-        try:
+        if _exists(name):
+            skipped.append(key)
+            continue
+        try:  # StartExecution is itself idempotent for the same name and input; a race lands here
             SFN.start_execution(stateMachineArn=SETTINGS.state_machine_arn, name=name, input=json.dumps(payload))
             started.append(name)
         except SFN.exceptions.ExecutionAlreadyExists:

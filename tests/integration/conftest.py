@@ -35,3 +35,13 @@ def aws(local_cloud):
     for name in ("s3", "lambda", "stepfunctions", "apigateway", "cloudwatch", "logs", "iam"):
         setattr(c, name.replace("lambda", "lambda_"), clients(local_cloud, name)[0])
     return c
+
+
+@pytest.fixture(scope="session")
+def deployed(local_cloud):
+    """The CDK app deployed into the session's local cloud with cdklocal (bootstrap included)."""
+    from diabetes_risk.deploy import deploy_local
+
+    result = deploy_local(local_cloud, on_line=lambda line: None)
+    print(f"deploy timings: {result['timings']}")
+    return result["outputs"]

@@ -1,0 +1,182 @@
+"""The CDK app synthesized for both targets: resources, security properties, least privilege, the state
+machine's Retry/Catch, and cdk-nag's AwsSolutions checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from aws_cdk.assertions import Annotations, Match, Template
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def stacks():
+    from infra_cdk.app import build
+
+    out = {}
+    for target in ("local", "aws"):
+        _, stack = build({"target": target})
+        out[target] = (stack, Template.from_stack(stack))
+    return out
+
+
+def _definition(template: Template) -> dict:
+    """The ASL with CDK tokens (function ARNs) replaced by placeholders, parsed."""
+    (sm,) = template.find_resources("AWS::StepFunctions::StateMachine").values()
+    body = sm["Properties"]["DefinitionString"]
+    if isinstance(body, dict):
+        parts = body["Fn::Join"][1]
+        body = "".join(p if isinstance(p, str) else "arn:token" for p in parts)
+    return json.loads(body)
+
+
+@pytest.mark.parametrize("target", ["local", "aws"])
+def test_cdk_nag_aws_solutions_pass(stacks, target):
+    stack, _ = stacks[target]
+    errors = Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
+    assert errors == [], [e.entry.data for e in errors]
+
+
+def test_buckets_are_encrypted_private_tls_only_and_data_is_versioned(stacks):
+    _, template = stacks["local"]
+    buckets = template.find_resources("AWS::S3::Bucket")
+    assert len(buckets) == 4  # data, artifacts, batch, access logs
+    for bucket in buckets.values():
+        props = bucket["Properties"]
+        assert (
+            props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"][
+                "SSEAlgorithm"
+            ]
+            == "AES256"
+        )
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+    data = [b for b in buckets.values() if "VersioningConfiguration" in b["Properties"]]
+    assert len(data) == 1 and data[0]["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    policies = template.find_resources("AWS::S3::BucketPolicy")
+    assert len(policies) == 4
+    for policy in policies.values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert any(
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in statements
+        )
+
+
+def _statements(template: Template) -> list[dict]:
+    out = []
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        out += policy["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+@pytest.mark.parametrize("target", ["local", "aws"])
+def test_no_wildcard_actions_on_buckets(stacks, target):
+    _, template = stacks[target]
+    for statement in _statements(template):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert "*" not in actions and "s3:*" not in actions, statement
+        assert not any(a.startswith("s3:") and a.endswith("*") for a in actions), statement
+        if any(a.startswith("s3:") for a in actions):
+            assert statement["Resource"] != "*", statement
+
+
+def test_only_promote_may_write_the_serving_pointer(stacks):
+    _, template = stacks["local"]
+    writers = [
+        s
+        for s in _statements(template)
+        if "s3:PutObject" in json.dumps(s) and "serving/champion.json" in json.dumps(s["Resource"])
+    ]
+    assert len(writers) == 1
+
+
+def test_every_task_retries_transient_errors_and_catches_to_the_failure_path(stacks):
+    _, template = stacks["local"]
+    asl = _definition(template)
+    tasks = {name: s for name, s in asl["States"].items() if s["Type"] == "Task" and name != "Record failure"}
+    assert set(tasks) == {"Validate", "Features", "Evaluate", "Export", "Register", "Promote"}
+    for name, state in [*tasks.items(), ("Train", asl["States"]["Train families"]["ItemProcessor"]["States"]["Train"])]:
+        retry = state["Retry"][0]
+        assert "TransientError" in retry["ErrorEquals"] and "Lambda.TooManyRequestsException" in retry["ErrorEquals"]
+        assert retry["BackoffRate"] > 1 and retry["MaxAttempts"] >= 1, name
+    for name in [*tasks, "Train families"]:
+        catch = asl["States"][name]["Catch"][0]
+        assert catch["ErrorEquals"] == ["States.ALL"]
+        assert asl["States"][catch["Next"]]["Next"] == "Record failure"
+    assert asl["States"]["Promote"]["Next"] == "Done"  # promotion is the last step, only on success
+    assert asl["States"]["Train families"]["Type"] == "Map" and asl["States"]["Train families"]["MaxConcurrency"] == 3
+
+
+def test_local_target_uses_zip_functions_and_aws_uses_images_for_training(stacks):
+    _, local = stacks["local"]
+    _, aws = stacks["aws"]
+    local_fns = local.find_resources("AWS::Lambda::Function")
+    assert len(local_fns) == 9
+    assert {f["Properties"]["Runtime"] for f in local_fns.values()} == {"python3.13"}
+    aws_fns = aws.find_resources("AWS::Lambda::Function")
+    assert {f["Properties"].get("PackageType") for f in aws_fns.values()} == {"Image"}
+    env = next(iter(local_fns.values()))["Properties"]["Environment"]["Variables"]
+    assert {"DR_ARTIFACTS_BUCKET", "MLFLOW_TRACKING_URI"} <= set(env)
+
+
+def test_schedule_and_new_data_trigger_without_custom_resources(stacks):
+    _, template = stacks["local"]
+    template.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "ScheduleExpression": "cron(0 3 * * ? *)",
+            "Targets": Match.array_with([Match.object_like({"Arn": Match.any_value()})]),
+        },
+    )
+    assert template.find_resources("Custom::S3BucketNotifications") == {}
+    data = [
+        b for b in template.find_resources("AWS::S3::Bucket").values() if "NotificationConfiguration" in b["Properties"]
+    ]
+    (config,) = data[0]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+    assert config["Event"] == "s3:ObjectCreated:*"
+    assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "data/incoming/"}]
+    template.has_resource_properties("AWS::Lambda::Permission", {"Principal": "s3.amazonaws.com"})
+
+
+def test_state_machine_logs_and_traces(stacks):
+    _, template = stacks["aws"]
+    template.has_resource_properties(
+        "AWS::StepFunctions::StateMachine",
+        {
+            "LoggingConfiguration": Match.object_like({"Level": "ALL"}),
+            "TracingConfiguration": {"Enabled": True},
+        },
+    )
+
+
+def test_cdk_cli_synth_for_aws_needs_no_docker(tmp_path):
+    env = {
+        **os.environ,
+        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+        "CDK_DISABLE_VERSION_CHECK": "1",
+        "PYTHONWARNINGS": "ignore",
+        "PATH": f"/nonexistent-docker:{os.environ['PATH']}",
+    }
+    proc = subprocess.run(
+        [str(ROOT / "node_modules" / ".bin" / "cdk"), "synth", "-c", "target=aws", "--quiet", "-o", str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    template = json.loads((tmp_path / "DiabetesRisk.template.json").read_text())
+    assert any(
+        r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("PackageType") == "Image"
+        for r in template["Resources"].values()
+    )
