@@ -65,6 +65,25 @@ def onnx_proba(model_bytes: bytes, X: np.ndarray) -> np.ndarray:
     return np.asarray(outputs[1])[:, 1]
 
 
+def linear_explainer(pipeline: Pipeline) -> dict | None:
+    """For a logistic regression (impute → scale → model), the numbers serving needs to give per-feature
+    contributions without scikit-learn; None for tree ensembles, whose contributions are not cheap."""
+    from sklearn.linear_model import LogisticRegression
+
+    steps = dict(pipeline.steps)
+    model, impute, scale = steps.get("model"), steps.get("impute"), steps.get("scale")
+    if not isinstance(model, LogisticRegression) or impute is None or scale is None:
+        return None
+    return {
+        "kind": "linear",
+        "medians": impute.statistics_.tolist(),
+        "mean": scale.mean_.tolist(),
+        "scale": scale.scale_.tolist(),
+        "coef": model.coef_[0].tolist(),
+        "intercept": float(model.intercept_[0]),
+    }
+
+
 def export_with_parity(pipeline: Pipeline, X: pd.DataFrame) -> tuple[bytes, dict]:
     """ONNX bytes and the parity report on X (the holdout); raises ExportError beyond the tolerance."""
     features = list(X.columns)
@@ -73,6 +92,7 @@ def export_with_parity(pipeline: Pipeline, X: pd.DataFrame) -> tuple[bytes, dict
     got = onnx_proba(model_bytes, X.to_numpy(dtype=np.float64))
     max_diff = float(np.max(np.abs(got - expected)))
     report = {
+        "explainer": linear_explainer(pipeline),
         "max_abs_diff": max_diff,
         "rows": len(X),
         "tolerance": PARITY_TOLERANCE,

@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from inference_core.contracts import ServingPointer
+
 MODEL_NAME = "diabetes-risk"
 POINTER_KEY = "serving/champion.json"
 
@@ -31,26 +33,6 @@ class GateDecision(BaseModel):
     candidate_auc: float
     champion_version: str | None = None
     champion_auc: float | None = None
-
-
-class ServingPointer(BaseModel):
-    """What the prediction and batch functions need to load and describe the champion."""
-
-    model_name: str
-    model_version: str
-    family: str
-    onnx_key: str
-    onnx_sha256: str
-    profile_key: str
-    model_card_key: str
-    features: list[str]
-    thresholds: dict[str, float]
-    metrics: dict[str, float]
-    mlflow_run_id: str
-    training_data_uri: str
-    training_data_sha256: str
-    trained_at: str
-    promoted_at: str
 
 
 def register(client, run_id: str, model_uri: str, tags: dict[str, str], model_id: str | None = None) -> str:

@@ -229,6 +229,7 @@ def promote_step(settings: TrainingSettings, store: RunStore, s3=None) -> dict:
             "training_data_uri": validated["train"]["uri"],
             "training_data_sha256": validated["train"]["sha256"],
             "trained_at": datetime.now(UTC).isoformat(),
+            "explainer": store.get_json("export.json").get("explainer"),
         },
         s3=s3,
     )

@@ -20,3 +20,26 @@ def load_event(name: str, **overrides) -> dict:
     event = copy.deepcopy(_read(name))
     event.update(overrides)
     return event
+
+
+def api_event(
+    method: str = "POST",
+    path: str = "/predict",
+    body: object = None,
+    raw_body: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict:
+    """An API Gateway REST proxy event (tests/events/apigw_rest.json) for another method, path or body."""
+    event = load_event("apigw_rest")
+    event["httpMethod"] = event["requestContext"]["httpMethod"] = method
+    event["path"] = event["resource"] = event["requestContext"]["resourcePath"] = path
+    if raw_body is not None:
+        event["body"] = raw_body
+    elif body is not None:
+        event["body"] = json.dumps(body)
+    elif method == "GET":
+        event["body"] = None
+    if headers is not None:
+        event["headers"] = headers
+        event["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
+    return event

@@ -1,0 +1,1 @@
+"""The prediction API: one small Lambda behind API Gateway (REST), scoring with the ONNX champion."""

@@ -1,0 +1,239 @@
+"""POST /predict, GET /health, GET /model, GET /openapi.json.
+
+Thin: the resolver validates the body against the pydantic models, the inference core scores. Every
+client mistake is a 4xx with `{"error", "details": [{"field", "message"}]}`; no model is a 503.
+Logs carry the request id and counts, never a patient's values."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from inference_core import scoring
+from inference_core.contracts import (
+    ErrorResponse,
+    HealthResponse,
+    Lineage,
+    ModelInfo,
+    PatientBatch,
+    PredictRequest,
+    PredictResponse,
+)
+from inference_core.model_store import ModelStore, ModelUnavailable
+
+
+class PredictSettings(BaseSettings):
+    """Validated at cold start: a missing bucket fails the first request's container, not a request."""
+
+    model_config = SettingsConfigDict(env_prefix="DR_", extra="ignore")
+    artifacts_bucket: str = Field(min_length=3)
+    pointer_key: str = "serving/champion.json"
+    model_refresh_s: float = Field(60.0, ge=0)
+    ort_threads: int = Field(1, ge=1, le=8)
+    max_body_bytes: int = Field(512 * 1024, ge=1024)
+
+
+SETTINGS = PredictSettings()
+logger = Logger(service="diabetes-risk-predict")
+metrics = Metrics(namespace="DiabetesRisk", service="predict")
+app = APIGatewayRestResolver(enable_validation=True)
+STORE = ModelStore(
+    boto3.client("s3"), SETTINGS.artifacts_bucket, SETTINGS.pointer_key, SETTINGS.model_refresh_s, SETTINGS.ort_threads
+)
+BUCKETS = [(i / 10, (i + 1) / 10) for i in range(10)]
+
+
+def error(status: int, message: str, details: list[dict] | None = None, kind: str = "bad_request") -> Response:
+    metrics.add_metric(name=f"Errors_{kind}", unit=MetricUnit.Count, value=1)
+    body = ErrorResponse(error=message, details=details or []).model_dump_json()
+    return Response(status_code=status, content_type="application/json", body=body)
+
+
+def precheck(event: dict) -> dict | None:
+    """What the resolver should never see: a POST /predict body that is not JSON at all, too large, empty
+    or not an object. Returns the error response, or None when the body may go on to validation."""
+    if event.get("httpMethod") != "POST" or event.get("path") != "/predict":
+        return None
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    content_type = headers.get("content-type") or ""
+    if content_type.split(";")[0].strip().lower() != "application/json" or event.get("isBase64Encoded"):
+        return _raw(
+            415, "Content-Type must be application/json", "Content-Type", f"got {content_type[:60]!r}", "content_type"
+        )
+    raw = event.get("body") or ""
+    if len(raw.encode()) > SETTINGS.max_body_bytes:
+        return _raw(
+            413,
+            f"request body larger than {SETTINGS.max_body_bytes} bytes",
+            "body",
+            "send at most 1000 patients per request",
+            "too_large",
+        )
+    if not raw.strip():
+        return _raw(400, "empty request body", "body", "expected a JSON object", "empty")
+    try:
+        parsed = json.loads(raw)
+    except ValueError as exc:
+        return _raw(400, "request body is not valid JSON", "body", str(exc), "invalid_json")
+    if not isinstance(parsed, dict):
+        # (the resolver would otherwise take the first element of a JSON array as the body)
+        return _raw(
+            422,
+            "invalid request: check the fields listed in details",
+            "body",
+            'expected one patient object or {"patients": [...]}',
+            "validation",
+        )
+    return None
+
+
+def _raw(status: int, message: str, field: str, detail: str, kind: str) -> dict:
+    response = error(status, message, [{"field": field, "message": detail}], kind)
+    return {
+        "statusCode": response.status_code,
+        "headers": {"Content-Type": "application/json"},
+        "body": response.body,
+        "isBase64Encoded": False,
+    }
+
+
+@app.post(
+    "/predict",
+    summary="Diabetes risk for one patient or up to 1,000",
+    responses={
+        400: {"description": "Bad request"},
+        413: {"description": "Body too large"},
+        415: {"description": "Not JSON"},
+        422: {"description": "Invalid measurements"},
+        503: {"description": "No model available"},
+    },
+)
+def predict(request: Annotated[PredictRequest, Body()]) -> PredictResponse:
+    started = time.perf_counter()
+    model = STORE.get()
+    patients = request.patients if isinstance(request, PatientBatch) else [request]
+    predictions = scoring.predict(model, patients)
+    bands: dict[str, int] = {}
+    for p in predictions:
+        bands[p.risk_band] = bands.get(p.risk_band, 0) + 1
+        low, high = BUCKETS[min(int(p.probability * 10), 9)]
+        metrics.add_metric(name=f"Probability_{low:.1f}_{high:.1f}", unit=MetricUnit.Count, value=1)
+    for band, count in bands.items():
+        metrics.add_metric(name=f"Predictions_{band}", unit=MetricUnit.Count, value=count)
+    metrics.add_metric(name="PatientsScored", unit=MetricUnit.Count, value=len(predictions))
+    metrics.add_metric(name="ChampionVersion", unit=MetricUnit.NoUnit, value=float(model.pointer.model_version))
+    latency_ms = (time.perf_counter() - started) * 1000
+    logger.info(
+        "scored",
+        extra={
+            "patients": len(predictions),
+            "bands": bands,
+            "model_version": model.pointer.model_version,
+            "latency_ms": round(latency_ms, 3),
+        },
+    )
+    return PredictResponse(model_version=model.pointer.model_version, request_id=_request_id(), predictions=predictions)
+
+
+@app.get("/health", summary="Ready when a champion model is loaded")
+def health() -> Response[HealthResponse]:
+    try:
+        model = STORE.get()
+    except ModelUnavailable as exc:
+        return Response(503, "application/json", HealthResponse(status="unavailable", detail=str(exc)))
+    return Response(200, "application/json", HealthResponse(status="ok", model_version=model.pointer.model_version))
+
+
+@app.get("/model", summary="The serving model: version, metrics, thresholds and lineage")
+def model_info() -> ModelInfo:
+    p = STORE.get().pointer
+    return ModelInfo(
+        model_name=p.model_name,
+        model_version=p.model_version,
+        family=p.family,
+        trained_at=p.trained_at,
+        promoted_at=p.promoted_at,
+        metrics=p.metrics,
+        features=p.features,
+        thresholds=p.thresholds,
+        contributions=(
+            "per-feature log-odds contributions (logistic regression)"
+            if p.explainer
+            else "not available for this model family (tree ensemble); only for logistic regression"
+        ),
+        lineage=Lineage(
+            mlflow_run_id=p.mlflow_run_id,
+            training_data_uri=p.training_data_uri,
+            training_data_sha256=p.training_data_sha256,
+            onnx_sha256=p.onnx_sha256,
+        ),
+    )
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi() -> Response[dict]:
+    return Response(200, "application/json", json.loads(openapi_document()))
+
+
+def openapi_document() -> str:
+    return app.get_openapi_json_schema(
+        title="Diabetes Risk prediction API",
+        version="1.0.0",
+        summary="Risk of diabetes from routine clinical measurements (decision support, not a diagnosis).",
+    )
+
+
+@app.exception_handler(RequestValidationError)
+def invalid_request(exc: RequestValidationError) -> Response:
+    details = []
+    for err in exc.errors()[:50]:
+        loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "patient", "batch")]
+        details.append({"field": ".".join(loc) or "body", "message": err.get("msg", "invalid")})
+    return error(422, "invalid request: check the fields listed in details", details, "validation")
+
+
+@app.exception_handler(ModelUnavailable)
+def unavailable(exc: ModelUnavailable) -> Response:
+    return error(503, f"no model available: {exc}", kind="model_unavailable")
+
+
+@app.not_found
+def not_found(exc: NotFoundError) -> Response:
+    return error(404, f"no route {app.current_event.http_method} {app.current_event.path}", kind="not_found")
+
+
+@app.exception_handler(Exception)
+def unexpected(exc: Exception) -> Response:
+    logger.exception("unexpected error")
+    return error(500, "internal error; the request id identifies it in the logs", kind="internal")
+
+
+def _request_id() -> str:
+    try:
+        return app.current_event.request_context.request_id or app.lambda_context.aws_request_id
+    except AttributeError:
+        return app.lambda_context.aws_request_id
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict, context: Any) -> dict:
+    started = time.perf_counter()
+    response = precheck(event) or app.resolve(event, context)
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000)
+    if response.get("statusCode", 500) >= 500:
+        metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)
+    return response

@@ -1,0 +1,160 @@
+"""The prediction API's request, response and model-description models (pydantic), and the serving
+pointer that training publishes. The OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from .schema import RANGES
+
+MAX_PATIENTS = 1000
+
+_DESCRIPTIONS = {
+    "pregnancies": "Number of pregnancies",
+    "glucose": "Plasma glucose 2 h after an oral glucose tolerance test, mg/dL",
+    "blood_pressure": "Diastolic blood pressure, mmHg",
+    "skin_thickness": "Triceps skin-fold thickness, mm",
+    "insulin": "2-hour serum insulin, µU/mL (optional: imputed when absent)",
+    "bmi": "Body mass index, kg/m²",
+    "diabetes_pedigree": "Diabetes pedigree function (family history score)",
+    "age": "Age, years",
+}
+
+
+def _measure(name: str, optional: bool = False):
+    lo, hi = RANGES[name]
+    return Field(None if optional else ..., ge=lo, le=hi, allow_inf_nan=False, description=_DESCRIPTIONS[name])
+
+
+class Patient(BaseModel):
+    """One patient's routine measurements, canonical units. Unknown fields are refused."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "pregnancies": 2,
+                    "glucose": 138,
+                    "blood_pressure": 62,
+                    "skin_thickness": 35,
+                    "bmi": 33.6,
+                    "diabetes_pedigree": 0.127,
+                    "age": 47,
+                }
+            ]
+        },
+    )
+    pregnancies: float = _measure("pregnancies")
+    glucose: float = _measure("glucose")
+    blood_pressure: float = _measure("blood_pressure")
+    skin_thickness: float = _measure("skin_thickness")
+    insulin: float | None = _measure("insulin", optional=True)
+    bmi: float = _measure("bmi")
+    diabetes_pedigree: float = _measure("diabetes_pedigree")
+    age: float = _measure("age")
+
+
+class PatientBatch(BaseModel):
+    """Up to 1,000 patients scored in one request."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    patients: list[Patient] = Field(min_length=1, max_length=MAX_PATIENTS)
+
+
+def _request_kind(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "patients" in value else "patient"
+
+
+PredictRequest = Annotated[
+    Annotated[Patient, Tag("patient")] | Annotated[PatientBatch, Tag("batch")],
+    Discriminator(_request_kind),
+]
+
+
+class Prediction(BaseModel):
+    probability: float = Field(ge=0, le=1, description="Estimated probability of diabetes")
+    risk_band: Literal["low", "moderate", "high"]
+    contributions: dict[str, float] | None = Field(
+        None,
+        description="Per-feature contribution to the log-odds (coefficient times standardised value), for "
+        "logistic-regression champions only; null for tree ensembles.",
+    )
+
+
+class PredictResponse(BaseModel):
+    model_version: str
+    request_id: str
+    predictions: list[Prediction]
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class Lineage(BaseModel):
+    mlflow_run_id: str
+    training_data_uri: str
+    training_data_sha256: str
+    onnx_sha256: str
+
+
+class ModelInfo(BaseModel):
+    model_name: str
+    model_version: str
+    family: str
+    trained_at: str
+    promoted_at: str
+    metrics: dict[str, float]
+    features: list[str]
+    thresholds: dict[str, float]
+    contributions: str
+    lineage: Lineage
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "unavailable"]
+    model_version: str | None = None
+    detail: str | None = None
+
+
+class LinearExplainer(BaseModel):
+    """What a logistic-regression pipeline needs to explain a prediction without scikit-learn."""
+
+    kind: Literal["linear"] = "linear"
+    medians: list[float]
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+
+
+class ServingPointer(BaseModel):
+    """serving/champion.json: what the prediction and batch functions load and describe."""
+
+    model_config = ConfigDict(extra="ignore")
+    model_name: str
+    model_version: str
+    family: str
+    onnx_key: str
+    onnx_sha256: str
+    profile_key: str
+    model_card_key: str
+    features: list[str]
+    thresholds: dict[str, float]
+    metrics: dict[str, float]
+    mlflow_run_id: str
+    training_data_uri: str
+    training_data_sha256: str
+    trained_at: str
+    promoted_at: str
+    explainer: LinearExplainer | None = None

