@@ -41,9 +41,9 @@ def _settings(localstack_port: int | None, mlflow_port: int | None) -> LocalClou
 
 
 LocalstackPort = typer.Option(
-    None, "--localstack-port", help="LocalStack gateway port [env DR_LOCALSTACK_PORT, default 4566]."
+    None, "--localstack-port", help="LocalStack gateway port (env DR_LOCALSTACK_PORT, default 4566)."
 )
-MlflowPort = typer.Option(None, "--mlflow-port", help="MLflow server port [env DR_MLFLOW_PORT, default 5000].")
+MlflowPort = typer.Option(None, "--mlflow-port", help="MLflow server port (env DR_MLFLOW_PORT, default 5000).")
 
 
 @local_app.command("install")
@@ -148,7 +148,7 @@ def local_check() -> None:
 def deploy(
     target: str = typer.Option("local", help="'local' (cdklocal into the embedded local cloud) or 'aws' (cdk deploy)."),
     mlflow_uri: str | None = typer.Option(
-        None, help="MLflow tracking server for target aws [env MLFLOW_TRACKING_URI]; local uses the local one."
+        None, help="MLflow tracking server for target aws (env MLFLOW_TRACKING_URI); local uses the local one."
     ),
 ) -> None:
     """Deploy the CDK app (storage, training functions, state machine, schedule, new-data trigger)."""
@@ -386,6 +386,72 @@ def _train_in_process(cloud, data: str, holdout: str, chosen: tuple[str, ...], a
         console.print(f"serving pointer: {result.pointer_uri}")
     console.print(f"MLflow run: {cloud.mlflow_url}/#/experiments (run {result.mlflow_run_id})")
     console.print("stage times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings_s.items()))
+
+
+@app.command("predict")
+def predict(
+    json_body: str | None = typer.Option(None, "--json", help='One patient (or {"patients": [...]}) as JSON.'),
+    file: str | None = typer.Option(None, "--file", help="CSV/Parquet of patients (canonical, MASS or Kaggle)."),
+    out: str | None = typer.Option(None, "--out", help="With --file: write row, probability, band to this CSV."),
+    url: str | None = typer.Option(None, help="API base URL (default: the deployed stack on the local cloud)."),
+    api_key: str | None = typer.Option(None, envvar="DR_API_KEY", help="API key (needed on AWS) (env DR_API_KEY)."),
+) -> None:
+    """Ask the deployed prediction API for diabetes risk: one patient as JSON, or a file of patients."""
+    from diabetes_risk.predict_client import ApiError, local_api_url, post_predict, predict_file
+
+    if (json_body is None) == (file is None):
+        err.print("[red]give exactly one of --json or --file[/red]")
+        raise typer.Exit(2)
+    if url is None:
+        from diabetes_risk.deploy import DeployError, stack_outputs
+
+        cloud = _settings(None, None)
+        if not runtime.is_up(cloud):
+            err.print(
+                "[red]the local cloud is not running[/red]: start it with `diabetes-risk local up`, or pass --url"
+            )
+            raise typer.Exit(1)
+        try:
+            url = local_api_url(cloud.localstack_url, stack_outputs(cloud)["ApiId"])
+        except (DeployError, KeyError) as exc:
+            err.print(f"[red]no deployed prediction API found[/red]: {exc}")
+            raise typer.Exit(1) from exc
+    try:
+        if json_body is not None:
+            try:
+                body = json.loads(json_body)
+            except ValueError as exc:
+                err.print(f"[red]--json is not valid JSON[/red]: {exc}")
+                raise typer.Exit(2) from exc
+            typer.echo(json.dumps(post_predict(url, body, api_key), indent=2))
+            return
+        result = predict_file(url, file, api_key)
+    except ApiError as exc:
+        err.print(f"[red]prediction failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    except ValueError as exc:  # DataError: unreadable file, missing columns
+        err.print(f"[red]cannot use {file}:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    table = Table("row", "probability", "risk band")
+    for p in result.predictions[:50]:
+        table.add_row(str(p["row"]), f"{p['probability']:.3f}", p["risk_band"])
+    console.print(table)
+    if len(result.predictions) > 50:
+        console.print(f"... {len(result.predictions) - 50} more rows")
+    bands = {b: sum(p["risk_band"] == b for p in result.predictions) for b in ("low", "moderate", "high")}
+    console.print(f"scored {len(result.predictions)} rows with model v{result.model_version}: {bands}")
+    if result.rejected:
+        err.print(f"[yellow]{len(result.rejected)} problem(s) in rows that were not sent:[/yellow]")
+        for r in result.rejected[:20]:
+            err.print(f"  row {r['row']} {r['field']}: {r['message']}")
+    if out:
+        import csv
+
+        with open(out, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["row", "probability", "risk_band"])
+            writer.writeheader()
+            writer.writerows(result.predictions)
+        console.print(f"wrote {out}")
 
 
 @app.command("runs")

@@ -14,11 +14,14 @@ class DeployConfig(BaseModel):
     s3_endpoint: str | None = Field(None, description="S3 endpoint for Feast on the local cloud")
     schedule: str = Field("cron(0 3 * * ? *)", description="EventBridge schedule of the daily retraining")
     schedule_train_uri: str = "bundled"
+    api_key: bool = Field(False, description="Require an API key on the local cloud too (always on AWS)")
 
     @classmethod
     def from_context(cls, node) -> DeployConfig:
         keys = cls.model_fields
         values = {k: node.try_get_context(k) for k in keys if node.try_get_context(k) is not None}
+        if isinstance(values.get("api_key"), str):  # -c api_key=true arrives as text
+            values["api_key"] = values["api_key"].lower() in ("1", "true", "yes")
         return cls(**values)
 
     @property

@@ -1,4 +1,4 @@
-"""The Diabetes Risk stack: storage and the training pipeline (serving joins it in later issues)."""
+"""The Diabetes Risk stack: storage, the training pipeline and the prediction API."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from .config import DeployConfig
+from .serving import PredictionApi
 from .storage import Storage
 from .training import TrainingPipeline
 
@@ -15,6 +16,9 @@ class DiabetesRiskStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.storage = Storage(self, "Storage", config)
         self.training = TrainingPipeline(self, "Training", config, self.storage)
+        self.serving = PredictionApi(self, "Serving", config)
+        CfnOutput(self, "ApiId", value=self.serving.api.rest_api_id)
+        CfnOutput(self, "ApiUrl", value=self.serving.api.url)
         CfnOutput(self, "DataBucket", value=self.storage.data.bucket_name)
         CfnOutput(self, "ArtifactsBucket", value=self.storage.artifacts.bucket_name)
         CfnOutput(self, "BatchBucket", value=self.storage.batch.bucket_name)

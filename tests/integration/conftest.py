@@ -45,3 +45,31 @@ def deployed(local_cloud):
     result = deploy_local(local_cloud, on_line=lambda line: None)
     print(f"deploy timings: {result['timings']}")
     return result["outputs"]
+
+
+def cli_env(cloud) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DR_INSTANCE": cloud.instance,
+        "DR_LOCALSTACK_PORT": str(cloud.localstack_port),
+        "DR_MLFLOW_PORT": str(cloud.mlflow_port),
+        "COLUMNS": "200",
+    }
+
+
+@pytest.fixture(scope="session")
+def champion_run(local_cloud, deployed) -> dict:
+    """One training execution through the deployed state machine (`diabetes-risk train --json`)."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "diabetes_risk", "train", "--json"],
+        env=cli_env(local_cloud),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)

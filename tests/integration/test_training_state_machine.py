@@ -7,24 +7,15 @@ import csv
 import hashlib
 import io
 import json
-import os
 import subprocess
 import sys
 import time
 
 import pytest
 
+from tests.integration.conftest import cli_env
+
 pytestmark = pytest.mark.integration
-
-
-def cli_env(cloud) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DR_INSTANCE": cloud.instance,
-        "DR_LOCALSTACK_PORT": str(cloud.localstack_port),
-        "DR_MLFLOW_PORT": str(cloud.mlflow_port),
-        "COLUMNS": "200",
-    }
 
 
 def train(cloud, *args: str) -> subprocess.CompletedProcess:
@@ -52,10 +43,8 @@ def history(aws, arn: str) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def first_run(local_cloud, deployed):
-    proc = train(local_cloud)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
+def first_run(champion_run):
+    return champion_run
 
 
 def test_training_execution_succeeds_and_publishes_the_champion(first_run, deployed, local_cloud, aws):

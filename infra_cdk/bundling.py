@@ -1,0 +1,154 @@
+"""Build the prediction function's zip on this machine (no Docker): manylinux_2_28 wheels for
+python3.13 (Lambda's python3.13 runs on Amazon Linux 2023, glibc 2.34) installed into a folder, trimmed
+of what onnxruntime's Python API never loads, plus the inference core. Cached under .state/bundles/ by a
+hash of the pins and the sources."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import jsii
+from aws_cdk import ILocalBundling
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".state" / "bundles"
+
+# What the prediction Lambda imports, with its runtime dependencies (boto3 comes with the Lambda runtime).
+PREDICT_PACKAGES = (
+    "numpy",
+    "onnxruntime",
+    "flatbuffers",
+    "packaging",
+    "protobuf",
+    "pydantic",
+    "pydantic-core",
+    "annotated-types",
+    "typing-extensions",
+    "typing-inspection",
+    "pydantic-settings",
+    "python-dotenv",
+    "aws-lambda-powertools",
+    "jmespath",
+)
+# The scikit-learn equivalent (for the package-size benchmark's baseline).
+SKLEARN_PACKAGES = (
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "joblib",
+    "threadpoolctl",
+    "pydantic",
+    "pydantic-core",
+    "annotated-types",
+    "typing-extensions",
+    "typing-inspection",
+    "pydantic-settings",
+    "python-dotenv",
+    "aws-lambda-powertools",
+    "jmespath",
+)
+# Never loaded by `import onnxruntime` + InferenceSession: the C API library (the Python module links its own
+# copy of the runtime), and the offline tools for transformers and quantization.
+PRUNE = (
+    "onnxruntime/capi/libonnxruntime.so.*",
+    "onnxruntime/transformers",
+    "onnxruntime/quantization",
+    "onnxruntime/tools",
+    "numpy/*/tests",
+    "numpy/tests",
+    "numpy/f2py",
+    "numpy/_pyinstaller",
+    "*/__pycache__",
+    "**/*.pyi",
+)
+SOURCES = ("inference_core", "functions/predict")
+
+
+def locked_versions(names: tuple[str, ...]) -> list[str]:
+    """Exact pins from uv.lock, so the zip has what the tests ran against."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    versions = {p["name"]: p["version"] for p in lock["package"]}
+    missing = [n for n in names if n not in versions]
+    if missing:
+        raise RuntimeError(f"not in uv.lock: {', '.join(missing)}")
+    return [f"{n}=={versions[n]}" for n in names]
+
+
+def _uv() -> str:
+    for candidate in (ROOT / ".state" / "tools" / "bin" / "uv", shutil.which("uv")):
+        if candidate and Path(candidate).exists():
+            return str(candidate)
+    raise RuntimeError("uv not found: run `make install`")
+
+
+def _digest(pins: list[str], sources: tuple[str, ...]) -> str:
+    h = hashlib.sha256("\n".join(pins).encode())
+    for src in sources:
+        for path in sorted((ROOT / src).rglob("*.py")):
+            h.update(str(path.relative_to(ROOT)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def install_packages(names: tuple[str, ...], target: Path, prune: bool) -> None:
+    pins = locked_versions(names)
+    subprocess.run(
+        [
+            _uv(),
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            "--python-version",
+            "3.13",
+            "--python-platform",
+            "x86_64-manylinux_2_28",
+            "--only-binary",
+            ":all:",
+            *pins,
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if prune:
+        for pattern in PRUNE:
+            for path in target.glob(pattern):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def build_predict_bundle() -> Path:
+    """The folder to zip: dependencies, inference_core/, predict/. Built once per pins+sources."""
+    pins = locked_versions(PREDICT_PACKAGES)
+    out = CACHE / f"predict-{_digest(pins, SOURCES)}"
+    if (out / ".complete").exists():
+        return out
+    tmp = out.with_suffix(".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    install_packages(PREDICT_PACKAGES, tmp, prune=True)
+    shutil.copytree(ROOT / "inference_core", tmp / "inference_core", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "functions" / "predict", tmp / "predict", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp / ".complete").write_text("ok")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def folder_mb(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+
+
+@jsii.implements(ILocalBundling)
+class PredictBundler:
+    """CDK local bundling: copy the cached bundle into the asset folder; Docker is never needed."""
+
+    def try_bundle(self, output_dir: str, *args, **kwargs) -> bool:
+        shutil.copytree(
+            build_predict_bundle(), output_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete")
+        )
+        return True
