@@ -18,7 +18,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 
-.PHONY: help install up down status demo test lint format unit integration bench clean
+.PHONY: help install up down status demo test lint format unit integration bench openapi clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -61,6 +61,8 @@ demo: up ## Set up everything and run the story on the local cloud
 	@echo; echo "== training on the bundled Pima data through the Step Functions state machine"
 	@$(CLI) train
 	@echo; $(CLI) runs --limit 3
+	@echo; echo "== a prediction through API Gateway and the ONNX Lambda"
+	@$(CLI) predict --json '{"pregnancies": 2, "glucose": 148, "blood_pressure": 72, "skin_thickness": 35, "bmi": 33.6, "diabetes_pedigree": 0.627, "age": 50}'
 	@echo; $(CLI) local up
 
 lint: install ## ruff check and format check
@@ -81,6 +83,10 @@ test: lint unit integration ## Lint and every test tier
 
 bench: install ## Benchmarks; each prints one final JSON line
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+openapi: install ## Regenerate docs/openapi.json from the prediction API's models
+	@DR_ARTIFACTS_BUCKET=unused AWS_DEFAULT_REGION=us-east-1 $(BIN)/python -c "import json, sys; sys.path.insert(0, 'functions'); import predict.app as a; print(json.dumps(json.loads(a.openapi_document()), indent=2))" > docs/openapi.json
+	@echo "wrote docs/openapi.json"
 
 clean: down ## Remove all local state and the venv
 	rm -rf $(STATE) $(VENV) cdk.out

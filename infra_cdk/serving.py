@@ -67,6 +67,7 @@ class PredictionApi(Construct):
                 "POWERTOOLS_SERVICE_NAME": "diabetes-risk-predict",
                 "POWERTOOLS_METRICS_NAMESPACE": "DiabetesRisk",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
+                "POWERTOOLS_LOGGER_SAMPLE_RATE": "0.01",  # 1% of invocations also log their DEBUG lines
             },
         )
         access_logs = logs.LogGroup(

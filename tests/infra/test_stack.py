@@ -120,10 +120,12 @@ def test_local_target_uses_zip_functions_and_aws_uses_images_for_training(stacks
     _, local = stacks["local"]
     _, aws = stacks["aws"]
     local_fns = local.find_resources("AWS::Lambda::Function")
-    assert len(local_fns) == 9
+    assert len(local_fns) == 10  # 8 training steps, the new-data trigger, predict
     assert {f["Properties"]["Runtime"] for f in local_fns.values()} == {"python3.13"}
     aws_fns = aws.find_resources("AWS::Lambda::Function")
-    assert {f["Properties"].get("PackageType") for f in aws_fns.values()} == {"Image"}
+    packages = {f["Properties"]["Description"]: f["Properties"].get("PackageType") for f in aws_fns.values()}
+    assert packages.pop("Diabetes Risk: ONNX prediction API") is None  # predict stays a small zip
+    assert set(packages.values()) == {"Image"}
     env = next(iter(local_fns.values()))["Properties"]["Environment"]["Variables"]
     assert {"DR_ARTIFACTS_BUCKET", "MLFLOW_TRACKING_URI"} <= set(env)
 
@@ -180,3 +182,57 @@ def test_cdk_cli_synth_for_aws_needs_no_docker(tmp_path):
         r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("PackageType") == "Image"
         for r in template["Resources"].values()
     )
+
+
+def test_prediction_api_routes_throttling_and_alarms(stacks):
+    _, template = stacks["local"]
+    paths = {r["Properties"]["PathPart"] for r in template.find_resources("AWS::ApiGateway::Resource").values()}
+    assert paths == {"predict", "health", "model", "openapi.json"}
+    template.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {
+            "StageName": "prod",
+            "MethodSettings": Match.array_with(
+                [Match.object_like({"ThrottlingRateLimit": 50, "ThrottlingBurstLimit": 100, "DataTraceEnabled": False})]
+            ),
+            "AccessLogSetting": Match.object_like({"DestinationArn": Match.any_value()}),
+        },
+    )
+    alarms = template.find_resources("AWS::CloudWatch::Alarm")
+    metrics = {a["Properties"].get("MetricName"): a["Properties"] for a in alarms.values()}
+    assert metrics["5XXError"]["Threshold"] == 1
+    assert metrics["Latency"]["ExtendedStatistic"] == "p99" and metrics["Latency"]["Threshold"] == 1000
+    assert "Errors" in metrics
+
+
+def test_api_key_and_usage_plan_on_aws_only(stacks):
+    _, local = stacks["local"]
+    _, aws = stacks["aws"]
+    assert local.find_resources("AWS::ApiGateway::UsagePlan") == {}
+    aws.resource_count_is("AWS::ApiGateway::UsagePlan", 1)
+    aws.resource_count_is("AWS::ApiGateway::ApiKey", 1)
+    keyed = {
+        m["Properties"]["HttpMethod"] + " " + str(m["Properties"].get("ApiKeyRequired"))
+        for m in aws.find_resources("AWS::ApiGateway::Method").values()
+    }
+    assert "POST True" in keyed and "GET False" in keyed  # /predict needs a key; /health does not
+
+
+def test_predict_reads_only_the_pointer_and_models(stacks):
+    _, template = stacks["local"]
+    (fn_id,) = [
+        k
+        for k, f in template.find_resources("AWS::Lambda::Function").items()
+        if f["Properties"]["Handler"] == "predict.app.handler"
+    ]
+    role = template.find_resources("AWS::Lambda::Function")[fn_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+    policies = [
+        p for p in template.find_resources("AWS::IAM::Policy").values() if {"Ref": role} in p["Properties"]["Roles"]
+    ]
+    actions = {
+        a
+        for p in policies
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+    }
+    assert actions == {"s3:GetObject", "s3:ListBucket", "logs:CreateLogStream", "logs:PutLogEvents"}

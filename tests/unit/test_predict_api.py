@@ -181,16 +181,19 @@ def test_metrics_are_emf_and_logs_hold_no_patient_values(api, capfd):
 
     cold_start.is_cold_start = True  # a fresh container, as after the reload
     api.logger.registered_handler.setStream(sys.stdout)  # the logger outlives earlier tests' captured streams
+    api.logger.setLevel("DEBUG")  # as in a sampled invocation
     call(api, api_event(body=PATIENT))
     call(api, api_event(body={**PATIENT, "glucose": "x"}))
     out = capfd.readouterr().out
     blobs = [json.loads(line) for line in out.splitlines() if line.startswith("{") and "_aws" in line]
     names = {m["Name"] for b in blobs for d in b["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
-    assert {"Requests", "Latency", "PatientsScored", "ChampionVersion", "ColdStart", "Errors_validation"} <= names
+    assert {"Latency", "ChampionVersion", "ColdStart", "Errors_validation"} <= names
     assert any(n.startswith("Predictions_") for n in names) and any(n.startswith("Probability_") for n in names)
     assert "187.3" not in out  # the patient's glucose never reaches the logs
     logs = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"level"' in line]
     assert any(entry.get("correlation_id") == "c6af9ac6-7b61-11e6-9a41-93e8deadbeef" for entry in logs)
+    scored = [entry for entry in logs if entry["message"] == "scored"]
+    assert scored and scored[0]["model_version"] == "1" and scored[0]["patients"] == 1
 
 
 def test_inference_core_and_predict_import_no_heavy_libraries():

