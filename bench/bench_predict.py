@@ -20,16 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "functions"))
 sys.path.insert(0, str(ROOT))
+
+from inference_core.contracts import EXAMPLE_PATIENT  # noqa: E402
+
 N = int(os.environ.get("BENCH_PREDICT_EVENTS", "10000"))
-PATIENT = {
-    "pregnancies": 2,
-    "glucose": 138,
-    "blood_pressure": 62,
-    "skin_thickness": 35,
-    "bmi": 33.6,
-    "diabetes_pedigree": 0.127,
-    "age": 47,
-}
+PATIENT = EXAMPLE_PATIENT
 
 STUB = '''
 import io, os, pathlib, boto3

@@ -23,6 +23,17 @@ _DESCRIPTIONS = {
 }
 
 
+EXAMPLE_PATIENT = {
+    "pregnancies": 2,
+    "glucose": 138,
+    "blood_pressure": 62,
+    "skin_thickness": 35,
+    "bmi": 33.6,
+    "diabetes_pedigree": 0.127,
+    "age": 47,
+}
+
+
 def _measure(name: str, optional: bool = False):
     lo, hi = RANGES[name]
     return Field(None if optional else ..., ge=lo, le=hi, allow_inf_nan=False, description=_DESCRIPTIONS[name])
@@ -34,19 +45,7 @@ class Patient(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         strict=True,
-        json_schema_extra={
-            "examples": [
-                {
-                    "pregnancies": 2,
-                    "glucose": 138,
-                    "blood_pressure": 62,
-                    "skin_thickness": 35,
-                    "bmi": 33.6,
-                    "diabetes_pedigree": 0.127,
-                    "age": 47,
-                }
-            ]
-        },
+        json_schema_extra={"examples": [EXAMPLE_PATIENT]},
     )
     pregnancies: float = _measure("pregnancies")
     glucose: float = _measure("glucose")

@@ -17,13 +17,8 @@ from aws_cdk import ILocalBundling
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".state" / "bundles"
 
-# What the prediction Lambda imports, with its runtime dependencies (boto3 comes with the Lambda runtime).
-PREDICT_PACKAGES = (
-    "numpy",
-    "onnxruntime",
-    "flatbuffers",
-    "packaging",
-    "protobuf",
+# The API layer both variants share (boto3 comes with the Lambda runtime).
+_API = (
     "pydantic",
     "pydantic-core",
     "annotated-types",
@@ -34,23 +29,10 @@ PREDICT_PACKAGES = (
     "aws-lambda-powertools",
     "jmespath",
 )
+# What the prediction Lambda imports, with its runtime dependencies.
+PREDICT_PACKAGES = ("numpy", "onnxruntime", "flatbuffers", "packaging", "protobuf", *_API)
 # The scikit-learn equivalent (for the package-size benchmark's baseline).
-SKLEARN_PACKAGES = (
-    "numpy",
-    "scipy",
-    "scikit-learn",
-    "joblib",
-    "threadpoolctl",
-    "pydantic",
-    "pydantic-core",
-    "annotated-types",
-    "typing-extensions",
-    "typing-inspection",
-    "pydantic-settings",
-    "python-dotenv",
-    "aws-lambda-powertools",
-    "jmespath",
-)
+SKLEARN_PACKAGES = ("numpy", "scipy", "scikit-learn", "joblib", "threadpoolctl", *_API)
 # Never loaded by `import onnxruntime` + InferenceSession: the C API library (the Python module links its own
 # copy of the runtime), and the offline tools for transformers and quantization.
 PRUNE = (

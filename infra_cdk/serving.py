@@ -120,37 +120,53 @@ class PredictionApi(Construct):
             plan.add_api_stage(stage=self.api.deployment_stage)
             plan.add_api_key(self.api.add_api_key("ClientKey", api_key_name="diabetes-risk-client"))
 
-        cloudwatch.Alarm(
-            self,
+        ge = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
+        five_minutes = Duration.minutes(5)
+        self._alarm(
             "Api5xx",
-            alarm_description="The prediction API answered 5xx",
-            metric=self.api.metric_server_error(period=Duration.minutes(5), statistic="Sum"),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            "The prediction API answered 5xx",
+            self.api.metric_server_error(period=five_minutes, statistic="Sum"),
+            1,
+            1,
+            ge,
         )
-        cloudwatch.Alarm(
-            self,
+        self._alarm(
             "ApiLatencyP99",
-            alarm_description="p99 latency of the prediction API above 1 s",
-            metric=self.api.metric_latency(period=Duration.minutes(5), statistic="p99"),
-            threshold=1000,
-            evaluation_periods=3,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            "p99 latency of the prediction API above 1 s",
+            self.api.metric_latency(period=five_minutes, statistic="p99"),
+            1000,
+            3,
+            cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         )
-        cloudwatch.Alarm(
-            self,
+        self._alarm(
             "PredictErrors",
-            alarm_description="The predict function raised errors",
-            metric=self.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            "The predict function raised errors",
+            self.function.metric_errors(period=five_minutes, statistic="Sum"),
+            1,
+            1,
+            ge,
         )
         self._suppressions(need_key)
+
+    def _alarm(
+        self,
+        alarm_id: str,
+        description: str,
+        metric: cloudwatch.IMetric,
+        threshold: float,
+        periods: int,
+        comparison: cloudwatch.ComparisonOperator,
+    ) -> cloudwatch.Alarm:
+        return cloudwatch.Alarm(
+            self,
+            alarm_id,
+            alarm_description=description,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=periods,
+            comparison_operator=comparison,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
 
     def _suppressions(self, keyed: bool) -> None:
         NagSuppressions.add_resource_suppressions(

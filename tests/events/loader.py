@@ -43,3 +43,13 @@ def api_event(
         event["headers"] = headers
         event["multiValueHeaders"] = {k: [v] for k, v in headers.items()}
     return event
+
+
+class FakeContext:
+    """The Lambda context attributes Powertools reads."""
+
+    def __init__(self, function_name: str = "test-function", request_id: str = "lambda-req-1") -> None:
+        self.function_name = function_name
+        self.memory_limit_in_mb = 512
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
+        self.aws_request_id = request_id

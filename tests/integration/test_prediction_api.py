@@ -11,19 +11,12 @@ import pytest
 import requests
 
 from diabetes_risk.predict_client import local_api_url
+from inference_core.contracts import EXAMPLE_PATIENT
 from tests.integration.conftest import cli_env
 
 pytestmark = pytest.mark.integration
 
-PATIENT = {
-    "pregnancies": 2,
-    "glucose": 138,
-    "blood_pressure": 62,
-    "skin_thickness": 35,
-    "bmi": 33.6,
-    "diabetes_pedigree": 0.127,
-    "age": 47,
-}
+PATIENT = EXAMPLE_PATIENT
 
 
 @pytest.fixture(scope="module")

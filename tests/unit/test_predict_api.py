@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.events.loader import api_event
+from tests.events.loader import FakeContext, api_event
 from tests.unit.predict_fixtures import BUCKET, build_champion, logit, publish
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,11 +26,7 @@ PATIENT = {
 }
 
 
-class Context:
-    function_name = "predict"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:predict"
-    aws_request_id = "lambda-req-1"
+CONTEXT = FakeContext("predict", "lambda-req-1")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +47,7 @@ def api(s3, monkeypatch, champion):
 
 
 def call(api, event) -> tuple[int, dict]:
-    response = api.handler(event, Context())
+    response = api.handler(event, CONTEXT)
     return response["statusCode"], json.loads(response["body"]) if response.get("body") else {}
 
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inference_core.schema import FEATURES
-from tests.events.loader import api_event
+from tests.events.loader import FakeContext, api_event
 from tests.unit.predict_fixtures import BUCKET, build_champion, publish
 
 json_scalars = st.one_of(
@@ -49,11 +49,7 @@ routes = st.sampled_from(
 )
 
 
-class Context:
-    function_name = "predict"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:predict"
-    aws_request_id = "fuzz"
+CONTEXT = FakeContext("predict", "fuzz")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +94,7 @@ COUNT = {"requests": 0, "by_status": {}}
 def test_fuzzed_requests_never_get_a_5xx(api, route, raw, content_type):
     method, path = route
     headers = {"Content-Type": content_type} if content_type else {}
-    response = api.handler(api_event(method, path, raw_body=raw, headers=headers), Context())
+    response = api.handler(api_event(method, path, raw_body=raw, headers=headers), CONTEXT)
     status = response["statusCode"]
     COUNT["requests"] += 1
     COUNT["by_status"][status] = COUNT["by_status"].get(status, 0) + 1

@@ -10,16 +10,12 @@ import pytest
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from tests.events.loader import load_event
+from tests.events.loader import FakeContext, load_event
 
 BUCKET = "artifacts-test"
 
 
-class Context:
-    function_name = "training-step"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:training-step"
-    aws_request_id = "req-1"
+CONTEXT = FakeContext("training-step", "req-1")
 
 
 @pytest.fixture
@@ -33,7 +29,7 @@ def handlers(s3, monkeypatch, tmp_path):
 
 
 def test_validate_step_writes_the_run_and_returns_small_json(handlers, s3):
-    result = handlers.validate(load_event("training_step"), Context())
+    result = handlers.validate(load_event("training_step"), CONTEXT)
     assert result["validation"]["train"].startswith("300/300 rows valid")
     assert len(json.dumps(result)) < 4000  # small JSON between states, never the data
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
@@ -44,8 +40,8 @@ def test_fault_once_fails_first_then_succeeds(handlers):
     event = load_event("training_step")
     event["config"]["fault"] = {"step": "validate", "mode": "once"}
     with pytest.raises(handlers.TransientError, match="injected once fault"):
-        handlers.validate(event, Context())
-    assert handlers.validate(event, Context())["features"]
+        handlers.validate(event, CONTEXT)
+    assert handlers.validate(event, CONTEXT)["features"]
 
 
 def test_fault_always_keeps_failing(handlers):
@@ -53,7 +49,7 @@ def test_fault_always_keeps_failing(handlers):
     event["config"]["fault"] = {"step": "validate", "mode": "always"}
     for _ in range(2):
         with pytest.raises(handlers.TransientError):
-            handlers.validate(event, Context())
+            handlers.validate(event, CONTEXT)
 
 
 def test_throttling_becomes_transient_but_access_denied_does_not(handlers, monkeypatch):
@@ -67,20 +63,20 @@ def test_throttling_becomes_transient_but_access_denied_does_not(handlers, monke
 
     monkeypatch.setattr(handlers.steps, "validate_step", fail_with("SlowDown", 503))
     with pytest.raises(handlers.TransientError, match="SlowDown"):
-        handlers.validate(load_event("training_step"), Context())
+        handlers.validate(load_event("training_step"), CONTEXT)
     monkeypatch.setattr(handlers.steps, "validate_step", fail_with("AccessDenied", 403))
     with pytest.raises(ClientError, match="AccessDenied"):
-        handlers.validate(load_event("training_step"), Context())
+        handlers.validate(load_event("training_step"), CONTEXT)
 
 
 def test_bad_run_id_is_refused(handlers):
     with pytest.raises(ValidationError, match="run_id"):
-        handlers.validate(load_event("training_step", run_id="../../etc"), Context())
+        handlers.validate(load_event("training_step", run_id="../../etc"), CONTEXT)
 
 
 def test_unknown_family_is_named(handlers):
     with pytest.raises(ValueError, match="unknown model family 'svm'"):
-        handlers.train(load_event("training_step", family="svm"), Context())
+        handlers.train(load_event("training_step", family="svm"), CONTEXT)
 
 
 def test_bad_data_uri_is_a_clear_data_error(handlers):
@@ -89,11 +85,11 @@ def test_bad_data_uri_is_a_clear_data_error(handlers):
     event = load_event("training_step")
     event["config"]["train_uri"] = f"s3://{BUCKET}/data/missing.csv"
     with pytest.raises(DataError, match="no such object"):
-        handlers.validate(event, Context())
+        handlers.validate(event, CONTEXT)
 
 
 def test_record_failure_keeps_step_and_message(handlers, s3):
-    record = handlers.record_failure(load_event("training_failure"), Context())
+    record = handlers.record_failure(load_event("training_failure"), CONTEXT)
     assert record["failed_step"] == "Evaluate"
     assert record["message"] == "TransientError: injected always fault in step 'evaluate'"
     stored = json.loads(
@@ -121,7 +117,7 @@ def start(s3, monkeypatch):
 def test_new_data_starts_one_execution_per_object_version(start):
     module, sfn, arn = start
     event = load_event("s3_put_incoming")
-    first = module.handler(event, Context())
+    first = module.handler(event, CONTEXT)
     assert len(first["started"]) == 1 and first["skipped"] == ["data/archive/old.csv"]
     execution = sfn.list_executions(stateMachineArn=arn)["executions"][0]
     described = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
@@ -130,7 +126,7 @@ def test_new_data_starts_one_execution_per_object_version(start):
         "train_uri": "s3://diabetes-risk-data-000000000000-us-east-1/data/incoming/clinic north/day 1.csv",
         "holdout_uri": "bundled",
     }
-    again = module.handler(load_event("s3_put_incoming"), Context())  # S3 delivers at least once
+    again = module.handler(load_event("s3_put_incoming"), CONTEXT)  # S3 delivers at least once
     assert again["started"] == [] and len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
 
 
