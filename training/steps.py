@@ -175,6 +175,12 @@ def register_step(
     `diabetes-risk` with alias `challenger`."""
     from . import tracking
 
+    if store.exists("register.json"):  # a retry after success: never a second run and version
+        return store.get_json("register.json")
+    previous = tracking.registered_for(settings, run_id)
+    if previous:  # registered, but failed before recording it here
+        store.put_json("register.json", previous)
+        return previous
     validated, evaluated = store.get_json("validate.json"), store.get_json("evaluate.json")
     plots = []
     for name in ("roc", "pr", "calibration", "confusion_matrix", "feature_importance"):

@@ -130,6 +130,22 @@ def log_and_register(
     return parent.info.run_id, version
 
 
+def registered_for(settings: TrainingSettings, pipeline_run_id: str) -> dict | None:
+    """The MLflow run and model version already registered for this pipeline run, if any."""
+    _, client = _client(settings)
+    experiment = client.get_experiment_by_name(settings.experiment)
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.pipeline_run_id = '{pipeline_run_id}' and tags.registered_version != ''",
+        max_results=1,
+    )
+    if not runs:
+        return None
+    return {"mlflow_run_id": runs[0].info.run_id, "model_version": runs[0].data.tags["registered_version"]}
+
+
 def gate_and_promote(
     settings: TrainingSettings,
     *,

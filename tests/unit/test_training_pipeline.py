@@ -43,7 +43,15 @@ def trained(tmp_path_factory):
         pointer = json.loads(s3.get_object(Bucket="artifacts", Key=POINTER_KEY)["Body"].read())
         onnx_bytes = s3.get_object(Bucket="artifacts", Key=pointer["onnx_key"])["Body"].read()
         client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
-        yield {"result": result, "stages": stages, "pointer": pointer, "onnx": onnx_bytes, "client": client}
+        yield {
+            "result": result,
+            "stages": stages,
+            "pointer": pointer,
+            "onnx": onnx_bytes,
+            "client": client,
+            "settings": settings,
+            "s3": s3,
+        }
     mp.undo()
 
 
@@ -121,3 +129,19 @@ def test_feast_point_in_time_join_returns_the_validated_rows(tmp_path, pima):
     np.testing.assert_allclose(frame[features].to_numpy(), valid[features].to_numpy())
     assert (frame["diabetes"].to_numpy() == valid["diabetes"].to_numpy()).all()
     assert (tmp_path / "online.db").exists() and {"feast_apply_s", "feast_historical_s"} <= set(timings)
+
+
+def test_register_retried_never_creates_a_second_version(trained):
+    from training import steps
+    from training.store import S3RunStore
+
+    result, client = trained["result"], trained["client"]
+    store = S3RunStore(trained["s3"], "artifacts", result.run_id)
+    versions_before = len(client.search_model_versions("name = 'diabetes-risk'"))
+    work = trained["settings"].work_dir
+    assert steps.register_step(trained["settings"], store, result.run_id, work)["model_version"] == result.model_version
+    # lost the record after registering (e.g. the Lambda timed out right after MLflow answered)
+    trained["s3"].delete_object(Bucket="artifacts", Key=f"runs/{result.run_id}/register.json")
+    again = steps.register_step(trained["settings"], store, result.run_id, work)
+    assert again == {"mlflow_run_id": result.mlflow_run_id, "model_version": result.model_version}
+    assert len(client.search_model_versions("name = 'diabetes-risk'")) == versions_before
