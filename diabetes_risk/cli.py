@@ -82,6 +82,18 @@ def _print_endpoints(settings: LocalCloudSettings) -> None:
     console.print(f"  AWS endpoint (LocalStack): {settings.localstack_url}")
     console.print(f"  MLflow UI:                 {settings.mlflow_url}")
     console.print(f"  state and logs:            {settings.run_dir}")
+    try:  # once the stack is deployed, where its API and training runs are
+        from diabetes_risk.deploy import stack_outputs
+        from diabetes_risk.predict_client import local_api_url
+
+        outputs = stack_outputs(settings)
+        console.print(
+            f"  prediction API:            {local_api_url(settings.localstack_url, outputs['ApiId'])}/predict"
+        )
+        console.print(f"  training state machine:    {outputs['TrainingStateMachineArn']}")
+        console.print("  metrics:                   EMF lines in the functions' CloudWatch Logs (/aws/lambda/...)")
+    except Exception:  # not deployed yet (or the local cloud is down): nothing more to show
+        pass
     console.print("  use from a shell:          eval $(diabetes-risk local env)")
 
 
