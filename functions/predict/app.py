@@ -64,8 +64,9 @@ def error(status: int, message: str, details: list[dict] | None = None, kind: st
 
 
 def precheck(event: dict) -> dict | None:
-    """What the resolver should never see: a POST /predict body that is not JSON at all, too large, empty
-    or not an object. Returns the error response, or None when the body may go on to validation."""
+    """What the body validator should never see: a POST /predict that is not JSON by its content type, too
+    large, or empty. Returns the error response, or None when the body may go on to validation (which
+    turns invalid JSON into a 400 and everything else it refuses into a 422)."""
     if event.get("httpMethod") != "POST" or event.get("path") != "/predict":
         return None
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
@@ -85,19 +86,6 @@ def precheck(event: dict) -> dict | None:
         )
     if not raw.strip():
         return _raw(400, "empty request body", "body", "expected a JSON object", "empty")
-    if not raw.lstrip().startswith("{"):
-        try:
-            json.loads(raw)
-        except ValueError as exc:
-            return _raw(400, "request body is not valid JSON", "body", str(exc), "invalid_json")
-        # (the resolver would otherwise take the first element of a JSON array as the body)
-        return _raw(
-            422,
-            "invalid request: check the fields listed in details",
-            "body",
-            'expected one patient object or {"patients": [...]}',
-            "validation",
-        )
     return None
 
 
