@@ -40,6 +40,22 @@ def _settings(localstack_port: int | None, mlflow_port: int | None) -> LocalClou
         raise typer.Exit(2) from exc
 
 
+def _require_up(cloud: LocalCloudSettings) -> None:
+    if not runtime.is_up(cloud):
+        err.print("[red]the local cloud is not running[/red]: start it with `diabetes-risk local up`")
+        raise typer.Exit(1)
+
+
+def _deployed_outputs(cloud: LocalCloudSettings) -> dict[str, str]:
+    from diabetes_risk.deploy import DeployError, stack_outputs
+
+    try:
+        return stack_outputs(cloud)
+    except DeployError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
 LocalstackPort = typer.Option(
     None, "--localstack-port", help="LocalStack gateway port (env DR_LOCALSTACK_PORT, default 4566)."
 )
@@ -144,9 +160,7 @@ def local_check() -> None:
     from localcloud.smoke import run_check
 
     settings = _settings(None, None)
-    if not runtime.is_up(settings):
-        err.print("[red]the local cloud is not running[/red]: start it with `diabetes-risk local up`")
-        raise typer.Exit(1)
+    _require_up(settings)
     with console.status("checking the local cloud") as spinner:
         try:
             figures = run_check(settings, progress=lambda m: spinner.update(m))
@@ -180,9 +194,7 @@ def deploy(
                 raise typer.Exit(2)
             deploy_aws(uri, console.print, cloud.logs_dir)
             return
-        if not runtime.is_up(cloud):
-            err.print("[red]the local cloud is not running[/red]: start it with `diabetes-risk local up`")
-            raise typer.Exit(1)
+        _require_up(cloud)
         with console.status("deploying to the local cloud with cdklocal") as spinner:
             result = deploy_local(cloud, lambda line: spinner.update(f"cdklocal: {line[:100]}"))
     except DeployError as exc:
@@ -236,9 +248,7 @@ def train(
         raise typer.Exit(2)
     fault = _parse_fault(inject_fault)
     cloud = _settings(None, None)
-    if not runtime.is_up(cloud):
-        err.print("[red]the local cloud is not running[/red]: start it with `diabetes-risk local up`")
-        raise typer.Exit(1)
+    _require_up(cloud)
     if in_process:
         if fault:
             err.print("[red]--inject-fault tests the state machine's Retry/Catch[/red]; it has no effect --in-process")
@@ -253,15 +263,10 @@ def _train_state_machine(
 ) -> None:
     import uuid
 
-    from diabetes_risk.deploy import DeployError, stack_outputs
     from diabetes_risk.runs import failure_record, follow
     from localcloud.smoke import clients
 
-    try:
-        outputs = stack_outputs(cloud)
-    except DeployError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+    outputs = _deployed_outputs(cloud)
     sfn, s3 = clients(cloud, "stepfunctions", "s3")
     payload = {"train_uri": data, "holdout_uri": holdout, "families": list(families)}
     if fault:
@@ -469,19 +474,12 @@ def predict(
 @app.command("runs")
 def runs(limit: int = typer.Option(10, min=1, max=100, help="How many recent executions.")) -> None:
     """Recent training executions of the deployed state machine and their outcome."""
-    from diabetes_risk.deploy import DeployError, stack_outputs
     from diabetes_risk.runs import failure_record, recent
     from localcloud.smoke import clients
 
     cloud = _settings(None, None)
-    if not runtime.is_up(cloud):
-        err.print("[red]the local cloud is not running[/red]: start it with `diabetes-risk local up`")
-        raise typer.Exit(1)
-    try:
-        outputs = stack_outputs(cloud)
-    except DeployError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
+    _require_up(cloud)
+    outputs = _deployed_outputs(cloud)
     sfn, s3 = clients(cloud, "stepfunctions", "s3")
     table = Table("execution", "status", "started", "seconds", "failed step: cause")
     for run in recent(sfn, outputs["TrainingStateMachineArn"], limit):
