@@ -76,3 +76,19 @@ LABEL_VALUES: Final[dict[str, int]] = {
     "0.0": 0,
     "1.0": 1,
 }
+
+
+def detect_format(columns: list[str]) -> str:
+    """Which known export a header comes from: four or more of its column names decide."""
+    cols = set(columns)
+    for fmt, mapping in SOURCE_FORMATS.items():
+        if len(cols & set(mapping)) >= 4:
+            return fmt
+    return "canonical"
+
+
+def canonical_names(columns: list[str]) -> tuple[str, dict[str, str]]:
+    """The source format and each column's canonical name (known source names mapped, others lower-cased)."""
+    fmt = detect_format(columns)
+    mapping = SOURCE_FORMATS.get(fmt, {})
+    return fmt, {c: mapping.get(c, c).strip().lower() for c in columns}

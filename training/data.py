@@ -23,6 +23,7 @@ from inference_core.schema import (
     OPTIONAL_FEATURES,
     SOURCE_FORMATS,
     ZERO_MEANS_MISSING,
+    detect_format,
 )
 
 REQUIRED_COLUMNS = tuple(f for f in FEATURES if f not in OPTIONAL_FEATURES)
@@ -112,14 +113,6 @@ def parse_table(data: bytes, name: str) -> pd.DataFrame:
 
 
 # --- mapping onto the canonical schema ---------------------------------------------------------------
-def detect_format(columns: list[str]) -> str:
-    cols = set(columns)
-    for fmt, mapping in SOURCE_FORMATS.items():
-        if len(cols & set(mapping)) >= 4:
-            return fmt
-    return "canonical"
-
-
 def to_canonical(raw: pd.DataFrame, name: str, require_label: bool = True) -> tuple[pd.DataFrame, str, list[CellIssue]]:
     """Rename known source columns, coerce to numbers (cells that are not numbers become issues),
     turn impossible zeros into missing, map label spellings to 0/1."""

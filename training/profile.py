@@ -19,6 +19,7 @@ def reference_profile(frame: pd.DataFrame, features: list[str]) -> dict:
             continue
         edges = np.unique(np.quantile(present, np.linspace(0, 1, 11)))
         counts, _ = np.histogram(present, bins=edges)
+        grid = np.unique(np.quantile(present, np.linspace(0, 1, 101)))
         profile["features"][name] = {
             "quantiles": [float(q) for q in np.quantile(present, QUANTILES)],
             "mean": float(present.mean()),
@@ -26,5 +27,8 @@ def reference_profile(frame: pd.DataFrame, features: list[str]) -> dict:
             "missing_rate": float(1 - len(present) / len(values)),
             "bin_edges": [float(e) for e in edges],
             "bin_fractions": [float(c) / len(present) for c in counts],
+            # The empirical CDF at 101 quantile points: a batch's KS statistic is taken over these points.
+            "cdf_points": [float(x) for x in grid],
+            "cdf": [float(np.mean(present <= x)) for x in grid],
         }
     return profile

@@ -1,0 +1,1 @@
+"""Batch scoring on S3 drop."""

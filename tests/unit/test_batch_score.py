@@ -1,0 +1,429 @@
+"""Batch scoring: the streaming core (rows, formats, drift) and the S3 service (idempotence, quarantine,
+failure, manifest last) with moto, and the handler with a sample S3 event."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+from pydantic import ValidationError
+
+from batch_scoring.core import score_table
+from batch_scoring.drift import DriftAccumulator
+from batch_scoring.reader import UnreadableFile, open_csv, open_parquet
+from batch_scoring.service import BatchScorer, result_name
+from batch_scoring.settings import BatchSettings
+from inference_core.contracts import Patient, ServingPointer
+from inference_core.model_store import LoadedModel, ModelStore, make_session
+from inference_core.schema import FEATURES, RANGES
+from tests.events.loader import FakeContext, load_event
+from tests.unit.predict_fixtures import BUCKET, build_champion, publish
+
+BATCH = "batch-test"
+REQUIRED = frozenset({"glucose", "bmi", "age"})
+
+
+@pytest.fixture(scope="module")
+def champion():
+    return build_champion()
+
+
+@pytest.fixture(scope="module")
+def profile(champion):
+    from training.data import load_bundled
+    from training.profile import reference_profile
+
+    return json.loads(json.dumps(reference_profile(load_bundled("train").frame, champion[1])))
+
+
+@pytest.fixture(scope="module")
+def model(champion):
+    _, features, onnx_bytes, thresholds, _ = champion
+    pointer = ServingPointer(
+        model_name="diabetes-risk", model_version="1", family="logistic_regression", onnx_key="m", onnx_sha256="-",
+        profile_key="p", model_card_key="c", features=features, thresholds=thresholds, metrics={},
+        mlflow_run_id="r", training_data_uri="u", training_data_sha256="s", trained_at="t", promoted_at="t",
+    )  # fmt: skip
+    session = make_session(onnx_bytes, 1)
+    return LoadedModel(pointer, session, session.get_inputs()[0].name, session.get_outputs()[-1].name, "e", 0.0)
+
+
+def score_csv(text: str, model, tmp_path, profile=None, block=1 << 20, required=REQUIRED):
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    features = model.pointer.features
+    source = open_csv(io.BytesIO(text.encode()), "f.csv", features, "patient_id", block)
+    drift = DriftAccumulator(profile, features, 0.2, 0.2, 10)
+    summary = score_table(source, model, out, drift, required, True)
+    predictions = pq.read_table(out / "predictions.parquet").to_pandas()
+    errors = pd.read_csv(out / "errors.csv")
+    return summary, predictions, errors
+
+
+def rows_csv(rows: list[dict], columns: list[str]) -> str:
+    lines = [",".join(columns)] + [",".join("" if r.get(c) is None else str(r[c]) for c in columns) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+GOOD = {"pregnancies": 2, "glucose": 138, "blood_pressure": 62, "skin_thickness": 35, "bmi": 33.6,
+        "diabetes_pedigree": 0.127, "age": 47}  # fmt: skip
+
+
+# --- rows -------------------------------------------------------------------------------------------------
+def test_bad_rows_are_reported_by_number_and_the_rest_scored_like_the_sklearn_pipeline(model, champion, tmp_path):
+    pipeline, features = champion[0], champion[1]
+    columns = ["patient_id", *features]
+    rows = [
+        {"patient_id": "A", **GOOD},
+        {"patient_id": "B", **GOOD, "glucose": "abc"},
+        {"patient_id": "C", **GOOD, "age": 150, "bmi": 5},
+        {"patient_id": "D", **GOOD, "skin_thickness": None},  # imputed
+        {"patient_id": "E", **GOOD, "bmi": None},  # required
+        {"patient_id": "F", **GOOD, "glucose": 99.5},
+    ]
+    text = rows_csv(rows, columns).replace("\nE,", "\nX,1,2\nE,")  # a short row before E
+    summary, predictions, errors = score_csv(text, model, tmp_path)
+    assert (summary.rows_read, summary.rows_scored, summary.rows_rejected) == (7, 3, 4)
+    assert predictions["row"].tolist() == [1, 4, 7] and predictions["patient_id"].tolist() == ["A", "D", "F"]
+    assert errors.values.tolist() == [
+        [2, "glucose", "not a number: 'abc'"],
+        [3, "bmi", "5 is outside the range 10 to 80"],
+        [3, "age", "150 is outside the range 18 to 120"],
+        [5, "row", "expected 8 fields, found 3"],
+        [6, "bmi", "missing, and a value is required"],
+    ]
+    expected = pipeline.predict_proba(pd.DataFrame([rows[0], rows[3], rows[5]])[features].astype(float))[:, 1]
+    np.testing.assert_allclose(predictions["probability"], expected, atol=1e-5)
+    assert summary.imputed_by_feature["skin_thickness"] == 1
+    bands = model.pointer.thresholds
+    for p, band in zip(predictions["probability"], predictions["risk_band"], strict=True):
+        assert band == ("high" if p >= bands["high"] else "low" if p < bands["low"] else "moderate")
+    csv_out = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert csv_out["patient_id"].tolist() == ["A", "D", "F"]
+
+
+def test_row_rules_agree_with_the_prediction_api(model, tmp_path):
+    """Random rows, some out of range: batch accepts a row exactly when the API's Patient model does."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for _ in range(400):
+        row = {}
+        for f in FEATURES:
+            lo, hi = RANGES[f]
+            v = float(rng.uniform(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo)))
+            row[f] = round(v, 3)
+        if rng.random() < 0.3:
+            row["insulin"] = None
+        rows.append(row)
+    required = frozenset(f for f in FEATURES if f != "insulin")  # what the API requires
+    summary, predictions, _ = score_csv(rows_csv(rows, list(FEATURES)), model, tmp_path, required=required)
+    accepted = []
+    for i, row in enumerate(rows, start=1):
+        try:
+            Patient(**{k: v for k, v in row.items() if v is not None})
+            accepted.append(i)
+        except ValidationError:
+            pass
+    assert 50 < len(accepted) < 350
+    assert predictions["row"].tolist() == accepted
+
+
+def test_kaggle_export_zeros_mean_missing_and_outcome_is_ignored(model, tmp_path):
+    text = (
+        "Pregnancies,Glucose,BloodPressure,SkinThickness,Insulin,BMI,DiabetesPedigreeFunction,Age,Outcome\n"
+        "6,148,72,35,0,33.6,0.627,50,1\n"
+        "1,85,66,0,0,26.6,0.351,31,0\n"
+        "8,0,64,0,0,23.3,0.672,32,1\n"
+        "1,89,0,23,94,0,0.167,21,0\n"
+    )
+    summary, predictions, errors = score_csv(text, model, tmp_path)
+    assert summary.source_format == "kaggle" and summary.ignored_columns == []
+    assert predictions["row"].tolist() == [1, 2]
+    assert errors.values.tolist() == [
+        [3, "glucose", "0 means not measured here, and a value is required"],
+        [4, "bmi", "0 means not measured here, and a value is required"],
+    ]
+    assert summary.imputed_by_feature["skin_thickness"] == 1
+    assert "insulin" not in summary.imputed_by_feature  # this champion does not use insulin
+
+
+def test_row_numbers_hold_across_many_small_chunks(model, tmp_path):
+    rows = [{"patient_id": f"P{i}", **GOOD, "age": 20 + i % 90} for i in range(3000)]
+    text = rows_csv(rows, ["patient_id", *model.pointer.features])
+    lines = text.splitlines()
+    lines[1501] = "broken"  # data row 1501
+    lines[2999] = lines[2999].replace(",47", ",999") if ",47" in lines[2999] else lines[2999] + "9"
+    summary, predictions, errors = score_csv("\n".join(lines) + "\n", model, tmp_path, block=1 << 16)
+    assert summary.rows_read == 3000 and summary.rows_scored == 2998
+    assert errors["row"].tolist() == [1501, 2999]
+    assert predictions["patient_id"].tolist() == [f"P{i - 1}" for i in range(1, 3001) if i not in (1501, 2999)]
+    assert predictions["row"].tolist() == [i for i in range(1, 3001) if i not in (1501, 2999)]
+
+
+@pytest.mark.parametrize(
+    "data, name, message",
+    [
+        (b"", "a.csv", "the file is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "scan.png", "binary content"),
+        ("glucose,bmi\n1,2\n".encode("utf-16"), "a.csv", "UTF-16 text"),
+        ("patient,glucose\nJosé,2\n".encode("latin-1"), "a.csv", "not UTF-8 text \\(byte 19\\)"),
+        (
+            b"glucose,bmi,age,pregnancies,blood_pressure,skin_thickness,diabetes_pedigree\n"
+            + b"100,30,40,1,70,20,0.5\n" * 4000
+            + b"100,3\xe90,40,1,70,20,0.5\n",
+            "late.csv",
+            "not a readable CSV file: .*UTF8",
+        ),
+        (b"pregnancies,glucose,age\n1,100,40\n", "a.csv", "required columns missing: blood_pressure"),
+        (b"hello world, this is a letter\n", "a.txt", "required columns missing"),
+        (b"not really parquet", "a.parquet", "named as Parquet"),
+        (b"pregnancies,glucose,blood_pressure,skin_thickness,bmi,diabetes_pedigree,age\n", "h.csv", "no rows"),
+        (b"glucose,glucose,bmi\n1,2,3\n", "d.csv", "names a column twice"),
+    ],
+)
+def test_unreadable_files_say_why(model, tmp_path, data, name, message):
+    with pytest.raises(UnreadableFile, match=message):
+        source = open_csv(io.BytesIO(data), name, model.pointer.features, None)
+        score_table(source, model, tmp_path, DriftAccumulator(None, [], 0.2, 0.2, 1), REQUIRED, True)
+
+
+def test_parquet_in_chunks_gives_the_csv_answer(model, tmp_path):
+    rows = [{**GOOD, "glucose": 80 + i % 200, "patient_id": f"P{i}"} for i in range(2500)]
+    rows[10]["bmi"] = 500
+    text = rows_csv(rows, ["patient_id", *model.pointer.features])
+    summary_csv, predictions_csv, _ = score_csv(text, model, tmp_path)
+    path = tmp_path / "in.parquet"
+    pq.write_table(pcsv.read_csv(io.BytesIO(text.encode())), path, row_group_size=700)
+    source = open_parquet(str(path), model.pointer.features, "patient_id", chunk_rows=1000)
+    out = tmp_path / "pq"
+    out.mkdir()
+    summary = score_table(source, model, out, DriftAccumulator(None, [], 0.2, 0.2, 1), REQUIRED, False)
+    predictions = pq.read_table(out / "predictions.parquet").to_pandas()
+    assert summary.kind == "parquet" and summary.outputs == ["predictions.parquet", "errors.csv"]
+    assert summary.rows_rejected == 1 and not (out / "predictions.csv").exists()
+    pd.testing.assert_frame_equal(predictions, predictions_csv)
+
+
+# --- drift ------------------------------------------------------------------------------------------------
+def test_drift_is_chunk_invariant_matches_numpy_and_flags_a_shift(model, profile, tmp_path, pima):
+    train = pima[0].frame
+    features = model.pointer.features
+    same = train[features].sample(2000, replace=True, random_state=1).fillna({"bmi": 30})
+    same["bmi"] = same["bmi"].fillna(30)
+    base, _, _ = score_csv(same.to_csv(index=False), model, tmp_path, profile)
+    chunked, _, _ = score_csv(same.to_csv(index=False), model, tmp_path, profile, block=1 << 15)
+    assert base.drift.status == "ok" and base.drift.drifted_features == []
+    assert base.drift.model_dump() == chunked.drift.model_dump()
+
+    glucose = same["glucose"].dropna().to_numpy()
+    ref = profile["features"]["glucose"]
+    counts = np.histogram(np.clip(glucose, ref["bin_edges"][0], ref["bin_edges"][-1]), bins=ref["bin_edges"])[0]
+    b = np.maximum(counts / len(glucose), 1e-4)
+    e = np.maximum(np.asarray(ref["bin_fractions"]), 1e-4)
+    assert math.isclose(base.drift.features["glucose"].psi, float(np.sum((b - e) * np.log(b / e))), abs_tol=1e-5)
+    ks = max(abs(np.mean(glucose <= x) - c) for x, c in zip(ref["cdf_points"], ref["cdf"], strict=True))
+    assert math.isclose(base.drift.features["glucose"].ks, ks, abs_tol=1e-5)
+
+    shifted = same.assign(glucose=(same["glucose"] + 60).clip(upper=400))
+    moved, _, _ = score_csv(shifted.to_csv(index=False), model, tmp_path, profile)
+    assert moved.drift.status == "drift" and moved.drift.drifted_features == ["glucose"]
+    assert moved.drift.features["glucose"].psi > 0.2 and moved.drift.features["glucose"].ks > 0.2
+
+
+def test_drift_without_profile_or_rows(model, tmp_path):
+    summary, _, _ = score_csv(rows_csv([GOOD], model.pointer.features), model, tmp_path, None)
+    assert summary.drift.status == "no_profile"
+
+
+# --- the S3 service ---------------------------------------------------------------------------------------
+@pytest.fixture
+def service(s3, champion, profile, monkeypatch):
+    _, features, onnx_bytes, thresholds, explainer = champion
+    s3.create_bucket(Bucket=BUCKET)
+    s3.create_bucket(Bucket=BATCH)
+    s3.put_bucket_versioning(Bucket=BATCH, VersioningConfiguration={"Status": "Enabled"})
+    publish(s3, onnx_bytes, features, thresholds, explainer)
+    s3.put_object(Bucket=BUCKET, Key="models/v1/p.json", Body=json.dumps(profile).encode())
+    monkeypatch.setenv("DR_BATCH_BUCKET", BATCH)
+    monkeypatch.setenv("DR_ARTIFACTS_BUCKET", BUCKET)
+
+    def make(**overrides):
+        settings = BatchSettings(**overrides)
+        return BatchScorer(s3, settings, ModelStore(s3, BUCKET, threads=1))
+
+    return make
+
+
+def keys(s3, prefix=""):
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BATCH, Prefix=prefix).get("Contents", []))
+
+
+def test_drop_scores_once_per_object_version(service, s3, champion):
+    scorer = service()
+    body = rows_csv(
+        [{**GOOD, "patient_id": "A"}, {**GOOD, "glucose": 900, "patient_id": "B"}], ["patient_id", *champion[1]]
+    )
+    put = s3.put_object(Bucket=BATCH, Key="inbox/clinic/day 1.csv", Body=body.encode())
+    outcome = scorer.batch_score("inbox/clinic/day 1.csv", put["VersionId"])
+    assert outcome.status == "scored"
+    assert outcome.name == result_name("inbox/clinic/day 1.csv", put["VersionId"], put["ETag"])
+    assert outcome.name.startswith("clinic/day_1-")
+    prefix = f"outbox/{outcome.name}/"
+    assert keys(s3, prefix) == [
+        prefix + f for f in ("errors.csv", "manifest.json", "predictions.csv", "predictions.parquet")
+    ]
+    manifest = json.loads(s3.get_object(Bucket=BATCH, Key=prefix + "manifest.json")["Body"].read())
+    import hashlib
+
+    assert manifest["input"]["sha256"] == hashlib.sha256(body.encode()).hexdigest()
+    assert manifest["input"]["version_id"] == put["VersionId"]
+    assert (manifest["rows_read"], manifest["rows_scored"], manifest["rows_rejected"]) == (2, 1, 1)
+    assert manifest["model"]["version"] == "1" and manifest["drift"]["status"] == "too_few_rows"
+    assert {"read", "validate", "score", "write", "upload", "total"} <= set(manifest["timings_s"])
+
+    before = s3.head_object(Bucket=BATCH, Key=prefix + "manifest.json")["LastModified"]
+    again = scorer.batch_score("inbox/clinic/day 1.csv", put["VersionId"])  # S3 delivered it twice
+    assert again.status == "duplicate" and again.name == outcome.name
+    assert s3.head_object(Bucket=BATCH, Key=prefix + "manifest.json")["LastModified"] == before
+
+    put2 = s3.put_object(Bucket=BATCH, Key="inbox/clinic/day 1.csv", Body=body.encode())  # a new version
+    newer = scorer.batch_score("inbox/clinic/day 1.csv", put2["VersionId"])
+    assert newer.status == "scored" and newer.name != outcome.name
+
+
+@pytest.mark.parametrize("data, reason", [(b"%PDF-1.7\n\x00\x01binary", "binary content"), (b"", "the file is empty")])
+def test_unreadable_file_moves_to_quarantine_with_its_reason(service, s3, data, reason):
+    scorer = service()
+    put = s3.put_object(Bucket=BATCH, Key="inbox/report.csv", Body=data)
+    outcome = scorer.batch_score("inbox/report.csv", put["VersionId"])
+    assert outcome.status == "quarantined" and reason in outcome.failure.reason
+    moved = f"quarantine/{outcome.name}/report.csv"
+    assert s3.get_object(Bucket=BATCH, Key=moved)["Body"].read() == data
+    assert (
+        reason
+        in json.loads(s3.get_object(Bucket=BATCH, Key=f"quarantine/{outcome.name}/reason.json")["Body"].read())[
+            "reason"
+        ]
+    )
+    assert "inbox/report.csv" not in keys(s3, "inbox/")
+    # nothing is lost: the original version is still there behind the delete marker
+    assert s3.get_object(Bucket=BATCH, Key="inbox/report.csv", VersionId=put["VersionId"])["Body"].read() == data
+    failed = json.loads(s3.get_object(Bucket=BATCH, Key=f"outbox/{outcome.name}/failed.json")["Body"].read())
+    assert failed["kind"] == "unreadable" and failed["quarantined_to"] == moved
+    assert f"outbox/{outcome.name}/manifest.json" not in keys(s3)
+    assert scorer.batch_score("inbox/report.csv", put["VersionId"]).status == "duplicate"
+
+
+def test_too_large_and_no_model_fail_with_a_reason_and_keep_the_input(service, s3):
+    put = s3.put_object(Bucket=BATCH, Key="inbox/big.csv", Body=rows_csv([GOOD] * 50, list(GOOD)).encode())
+    outcome = service(max_input_bytes=100).batch_score("inbox/big.csv", put["VersionId"])
+    assert outcome.status == "failed" and outcome.failure.kind == "too_large"
+    assert "Split it into several files" in outcome.failure.reason
+    assert "inbox/big.csv" in keys(s3, "inbox/")
+
+    s3.delete_object(Bucket=BUCKET, Key="serving/champion.json")
+    outcome = service().batch_score("inbox/big.csv", put["VersionId"])
+    assert outcome.status == "failed" and outcome.failure.kind == "no_model"
+    assert "no champion model" in outcome.failure.reason
+    assert keys(s3, f"outbox/{outcome.name}/") == [f"outbox/{outcome.name}/failed.json"]
+
+
+def test_failure_midway_leaves_no_manifest_and_no_partial_output(service, s3, monkeypatch):
+    scorer = service()
+    put = s3.put_object(Bucket=BATCH, Key="inbox/a.csv", Body=rows_csv([GOOD] * 5, list(GOOD)).encode())
+    real_put = s3.put_object
+
+    def broken(**kwargs):
+        if kwargs["Key"].endswith("manifest.json"):
+            raise RuntimeError("S3 went away")
+        return real_put(**kwargs)
+
+    monkeypatch.setattr(s3, "put_object", broken)
+    with pytest.raises(RuntimeError, match="S3 went away"):
+        scorer.batch_score("inbox/a.csv", put["VersionId"])
+    name = result_name("inbox/a.csv", put["VersionId"], put["ETag"])
+    assert keys(s3, "outbox/") == [f"outbox/{name}/failed.json"]
+    monkeypatch.setattr(s3, "put_object", real_put)
+    assert scorer.batch_score("inbox/a.csv", put["VersionId"]).status == "scored"  # the platform's retry
+    assert f"outbox/{name}/failed.json" not in keys(s3)
+
+
+def test_a_live_claim_means_in_progress_and_a_stale_one_is_taken_over(service, s3):
+    put = s3.put_object(Bucket=BATCH, Key="inbox/a.csv", Body=rows_csv([GOOD] * 5, list(GOOD)).encode())
+    name = result_name("inbox/a.csv", put["VersionId"], put["ETag"])
+    import time
+
+    claim = {"name": name, "started": time.time(), "heartbeat": time.time()}
+    s3.put_object(Bucket=BATCH, Key=f"outbox/{name}/_claim.json", Body=json.dumps(claim).encode())
+    assert service().batch_score("inbox/a.csv", put["VersionId"]).status == "in_progress"
+    assert service(claim_ttl_s=0.001).batch_score("inbox/a.csv", put["VersionId"]).status == "scored"
+
+
+def test_drift_starts_training_only_when_enabled(service, s3, pima, monkeypatch):
+    import boto3
+
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    iam = boto3.client("iam", region_name="us-east-1")
+    role = iam.create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    arn = sfn.create_state_machine(
+        name="training", definition='{"StartAt": "A", "States": {"A": {"Type": "Succeed"}}}', roleArn=role
+    )["stateMachineArn"]
+    frame = pima[0].frame.sample(500, replace=True, random_state=2)
+    frame = frame.assign(glucose=(frame["glucose"] + 80).clip(upper=400), bmi=frame["bmi"].fillna(30))
+    body = frame.drop(columns=["diabetes", "insulin"]).to_csv(index=False).encode()
+
+    put = s3.put_object(Bucket=BATCH, Key="inbox/shifted.csv", Body=body)
+    off = service(state_machine_arn=arn)
+    off.sfn = sfn
+    outcome = off.batch_score("inbox/shifted.csv", put["VersionId"])
+    assert outcome.manifest.drift.status == "drift" and outcome.manifest.training_execution_arn is None
+    assert sfn.list_executions(stateMachineArn=arn)["executions"] == []
+
+    put = s3.put_object(Bucket=BATCH, Key="inbox/shifted.csv", Body=body)
+    on = service(state_machine_arn=arn, drift_starts_training=True)
+    on.sfn = sfn
+    outcome = on.batch_score("inbox/shifted.csv", put["VersionId"])
+    executions = sfn.list_executions(stateMachineArn=arn)["executions"]
+    assert [e["executionArn"] for e in executions] == [outcome.manifest.training_execution_arn]
+    assert (
+        json.loads(sfn.describe_execution(executionArn=executions[0]["executionArn"])["input"])["train_uri"]
+        == "bundled"
+    )
+
+
+def test_settings_refuse_unknown_required_features(monkeypatch):
+    monkeypatch.setenv("DR_BATCH_BUCKET", BATCH)
+    monkeypatch.setenv("DR_ARTIFACTS_BUCKET", BUCKET)
+    monkeypatch.setenv("DR_REQUIRED_VALUES", "glucose, cholesterol")
+    with pytest.raises(ValidationError, match="unknown features: cholesterol"):
+        BatchSettings()
+    monkeypatch.setenv("DR_REQUIRED_VALUES", "glucose,age")
+    assert BatchSettings().required_values == {"glucose", "age"}
+
+
+# --- the handler ------------------------------------------------------------------------------------------
+def test_handler_scores_inbox_records_and_emits_metrics(service, s3, champion, monkeypatch, capfd):
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "DiabetesRisk")
+    import batch_score.app as module
+
+    module = importlib.reload(module)
+    body = rows_csv([{**GOOD, "patient_id": "A"}], ["patient_id", *champion[1]])
+    put = s3.put_object(Bucket=BATCH, Key="inbox/clinic north/day 1.csv", Body=body.encode())
+    event = load_event("s3_put_inbox")
+    event["Records"][0]["s3"]["object"]["versionId"] = put["VersionId"]
+    result = module.handler(event, FakeContext())
+    assert len(result["results"]) == 1  # the outbox record is not the inbox's business
+    assert result["results"][0]["status"] == "scored" and result["results"][0]["rows_scored"] == 1
+    out = capfd.readouterr().out
+    emf = [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+    names = {m["Name"] for doc in emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+    assert {"Batches_scored", "RowsScored", "RowsRejected", "BatchSeconds", "DriftDetected"} <= names
+    assert "138" not in out and "33.6" not in out  # no patient values in logs
