@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import typer
 from pydantic import ValidationError
@@ -469,6 +470,93 @@ def predict(
             writer.writeheader()
             writer.writerows(result.predictions)
         console.print(f"wrote {out}")
+
+
+@app.command("score")
+def score(
+    file: Path = typer.Argument(..., help="CSV or Parquet of patients (canonical, MASS or Kaggle columns)."),
+    wait: bool = typer.Option(False, "--wait", help="Follow the scoring and print the manifest's summary."),
+    key: str | None = typer.Option(None, help="Key under inbox/ (default: the file's name)."),
+    bucket: str | None = typer.Option(None, help="Batch bucket (default: the deployed stack's, on the local cloud)."),
+    timeout: float = typer.Option(900, min=1, help="With --wait: seconds to wait for the result."),
+    as_json: bool = typer.Option(False, "--json", help="With --wait: print the whole manifest as JSON."),
+) -> None:
+    """Drop a file into the batch inbox; with --wait, follow it until its manifest (or failure) appears."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from diabetes_risk.batch_client import WaitTimeout, upload, wait_for_result
+
+    if not file.is_file():
+        err.print(f"[red]{file}: no such file[/red]" if not file.exists() else f"[red]{file}: not a file[/red]")
+        raise typer.Exit(2)
+    if bucket is None:
+        from localcloud.smoke import clients
+
+        cloud = _settings(None, None)
+        _require_up(cloud)
+        bucket = _deployed_outputs(cloud)["BatchBucket"]
+        (s3,) = clients(cloud, "s3")
+    else:
+        import boto3
+
+        s3 = boto3.client("s3")
+    size = file.stat().st_size
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(f"uploading {file.name}", total=size)
+        try:
+            dropped = upload(s3, bucket, file, key, progress=lambda n: bar.advance(task, n))
+        except Exception as exc:  # no bucket, no permission, endpoint down
+            err.print(f"[red]upload to s3://{bucket} failed:[/red] {exc}")
+            raise typer.Exit(1) from exc
+    console.print(f"dropped s3://{bucket}/{dropped.key} → results in s3://{bucket}/{dropped.prefix}")
+    if not wait:
+        return
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
+    ) as bar:
+        task = bar.add_task("waiting for the batch-score function", total=None)
+
+        def show(state: str, rows: int) -> None:
+            bar.update(task, description=f"{state}: {rows:,} rows read" if rows else state)
+
+        try:
+            kind, record = wait_for_result(s3, dropped, timeout, show)
+        except WaitTimeout as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+    if kind == "failed":
+        where = f" (moved to s3://{bucket}/{record['quarantined_to']})" if record.get("quarantined_to") else ""
+        err.print(f"[red]{file.name} was not scored ({record['kind']}):[/red] {record['reason']}{where}")
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(record, indent=2))
+        return
+    _print_manifest(record, bucket)
+
+
+def _print_manifest(m: dict, bucket: str) -> None:
+    console.print(
+        f"[green]scored[/green] {m['rows_scored']:,} of {m['rows_read']:,} rows with model v{m['model']['version']} "
+        f"({m['model']['family']}); {m['rows_rejected']:,} rejected; {m['timings_s'].get('total', 0):.1f} s"
+    )
+    console.print("risk bands: " + ", ".join(f"{k} {v:,}" for k, v in m["risk_bands"].items()))
+    if m["errors_by_field"]:
+        console.print("rejected by field: " + ", ".join(f"{k} {v:,}" for k, v in m["errors_by_field"].items()))
+    drift = m["drift"]
+    table = Table("feature", "PSI", "KS", "missing", "drifted", title=f"drift: {drift['status']}")
+    for name, d in drift["features"].items():
+        table.add_row(
+            name,
+            f"{d['psi']:.3f}",
+            f"{d['ks']:.3f}",
+            f"{d['batch_missing_rate']:.1%}",
+            "[red]yes[/red]" if d["drifted"] else "",
+        )
+    console.print(table)
+    if m.get("training_execution_arn"):
+        console.print(f"drift started training: {m['training_execution_arn']}")
+    for name, key in m["output_keys"].items():
+        console.print(f"  {name}: s3://{bucket}/{key}")
 
 
 @app.command("runs")

@@ -1,4 +1,4 @@
-"""Build the prediction function's zip on this machine (no Docker): manylinux_2_28 wheels for
+"""Build the prediction and batch-score functions' zips on this machine (no Docker): manylinux_2_28 wheels for
 python3.13 (Lambda's python3.13 runs on Amazon Linux 2023, glibc 2.34) installed into a folder, trimmed
 of what onnxruntime's Python API never loads, plus the inference core. Cached under .state/bundles/ by a
 hash of the pins and the sources."""
@@ -31,6 +31,8 @@ _API = (
 )
 # What the prediction Lambda imports, with its runtime dependencies.
 PREDICT_PACKAGES = ("numpy", "onnxruntime", "flatbuffers", "packaging", "protobuf", *_API)
+# The batch-score Lambda: the same, plus pyarrow for streaming CSV/Parquet.
+BATCH_PACKAGES = (*PREDICT_PACKAGES, "pyarrow")
 # The scikit-learn equivalent (for the package-size benchmark's baseline).
 SKLEARN_PACKAGES = ("numpy", "scipy", "scikit-learn", "joblib", "threadpoolctl", *_API)
 # Never loaded by `import onnxruntime` + InferenceSession: the C API library (the Python module links its own
@@ -46,8 +48,28 @@ PRUNE = (
     "numpy/_pyinstaller",
     "*/__pycache__",
     "**/*.pyi",
+    # pyarrow: headers, Cython sources, tests, and Flight (RPC), which batch scoring never loads
+    "pyarrow/include",
+    "pyarrow/src",
+    "pyarrow/tests",
+    "pyarrow/*.pyx",
+    "pyarrow/*.pxd",
+    "pyarrow/*.pxi",
+    "pyarrow/libarrow_flight.so*",
+    "pyarrow/_flight*.so",
 )
-SOURCES = ("inference_core", "functions/predict")
+# What goes into each zip besides its packages: (source folder, folder in the zip)
+BUNDLES = {
+    "predict": (PREDICT_PACKAGES, (("inference_core", "inference_core"), ("functions/predict", "predict"))),
+    "batch": (
+        BATCH_PACKAGES,
+        (
+            ("inference_core", "inference_core"),
+            ("batch_scoring", "batch_scoring"),
+            ("functions/batch_score", "batch_score"),
+        ),
+    ),
+}
 
 
 def locked_versions(names: tuple[str, ...]) -> list[str]:
@@ -68,7 +90,7 @@ def _uv() -> str:
 
 
 def _digest(pins: list[str], sources: tuple[str, ...]) -> str:
-    h = hashlib.sha256("\n".join(pins).encode())
+    h = hashlib.sha256("\n".join([*pins, *PRUNE]).encode())
     for src in sources:
         for path in sorted((ROOT / src).rglob("*.py")):
             h.update(str(path.relative_to(ROOT)).encode())
@@ -104,21 +126,26 @@ def install_packages(names: tuple[str, ...], target: Path, prune: bool) -> None:
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def build_predict_bundle() -> Path:
-    """The folder to zip: dependencies, inference_core/, predict/. Built once per pins+sources."""
-    pins = locked_versions(PREDICT_PACKAGES)
-    out = CACHE / f"predict-{_digest(pins, SOURCES)}"
+def build_bundle(kind: str) -> Path:
+    """The folder to zip: dependencies plus the function's sources. Built once per pins+sources."""
+    packages, sources = BUNDLES[kind]
+    pins = locked_versions(packages)
+    out = CACHE / f"{kind}-{_digest(pins, tuple(src for src, _ in sources))}"
     if (out / ".complete").exists():
         return out
     tmp = out.with_suffix(".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    install_packages(PREDICT_PACKAGES, tmp, prune=True)
-    shutil.copytree(ROOT / "inference_core", tmp / "inference_core", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / "functions" / "predict", tmp / "predict", ignore=shutil.ignore_patterns("__pycache__"))
+    install_packages(packages, tmp, prune=True)
+    for src, dest in sources:
+        shutil.copytree(ROOT / src, tmp / dest, ignore=shutil.ignore_patterns("__pycache__"))
     (tmp / ".complete").write_text("ok")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
+
+
+def build_predict_bundle() -> Path:
+    return build_bundle("predict")
 
 
 def folder_mb(path: Path) -> float:
@@ -126,11 +153,14 @@ def folder_mb(path: Path) -> float:
 
 
 @jsii.implements(ILocalBundling)
-class PredictBundler:
+class LocalBundler:
     """CDK local bundling: copy the cached bundle into the asset folder; Docker is never needed."""
+
+    def __init__(self, kind: str = "predict") -> None:
+        self.kind = kind
 
     def try_bundle(self, output_dir: str, *args, **kwargs) -> bool:
         shutil.copytree(
-            build_predict_bundle(), output_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete")
+            build_bundle(self.kind), output_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete")
         )
         return True

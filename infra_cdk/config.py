@@ -15,13 +15,15 @@ class DeployConfig(BaseModel):
     schedule: str = Field("cron(0 3 * * ? *)", description="EventBridge schedule of the daily retraining")
     schedule_train_uri: str = "bundled"
     api_key: bool = Field(False, description="Require an API key on the local cloud too (always on AWS)")
+    drift_retrain: bool = Field(False, description="A batch that drifts starts the training state machine")
 
     @classmethod
     def from_context(cls, node) -> DeployConfig:
         keys = cls.model_fields
         values = {k: node.try_get_context(k) for k in keys if node.try_get_context(k) is not None}
-        if isinstance(values.get("api_key"), str):  # -c api_key=true arrives as text
-            values["api_key"] = values["api_key"].lower() in ("1", "true", "yes")
+        for flag in ("api_key", "drift_retrain"):
+            if isinstance(values.get(flag), str):  # -c api_key=true arrives as text
+                values[flag] = values[flag].lower() in ("1", "true", "yes")
         return cls(**values)
 
     @property

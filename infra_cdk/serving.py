@@ -14,7 +14,7 @@ from aws_cdk import aws_logs as logs
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from .bundling import PredictBundler
+from .bundling import LocalBundler
 from .config import DeployConfig
 from .storage import bucket_arn, bucket_name
 
@@ -47,7 +47,8 @@ class PredictionApi(Construct):
             code = lambda_.Code.from_asset(
                 str(ROOT / "functions"),
                 bundling=BundlingOptions(
-                    image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.13"), local=PredictBundler()
+                    image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.13"),
+                    local=LocalBundler("predict"),
                 ),
             )
         self.function = lambda_.Function(

@@ -1,9 +1,10 @@
 """Buckets: data (versioned: every dataset version stays addressable), artifacts (runs, models, the
-serving pointer), batch (inbox/outbox). All encrypted, public access blocked, TLS only, access-logged."""
+serving pointer), batch (inbox/outbox/quarantine, versioned). All encrypted, public access blocked, TLS only,
+access-logged."""
 
 from __future__ import annotations
 
-from aws_cdk import Aws, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from cdk_nag import NagSuppressions
 from constructs import Construct
@@ -61,4 +62,10 @@ class Storage(Construct):
 
         self.data = bucket("data", versioned=True)
         self.artifacts = bucket("artifacts")
-        self.batch = bucket("batch")
+        # Versioned: each upload of a file is scored once (results are per object version), and a file moved to
+        # quarantine/ keeps its original version. Old versions expire.
+        self.batch = bucket(
+            "batch",
+            versioned=True,
+            lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90))],
+        )

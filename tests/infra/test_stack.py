@@ -42,7 +42,7 @@ def test_cdk_nag_aws_solutions_pass(stacks, target):
     assert errors == [], [e.entry.data for e in errors]
 
 
-def test_buckets_are_encrypted_private_tls_only_and_data_is_versioned(stacks):
+def test_buckets_are_encrypted_private_tls_only_and_data_and_batch_are_versioned(stacks):
     _, template = stacks["local"]
     buckets = template.find_resources("AWS::S3::Bucket")
     assert len(buckets) == 4  # data, artifacts, batch, access logs
@@ -60,8 +60,12 @@ def test_buckets_are_encrypted_private_tls_only_and_data_is_versioned(stacks):
             "IgnorePublicAcls": True,
             "RestrictPublicBuckets": True,
         }
-    data = [b for b in buckets.values() if "VersioningConfiguration" in b["Properties"]]
-    assert len(data) == 1 and data[0]["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    versioned = {
+        b["Properties"]["LoggingConfiguration"]["LogFilePrefix"]: b["Properties"]["VersioningConfiguration"]
+        for b in buckets.values()
+        if "VersioningConfiguration" in b["Properties"]
+    }
+    assert versioned == {"data/": {"Status": "Enabled"}, "batch/": {"Status": "Enabled"}}
     policies = template.find_resources("AWS::S3::BucketPolicy")
     assert len(policies) == 4
     for policy in policies.values():
@@ -120,11 +124,12 @@ def test_local_target_uses_zip_functions_and_aws_uses_images_for_training(stacks
     _, local = stacks["local"]
     _, aws = stacks["aws"]
     local_fns = local.find_resources("AWS::Lambda::Function")
-    assert len(local_fns) == 10  # 8 training steps, the new-data trigger, predict
+    assert len(local_fns) == 11  # 8 training steps, the new-data trigger, predict, batch score
     assert {f["Properties"]["Runtime"] for f in local_fns.values()} == {"python3.13"}
     aws_fns = aws.find_resources("AWS::Lambda::Function")
     packages = {f["Properties"]["Description"]: f["Properties"].get("PackageType") for f in aws_fns.values()}
     assert packages.pop("Diabetes Risk: ONNX prediction API") is None  # predict stays a small zip
+    assert packages.pop("Diabetes Risk: score files dropped under inbox/") is None  # so does batch scoring
     assert set(packages.values()) == {"Image"}
     env = next(iter(local_fns.values()))["Properties"]["Environment"]["Variables"]
     assert {"DR_ARTIFACTS_BUCKET", "MLFLOW_TRACKING_URI"} <= set(env)
@@ -141,7 +146,11 @@ def test_schedule_and_new_data_trigger_without_custom_resources(stacks):
     )
     assert template.find_resources("Custom::S3BucketNotifications") == {}
     data = [
-        b for b in template.find_resources("AWS::S3::Bucket").values() if "NotificationConfiguration" in b["Properties"]
+        b
+        for b in template.find_resources("AWS::S3::Bucket").values()
+        if "NotificationConfiguration" in b["Properties"]
+        and b["Properties"].get("VersioningConfiguration")
+        and b["Properties"]["LoggingConfiguration"]["LogFilePrefix"] == "data/"
     ]
     (config,) = data[0]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
     assert config["Event"] == "s3:ObjectCreated:*"
@@ -236,3 +245,49 @@ def test_predict_reads_only_the_pointer_and_models(stacks):
         for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
     }
     assert actions == {"s3:GetObject", "s3:ListBucket", "logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def _batch_function(template: Template) -> tuple[str, dict]:
+    ((logical, fn),) = [
+        (k, f)
+        for k, f in template.find_resources("AWS::Lambda::Function").items()
+        if f["Properties"].get("Handler") == "batch_score.app.handler"
+    ]
+    return logical, fn["Properties"]
+
+
+def test_inbox_drop_invokes_batch_score_with_room_to_work(stacks):
+    for target in ("local", "aws"):
+        _, template = stacks[target]
+        logical, props = _batch_function(template)
+        assert props["Timeout"] == 900 and props["MemorySize"] >= 3538  # 2 vCPUs
+        assert props["EphemeralStorage"] == {"Size": 10240}
+        assert props["Environment"]["Variables"]["DR_DRIFT_STARTS_TRAINING"] == "false"
+        (bucket,) = [
+            b
+            for b in template.find_resources("AWS::S3::Bucket").values()
+            if b["Properties"].get("LoggingConfiguration", {}).get("LogFilePrefix") == "batch/"
+        ]
+        (config,) = bucket["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+        assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "inbox/"}]
+        assert config["Function"] == {"Fn::GetAtt": [logical, "Arn"]}
+        template.has_resource_properties("AWS::Lambda::EventInvokeConfig", {"MaximumRetryAttempts": 2})
+
+
+def test_drift_retraining_is_off_unless_asked(tmp_path):
+    from infra_cdk.app import build
+
+    _, stack = build({"target": "local", "drift_retrain": "true"})
+    _, props = _batch_function(Template.from_stack(stack))
+    assert props["Environment"]["Variables"]["DR_DRIFT_STARTS_TRAINING"] == "true"
+
+
+def test_batch_score_writes_only_outbox_and_quarantine(stacks):
+    _, template = stacks["aws"]
+    writes = []
+    for s in _statements(template):
+        actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        if "s3:PutObject" in actions:
+            resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+            writes += [json.dumps(r) for r in resources if "batch" in json.dumps(r)]
+    assert writes and all("/outbox/*" in w or "/quarantine/*" in w for w in writes)

@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
@@ -124,7 +123,7 @@ def test_row_rules_agree_with_the_prediction_api(model, tmp_path):
             row["insulin"] = None
         rows.append(row)
     required = frozenset(f for f in FEATURES if f != "insulin")  # what the API requires
-    summary, predictions, _ = score_csv(rows_csv(rows, list(FEATURES)), model, tmp_path, required=required)
+    _summary, predictions, _ = score_csv(rows_csv(rows, list(FEATURES)), model, tmp_path, required=required)
     accepted = []
     for i, row in enumerate(rows, start=1):
         try:
@@ -199,7 +198,7 @@ def test_parquet_in_chunks_gives_the_csv_answer(model, tmp_path):
     rows = [{**GOOD, "glucose": 80 + i % 200, "patient_id": f"P{i}"} for i in range(2500)]
     rows[10]["bmi"] = 500
     text = rows_csv(rows, ["patient_id", *model.pointer.features])
-    summary_csv, predictions_csv, _ = score_csv(text, model, tmp_path)
+    _summary_csv, predictions_csv, _ = score_csv(text, model, tmp_path)
     path = tmp_path / "in.parquet"
     pq.write_table(pcsv.read_csv(io.BytesIO(text.encode())), path, row_group_size=700)
     source = open_parquet(str(path), model.pointer.features, "patient_id", chunk_rows=1000)

@@ -1,0 +1,154 @@
+"""Batch scoring: a file dropped under inbox/ in the batch bucket invokes the batch-score function, which writes
+outbox/<name>/ (predictions, errors, manifest) or moves the file to quarantine/. The notification is declared on
+the bucket (no custom resource), so it deploys the same way to the local cloud and to AWS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Aws, BundlingOptions, DockerImage, Duration, RemovalPolicy, Size
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_stepfunctions as sfn
+from cdk_nag import NagSuppressions
+from constructs import Construct
+
+from .bundling import LocalBundler
+from .config import DeployConfig
+from .storage import Storage, bucket_arn, bucket_name
+
+ROOT = Path(__file__).resolve().parents[1]
+# 2 vCPUs from 3,538 MB up: onnxruntime and the CSV reader use both.
+MEMORY_MB = 3584
+TIMEOUT = Duration.minutes(15)
+
+
+class BatchScoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        config: DeployConfig,
+        storage: Storage,
+        state_machine: sfn.IStateMachine,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        log_group = logs.LogGroup(
+            self, "BatchScoreLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
+        )
+        role = iam.Role(self, "BatchScoreRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        for actions, resources in (
+            (["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject"], [bucket_arn("batch", "/inbox/*")]),
+            (["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [bucket_arn("batch", "/outbox/*")]),
+            (["s3:PutObject"], [bucket_arn("batch", "/quarantine/*")]),
+            (["s3:ListBucket", "s3:ListBucketVersions"], [bucket_arn("batch")]),
+            (
+                ["s3:GetObject"],
+                [bucket_arn("artifacts", "/serving/champion.json"), bucket_arn("artifacts", "/models/*")],
+            ),
+            (["states:StartExecution"], [state_machine.state_machine_arn]),
+            (["logs:CreateLogStream", "logs:PutLogEvents"], [f"{log_group.log_group_arn}:*"]),
+        ):
+            role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))
+        if config.local:
+            code = lambda_.Code.from_asset(str(ROOT / "functions"), exclude=["*.Dockerfile", "**/__pycache__"])
+        else:
+            code = lambda_.Code.from_asset(
+                str(ROOT / "functions"),
+                bundling=BundlingOptions(
+                    image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.13"), local=LocalBundler("batch")
+                ),
+            )
+        self.function = lambda_.Function(
+            self,
+            "BatchScore",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            handler="batch_score.app.handler",
+            code=code,
+            memory_size=MEMORY_MB,
+            timeout=TIMEOUT,
+            ephemeral_storage_size=Size.gibibytes(10),  # Parquet input is spooled here (it needs random access)
+            role=role,
+            log_group=log_group,
+            description="Diabetes Risk: score files dropped under inbox/",
+            environment={
+                "DR_BATCH_BUCKET": bucket_name("batch"),
+                "DR_ARTIFACTS_BUCKET": bucket_name("artifacts"),
+                "DR_ORT_THREADS": "2",
+                "DR_DRIFT_STARTS_TRAINING": "true" if config.drift_retrain else "false",
+                "DR_STATE_MACHINE_ARN": state_machine.state_machine_arn,
+                "POWERTOOLS_SERVICE_NAME": "diabetes-risk-batch",
+                "POWERTOOLS_METRICS_NAMESPACE": "DiabetesRisk",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+        )
+        # S3 invokes asynchronously: two retries on errors; the result name makes a retry safe.
+        self.function.configure_async_invoke(retry_attempts=2, max_event_age=Duration.hours(6))
+        permission = lambda_.CfnPermission(
+            self,
+            "BatchBucketInvokes",
+            action="lambda:InvokeFunction",
+            function_name=self.function.function_arn,
+            principal="s3.amazonaws.com",
+            source_arn=bucket_arn("batch"),
+            source_account=Aws.ACCOUNT_ID,
+        )
+        cfn_bucket: s3.CfnBucket = storage.batch.node.default_child
+        cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+            lambda_configurations=[
+                s3.CfnBucket.LambdaConfigurationProperty(
+                    event="s3:ObjectCreated:*",
+                    function=self.function.function_arn,
+                    filter=s3.CfnBucket.NotificationFilterProperty(
+                        s3_key=s3.CfnBucket.S3KeyFilterProperty(
+                            rules=[s3.CfnBucket.FilterRuleProperty(name="prefix", value="inbox/")]
+                        )
+                    ),
+                )
+            ]
+        )
+        cfn_bucket.add_dependency(permission)
+        cloudwatch.Alarm(
+            self,
+            "BatchScoreErrors",
+            alarm_description="The batch-score function failed (the file's outbox folder has failed.json)",
+            metric=self.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        cloudwatch.Alarm(
+            self,
+            "BatchDrift",
+            alarm_description="A scored batch drifted from the champion's training data (see its manifest)",
+            metric=cloudwatch.Metric(
+                namespace="DiabetesRisk",
+                metric_name="DriftDetected",
+                dimensions_map={"service": "batch"},
+                period=Duration.hours(1),
+                statistic="Sum",
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        NagSuppressions.add_resource_suppressions(
+            role,
+            [
+                {
+                    "id": "AwsSolutions-IAM5",
+                    "reason": "Files arrive under inbox/ and results are written under outbox/ and quarantine/ at "
+                    "run time; each wildcard is one prefix of one bucket (or the model versions, or one log group).",
+                }
+            ],
+            apply_to_children=True,
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.function,
+            [{"id": "AwsSolutions-L1", "reason": "python3.13 on purpose: matches the project and the local cloud."}],
+        )

@@ -1,0 +1,118 @@
+"""The prediction and batch-score zips built for AWS: small enough, and they really run on their own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from infra_cdk.bundling import build_bundle, build_predict_bundle, folder_mb
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bundle_is_under_120_mb_without_heavy_libraries():
+    bundle = build_predict_bundle()
+    assert folder_mb(bundle) <= 120
+    top = {p.name for p in bundle.iterdir()}
+    assert {"onnxruntime", "numpy", "pydantic", "aws_lambda_powertools", "inference_core", "predict"} <= top
+    assert not top & {"sklearn", "scipy", "pandas", "mlflow", "feast", "xgboost"}
+
+
+def test_bundle_imports_and_scores_in_isolation(tmp_path):
+    """Only the bundle (plus boto3, which the Lambda runtime provides) on sys.path."""
+    import boto3
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["features"], ["probabilities"])],
+        "g",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, 2])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
+    )
+    model = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    boto_dir = str(Path(boto3.__file__).parents[1])
+    code = (
+        "import sys; sys.path[:0] = [sys.argv[1]]; sys.path.append(sys.argv[2]);"
+        "from inference_core.model_store import make_session; import numpy as np;"
+        "s = make_session(open(sys.argv[3], 'rb').read());"
+        "print(s.run(None, {'features': np.array([[0.3, 0.7]], np.float32)})[0].tolist())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code, str(build_predict_bundle()), boto_dir, str(model)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    assert out.stdout.strip() == "[[0.30000001192092896, 0.699999988079071]]"
+
+
+def test_batch_bundle_fits_lambda_and_scores_a_csv_in_isolation(tmp_path):
+    """Lambda's limit is 250 MB unzipped; the batch core runs from the zip alone (python -S, plus boto3)."""
+    import boto3
+    import onnx
+    from onnx import TensorProto, helper
+
+    bundle = build_bundle("batch")
+    assert folder_mb(bundle) <= 250
+    top = {p.name for p in bundle.iterdir()}
+    assert {"pyarrow", "onnxruntime", "batch_scoring", "batch_score", "inference_core"} <= top
+    assert not top & {"sklearn", "scipy", "pandas", "mlflow", "feast", "xgboost"}
+    features = ["pregnancies", "glucose", "blood_pressure", "skin_thickness", "bmi", "diabetes_pedigree", "age"]
+    # probabilities = [1 - g/1000, g/1000] from the glucose column: enough to see rows flow through
+    w = [[0.0, 0.0] for _ in features]
+    w[1] = [-0.001, 0.001]
+    graph = helper.make_graph(
+        [
+            helper.make_node(
+                "Constant",
+                [],
+                ["w"],
+                value=helper.make_tensor("wv", TensorProto.FLOAT, [7, 2], [v for pair in w for v in pair]),
+            ),
+            helper.make_node("Constant", [], ["b"], value=helper.make_tensor("bv", TensorProto.FLOAT, [2], [1.0, 0.0])),
+            helper.make_node("MatMul", ["features", "w"], ["m"]),
+            helper.make_node("Add", ["m", "b"], ["probabilities"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, 7])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2])],
+    )
+    model = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    data = tmp_path / "in.csv"
+    data.write_text(",".join(features) + "\n1,100,70,20,30,0.5,40\n1,x,70,20,30,0.5,40\n2,200,70,20,30,0.5,40\n")
+    code = f"""
+import sys, io, pathlib
+sys.path[:0] = [sys.argv[1]]; sys.path.append(sys.argv[2])
+from batch_scoring.core import score_table
+from batch_scoring.drift import DriftAccumulator
+from batch_scoring.reader import open_csv
+from inference_core.contracts import ServingPointer
+from inference_core.model_store import LoadedModel, make_session
+import pyarrow.parquet as pq
+f = {features!r}
+p = ServingPointer(model_name="m", model_version="1", family="x", onnx_key="k", onnx_sha256="s", profile_key="p",
+    model_card_key="c", features=f, thresholds={{"low": 0.15, "high": 0.5}}, metrics={{}}, mlflow_run_id="r",
+    training_data_uri="u", training_data_sha256="s", trained_at="t", promoted_at="t")
+s = make_session(open(sys.argv[3], "rb").read())
+m = LoadedModel(p, s, "features", "probabilities", "e", 0)
+out = pathlib.Path(sys.argv[5]); out.mkdir()
+source = open_csv(open(sys.argv[4], "rb"), "in.csv", f, None)
+summary = score_table(source, m, out, DriftAccumulator(None, f, 0.2, 0.2, 1), frozenset({{"glucose"}}), True)
+t = pq.read_table(out / "predictions.parquet").to_pydict()
+print(summary.rows_rejected, t["row"], [round(x, 3) for x in t["probability"]], t["risk_band"])
+"""
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code, str(bundle), str(Path(boto3.__file__).parents[1]), str(model), str(data),
+         str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "1 [1, 3] [0.1, 0.2] ['low', 'moderate']"
