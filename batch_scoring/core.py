@@ -92,7 +92,7 @@ def score_table(
             proba = np.clip(probabilities(model, checked.X), 0.0, 1.0) if len(checked.X) else np.zeros(0)
             band = band_indices(proba, model.pointer.thresholds)
             t = timer.add("score", t)
-            drift.update(checked.X, features)
+            drift.update(checked.columns)
             t = timer.add("drift", t)
             columns = [pa.array(checked.rows)]
             if source.id_column:

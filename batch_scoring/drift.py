@@ -52,18 +52,24 @@ class DriftAccumulator:
             self._le_counts[f] = np.zeros(len(self._grid[f]), np.int64)
             self._present[f] = 0
 
-    def update(self, X: np.ndarray, model_features: list[str]) -> None:
-        """Add the valid rows of a chunk (columns in model feature order)."""
-        self._total += len(X)
+    def update(self, columns: dict[str, np.ndarray]) -> None:
+        """Add the valid rows of a chunk: float64 values per feature, NaN where missing (imputed)."""
+        if not columns:
+            return
+        self._total += len(next(iter(columns.values())))
         for f in self.features:
-            if f not in model_features:
+            if f not in columns:
                 continue
-            v = X[:, model_features.index(f)].astype(np.float64)
-            v = v[~np.isnan(v)]
-            self._present[f] += len(v)
+            v = columns[f]
+            nan = int(np.isnan(v).sum())
+            self._present[f] += len(v) - nan
+            bins = len(self._bin_counts[f])
+            # NaN sorts after everything: it lands in the last slot and is taken out again.
             idx = np.searchsorted(self._bins[f], v, side="right")
-            self._bin_counts[f] += np.bincount(idx, minlength=len(self._bin_counts[f]))[: len(self._bin_counts[f])]
-            pos = np.searchsorted(self._grid[f], v, side="left")  # v <= grid[k] for all k >= pos
+            counts = np.bincount(idx, minlength=bins)
+            counts[bins - 1] -= nan
+            self._bin_counts[f] += counts[:bins]
+            pos = np.searchsorted(self._grid[f], v, side="left")  # v <= grid[k] for every k >= pos
             self._le_counts[f] += np.cumsum(np.bincount(pos, minlength=len(self._grid[f]) + 1))[: len(self._grid[f])]
 
     def report(self) -> DriftReport:

@@ -25,6 +25,7 @@ class CheckedChunk:
     error_fields: list[str]
     error_messages: list[str]
     missing: dict[str, int]  # imputed values among the valid rows, per feature
+    columns: dict[str, np.ndarray]  # valid rows per feature, float64 as parsed (drift compares these)
 
     @property
     def errors(self) -> int:
@@ -76,17 +77,18 @@ def check_chunk(chunk: Chunk, model_features: list[str], required_values: frozen
         report(np.arange(n), name, ["missing, and a value is required"] * n)
 
     X = np.empty((int(valid.sum()), len(model_features)), np.float32)
-    missing = {}
+    missing, kept = {}, {}
     for j, name in enumerate(model_features):
         col = columns[name][valid] if name in columns else np.full(len(X), np.nan)
         X[:, j] = col
         missing[name] = int(np.isnan(col).sum())
+        kept[name] = col
     for row, message in chunk.bad_rows:
         err_rows.append(np.asarray([row], np.int64))
         err_fields.append("row")
         err_messages.append(message)
     rows = np.concatenate(err_rows) if err_rows else np.zeros(0, np.int64)
-    return CheckedChunk(X, chunk.rows[valid], valid, rows.tolist(), err_fields, err_messages, missing)
+    return CheckedChunk(X, chunk.rows[valid], valid, rows.tolist(), err_fields, err_messages, missing, kept)
 
 
 def errors_table(checked: CheckedChunk) -> pa.Table:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,14 @@ sys.path.insert(0, str(ROOT))
 ROWS = int(os.environ.get("BENCH_BATCH_ROWS", "1000000"))
 THREADS = 2
 BAD_FRACTION = 0.001  # out-of-range values and typing errors, so both sides exercise their error paths
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not ru_maxrss: that keeps the parent's peak across exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def synthetic_csv(path: Path, features: list[str], rows: int) -> None:
@@ -72,15 +79,24 @@ def ours(data: Path, work: Path) -> dict:
         source = open_csv(f, data.name, pointer.features, "patient_id")
         summary = score_table(source, model, out, drift, frozenset({"glucose", "bmi", "age"}), True)
     wall = time.perf_counter() - t0
-    proba = __import__("pyarrow.parquet").parquet.read_table(out / "predictions.parquet", columns=["probability"])
+    peak_mb = peak_rss_mb()  # before reading the output back
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    total = n = 0.0
+    for batch in pq.ParquetFile(out / "predictions.parquet").iter_batches(columns=["probability"]):
+        total += float(np.sum(batch.column(0).to_numpy()))
+        n += batch.num_rows
     return {
+        "peak_rss_mb": peak_mb,
+        "arrow_pool_peak_mb": pa.default_memory_pool().max_memory() / 2**20,
         "wall_s": wall,
         "rows_read": summary.rows_read,
         "rows_scored": summary.rows_scored,
         "rows_rejected": summary.rows_rejected,
         "phases_s": summary.timings_s,
         "drift": summary.drift.status,
-        "mean_probability": float(np.mean(proba.column(0).to_numpy())),
+        "mean_probability": total / n,
     }
 
 
@@ -132,6 +148,7 @@ def baseline(data: Path, work: Path) -> dict:
     pd.concat(errors).sort_values("row", kind="stable").to_csv(out / "errors.csv", index=False)
     wall = time.perf_counter() - t0
     return {
+        "peak_rss_mb": peak_rss_mb(),
         "wall_s": wall,
         "rows_read": len(frame),
         "rows_scored": int(valid.sum()),
@@ -198,7 +215,6 @@ def main() -> None:
     if len(sys.argv) == 4:  # one side, in its own process
         side, data, work = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
         result = ours(data, work) if side == "ours" else baseline(data, work)
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
     work = Path(tempfile.mkdtemp(prefix="bench-batch-"))
@@ -209,6 +225,14 @@ def main() -> None:
         print(f"running {side} ...", flush=True)
         results[side] = run_side(side, data, work)
         print(f"  {side}: {results[side]['wall_s']:.2f} s, peak {results[side]['peak_rss_mb']:.0f} MB", flush=True)
+    # Memory must not grow with the file: the same rows four times over, ours only.
+    big = work / "patients-x4.csv"
+    with data.open("rb") as src, big.open("wb") as dst:
+        header = src.readline()
+        body = src.read()
+        dst.write(header + body * 4)
+    print("running ours on 4x the rows (memory check) ...", flush=True)
+    x4 = run_side("ours", big, work)
     o, b = results["ours"], results["baseline"]
     assert o["rows_scored"] == b["rows_scored"], (o["rows_scored"], b["rows_scored"])
     print(
@@ -222,6 +246,8 @@ def main() -> None:
                 "ours_rows_per_s": round(ROWS / o["wall_s"]),
                 "ours_peak_rss_mb": round(o["peak_rss_mb"]),
                 "ours_phases_s": o["phases_s"],
+                "ours_4x_rows_s": round(x4["wall_s"], 2),
+                "ours_4x_rows_peak_rss_mb": round(x4["peak_rss_mb"]),
                 "baseline_s": round(b["wall_s"], 2),
                 "baseline_rows_per_s": round(ROWS / b["wall_s"]),
                 "baseline_peak_rss_mb": round(b["peak_rss_mb"]),
