@@ -63,6 +63,8 @@ demo: up ## Set up everything and run the story on the local cloud
 	@echo; $(CLI) runs --limit 3
 	@echo; echo "== a prediction through API Gateway and the ONNX Lambda"
 	@$(CLI) predict --json '{"pregnancies": 2, "glucose": 148, "blood_pressure": 72, "skin_thickness": 35, "bmi": 33.6, "diabetes_pedigree": 0.627, "age": 50}'
+	@echo; echo "== a batch: a clinic's export dropped into the inbox, scored by the batch Lambda; its manifest"
+	@$(CLI) score examples/clinic-export.csv --wait --json
 	@echo; $(CLI) local up
 
 lint: install ## ruff check and format check

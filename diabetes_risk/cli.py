@@ -537,12 +537,24 @@ def score(
 def _print_manifest(m: dict, bucket: str) -> None:
     console.print(
         f"[green]scored[/green] {m['rows_scored']:,} of {m['rows_read']:,} rows with model v{m['model']['version']} "
-        f"({m['model']['family']}); {m['rows_rejected']:,} rejected; {m['timings_s'].get('total', 0):.1f} s"
+        f"({m['model']['family']}); {m['rows_rejected']:,} rejected; {m['timings_s'].get('total', 0):.2f} s"
     )
     console.print("risk bands: " + ", ".join(f"{k} {v:,}" for k, v in m["risk_bands"].items()))
     if m["errors_by_field"]:
         console.print("rejected by field: " + ", ".join(f"{k} {v:,}" for k, v in m["errors_by_field"].items()))
     drift = m["drift"]
+    if drift["status"] in ("too_few_rows", "no_profile"):
+        console.print(f"drift: {drift['status']} (at least {drift['min_rows']} scored rows are needed to judge)")
+    else:
+        _print_drift(drift)
+    if m.get("training_execution_arn"):
+        console.print(f"drift started training: {m['training_execution_arn']}")
+    for name, key in m["output_keys"].items():
+        console.print(f"  {name}: s3://{bucket}/{key}")
+    console.print(f"  manifest.json: s3://{bucket}/outbox/{m['name']}/manifest.json")
+
+
+def _print_drift(drift: dict) -> None:
     table = Table("feature", "PSI", "KS", "missing", "drifted", title=f"drift: {drift['status']}")
     for name, d in drift["features"].items():
         table.add_row(
@@ -553,10 +565,6 @@ def _print_manifest(m: dict, bucket: str) -> None:
             "[red]yes[/red]" if d["drifted"] else "",
         )
     console.print(table)
-    if m.get("training_execution_arn"):
-        console.print(f"drift started training: {m['training_execution_arn']}")
-    for name, key in m["output_keys"].items():
-        console.print(f"  {name}: s3://{bucket}/{key}")
 
 
 @app.command("runs")

@@ -28,11 +28,30 @@ def batch(aws, deployed, champion_run) -> str:
     return deployed["BatchBucket"]
 
 
-def drop(aws, bucket: str, key: str, body: bytes, timeout: float = 120) -> tuple[Upload, str, dict]:
+def drop(
+    aws, bucket: str, key: str, body: bytes, timeout: float = 120, deliver: str | None = None
+) -> tuple[Upload, str, dict]:
+    """Put a file into the inbox and wait for its result. `deliver`: also hand the S3 event to that function
+    synchronously (a second delivery of the same object version, as S3 may make)."""
     put = aws.s3.put_object(Bucket=bucket, Key=key, Body=body)
     upload = Upload(bucket, key, put.get("VersionId"), result_name(key, put.get("VersionId"), put["ETag"]))
+    if deliver:
+        aws.lambda_.invoke(FunctionName=deliver, Payload=json.dumps(s3_event(bucket, key, upload.version_id)).encode())
     kind, record = wait_for_result(aws.s3, upload, timeout, poll_s=0.5)
     return upload, kind, record
+
+
+def s3_event(bucket: str, key: str, version_id: str | None) -> dict:
+    obj = {"key": key, **({"versionId": version_id} if version_id else {})}
+    return {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": bucket}, "object": obj},
+            }
+        ]
+    }
 
 
 def listing(aws, bucket: str, prefix: str) -> list[str]:
@@ -149,3 +168,45 @@ def test_parquet_is_scored_without_a_csv_copy(batch, aws):
     assert kind == "manifest" and manifest["kind"] == "parquet" and manifest["rows_scored"] == 500
     assert "predictions.csv" not in manifest["output_keys"]
     assert "download" in manifest["timings_s"]
+
+
+def test_a_drifting_batch_starts_training_when_the_setting_is_on(batch, aws, deployed, pima_train_csv):
+    """Off by default (the deployed setting); switched on, a shifted population starts the state machine."""
+    fn = deployed["BatchFunctionName"]
+    config = aws.lambda_.get_function_configuration(FunctionName=fn)
+    env = config["Environment"]["Variables"]
+    assert env["DR_DRIFT_STARTS_TRAINING"] == "false"
+    _, kind, manifest = drop(aws, batch, "inbox/shifted-off.csv", pima_train_csv)
+    assert kind == "manifest" and manifest["drift"]["status"] == "drift"
+    assert "glucose" in manifest["drift"]["drifted_features"] and manifest["training_execution_arn"] is None
+
+    reconfigure(aws, fn, {**env, "DR_DRIFT_STARTS_TRAINING": "true"})
+    try:
+        _, kind, manifest = drop(aws, batch, "inbox/shifted-on.csv", pima_train_csv, deliver=fn)
+        assert kind == "manifest" and manifest["training_execution_arn"]
+        execution = aws.stepfunctions.describe_execution(executionArn=manifest["training_execution_arn"])
+        assert execution["stateMachineArn"] == deployed["TrainingStateMachineArn"]
+        assert json.loads(execution["input"])["reason"].startswith("drift in batch shifted-on-")
+        aws.stepfunctions.stop_execution(executionArn=manifest["training_execution_arn"])  # not needed here
+    finally:
+        reconfigure(aws, fn, env)
+
+
+def reconfigure(aws, fn: str, env: dict) -> None:
+    """Change the function's environment and wait until the new version serves. On LocalStack an S3 event that
+    arrives soon after a function update can be dropped and retried only a minute or more later (async invokes
+    racing an update, localstack/localstack#10831), so the test after this also delivers its event directly."""
+    aws.lambda_.update_function_configuration(FunctionName=fn, Environment={"Variables": env})
+    aws.lambda_.get_waiter("function_updated_v2").wait(FunctionName=fn)
+    response = aws.lambda_.invoke(FunctionName=fn, Payload=b'{"Records": []}')
+    assert json.loads(response["Payload"].read()) == {"results": []}
+
+
+@pytest.fixture(scope="module")
+def pima_train_csv() -> bytes:
+    """The training rows with glucose 60 mg/dL higher: a population the model was not trained on."""
+    from training.data import load_bundled
+
+    frame = load_bundled("train").frame.drop(columns=["diabetes", "insulin"])
+    frame = frame.assign(glucose=(frame["glucose"] + 60).clip(upper=400), bmi=frame["bmi"].fillna(30))
+    return frame.to_csv(index=False).encode()
