@@ -4,23 +4,20 @@ the bucket (no custom resource), so it deploys the same way to the local cloud a
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from aws_cdk import Aws, BundlingOptions, DockerImage, Duration, RemovalPolicy, Size
+from aws_cdk import Duration, RemovalPolicy, Size
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from .bundling import LocalBundler
+from .alarms import alarm
+from .bundling import function_code
 from .config import DeployConfig
-from .storage import Storage, bucket_arn, bucket_name
+from .storage import Storage, bucket_arn, bucket_name, invoke_on_created
 
-ROOT = Path(__file__).resolve().parents[1]
 # 2 vCPUs from 3,538 MB up: onnxruntime and the CSV reader use both.
 MEMORY_MB = 3584
 TIMEOUT = Duration.minutes(15)
@@ -53,21 +50,12 @@ class BatchScoring(Construct):
             (["logs:CreateLogStream", "logs:PutLogEvents"], [f"{log_group.log_group_arn}:*"]),
         ):
             role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))
-        if config.local:
-            code = lambda_.Code.from_asset(str(ROOT / "functions"), exclude=["*.Dockerfile", "**/__pycache__"])
-        else:
-            code = lambda_.Code.from_asset(
-                str(ROOT / "functions"),
-                bundling=BundlingOptions(
-                    image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.13"), local=LocalBundler("batch")
-                ),
-            )
         self.function = lambda_.Function(
             self,
             "BatchScore",
             runtime=lambda_.Runtime.PYTHON_3_13,
             handler="batch_score.app.handler",
-            code=code,
+            code=function_code(None if config.local else "batch"),
             memory_size=MEMORY_MB,
             timeout=TIMEOUT,
             ephemeral_storage_size=Size.gibibytes(10),  # Parquet input is spooled here (it needs random access)
@@ -87,55 +75,24 @@ class BatchScoring(Construct):
         )
         # S3 invokes asynchronously: two retries on errors; the result name makes a retry safe.
         self.function.configure_async_invoke(retry_attempts=2, max_event_age=Duration.hours(6))
-        permission = lambda_.CfnPermission(
-            self,
-            "BatchBucketInvokes",
-            action="lambda:InvokeFunction",
-            function_name=self.function.function_arn,
-            principal="s3.amazonaws.com",
-            source_arn=bucket_arn("batch"),
-            source_account=Aws.ACCOUNT_ID,
-        )
-        cfn_bucket: s3.CfnBucket = storage.batch.node.default_child
-        cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
-            lambda_configurations=[
-                s3.CfnBucket.LambdaConfigurationProperty(
-                    event="s3:ObjectCreated:*",
-                    function=self.function.function_arn,
-                    filter=s3.CfnBucket.NotificationFilterProperty(
-                        s3_key=s3.CfnBucket.S3KeyFilterProperty(
-                            rules=[s3.CfnBucket.FilterRuleProperty(name="prefix", value="inbox/")]
-                        )
-                    ),
-                )
-            ]
-        )
-        cfn_bucket.add_dependency(permission)
-        cloudwatch.Alarm(
+        invoke_on_created(self, "BatchBucketInvokes", storage.batch, "batch", self.function, "inbox/")
+        alarm(
             self,
             "BatchScoreErrors",
-            alarm_description="The batch-score function failed (the file's outbox folder has failed.json)",
-            metric=self.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            "The batch-score function failed (the file's outbox folder has failed.json)",
+            self.function.metric_errors(period=Duration.minutes(5), statistic="Sum"),
         )
-        cloudwatch.Alarm(
+        alarm(
             self,
             "BatchDrift",
-            alarm_description="A scored batch drifted from the champion's training data (see its manifest)",
-            metric=cloudwatch.Metric(
+            "A scored batch drifted from the champion's training data (see its manifest)",
+            cloudwatch.Metric(
                 namespace="DiabetesRisk",
                 metric_name="DriftDetected",
                 dimensions_map={"service": "batch"},
                 period=Duration.hours(1),
                 statistic="Sum",
             ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         NagSuppressions.add_resource_suppressions(
             role,

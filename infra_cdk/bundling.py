@@ -12,7 +12,8 @@ import tomllib
 from pathlib import Path
 
 import jsii
-from aws_cdk import ILocalBundling
+from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".state" / "bundles"
@@ -164,3 +165,18 @@ class LocalBundler:
             build_bundle(self.kind), output_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete")
         )
         return True
+
+
+def function_code(bundle: str | None = None) -> lambda_.Code:
+    """The functions/ folder as a zip asset. Locally the host executor supplies the dependencies (the project's
+    interpreter); `bundle` ("predict", "batch") builds the zip with its dependencies for AWS, here, without Docker
+    (the Docker image is only the fallback CDK asks for)."""
+    exclude = ["*.Dockerfile", "**/__pycache__"]
+    if bundle is None:
+        return lambda_.Code.from_asset(str(ROOT / "functions"), exclude=exclude)
+    return lambda_.Code.from_asset(
+        str(ROOT / "functions"),
+        bundling=BundlingOptions(
+            image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.13"), local=LocalBundler(bundle)
+        ),
+    )

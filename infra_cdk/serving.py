@@ -3,9 +3,7 @@ throttling, an API key and usage plan on AWS, access logs, and alarms on 5xx and
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from aws_cdk import BundlingOptions, DockerImage, Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
@@ -14,11 +12,10 @@ from aws_cdk import aws_logs as logs
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
-from .bundling import LocalBundler
+from .alarms import alarm
+from .bundling import function_code
 from .config import DeployConfig
 from .storage import bucket_arn, bucket_name
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class PredictionApi(Construct):
@@ -40,23 +37,12 @@ class PredictionApi(Construct):
                 actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[f"{log_group.log_group_arn}:*"]
             )
         )
-        if config.local:
-            # The host executor runs it with the project's interpreter; the zip holds only the handler.
-            code = lambda_.Code.from_asset(str(ROOT / "functions"), exclude=["*.Dockerfile", "**/__pycache__"])
-        else:
-            code = lambda_.Code.from_asset(
-                str(ROOT / "functions"),
-                bundling=BundlingOptions(
-                    image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.13"),
-                    local=LocalBundler("predict"),
-                ),
-            )
         self.function = lambda_.Function(
             self,
             "Predict",
             runtime=lambda_.Runtime.PYTHON_3_13,
             handler="predict.app.handler",
-            code=code,
+            code=function_code(None if config.local else "predict"),
             memory_size=1024,
             timeout=Duration.seconds(10),
             role=role,
@@ -121,17 +107,15 @@ class PredictionApi(Construct):
             plan.add_api_stage(stage=self.api.deployment_stage)
             plan.add_api_key(self.api.add_api_key("ClientKey", api_key_name="diabetes-risk-client"))
 
-        ge = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
         five_minutes = Duration.minutes(5)
-        self._alarm(
+        alarm(
+            self,
             "Api5xx",
             "The prediction API answered 5xx",
             self.api.metric_server_error(period=five_minutes, statistic="Sum"),
-            1,
-            1,
-            ge,
         )
-        self._alarm(
+        alarm(
+            self,
             "ApiLatencyP99",
             "p99 latency of the prediction API above 1 s",
             self.api.metric_latency(period=five_minutes, statistic="p99"),
@@ -139,35 +123,13 @@ class PredictionApi(Construct):
             3,
             cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         )
-        self._alarm(
+        alarm(
+            self,
             "PredictErrors",
             "The predict function raised errors",
             self.function.metric_errors(period=five_minutes, statistic="Sum"),
-            1,
-            1,
-            ge,
         )
         self._suppressions(need_key)
-
-    def _alarm(
-        self,
-        alarm_id: str,
-        description: str,
-        metric: cloudwatch.IMetric,
-        threshold: float,
-        periods: int,
-        comparison: cloudwatch.ComparisonOperator,
-    ) -> cloudwatch.Alarm:
-        return cloudwatch.Alarm(
-            self,
-            alarm_id,
-            alarm_description=description,
-            metric=metric,
-            threshold=threshold,
-            evaluation_periods=periods,
-            comparison_operator=comparison,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
 
     def _suppressions(self, keyed: bool) -> None:
         NagSuppressions.add_resource_suppressions(

@@ -5,6 +5,7 @@ access-logged."""
 from __future__ import annotations
 
 from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from cdk_nag import NagSuppressions
 from constructs import Construct
@@ -20,6 +21,37 @@ def bucket_name(kind: str) -> str:
 
 def bucket_arn(kind: str, path: str = "") -> str:
     return f"arn:{Aws.PARTITION}:s3:::{bucket_name(kind)}{path}"
+
+
+def invoke_on_created(
+    scope: Construct, permission_id: str, bucket: s3.Bucket, kind: str, function: lambda_.IFunction, prefix: str
+) -> None:
+    """S3 → Lambda for objects created under `prefix`, declared on the bucket itself: CDK's notification custom
+    resource does not run on the local cloud, and fixed bucket names keep this free of dependency cycles."""
+    permission = lambda_.CfnPermission(
+        scope,
+        permission_id,
+        action="lambda:InvokeFunction",
+        function_name=function.function_arn,
+        principal="s3.amazonaws.com",
+        source_arn=bucket_arn(kind),
+        source_account=Aws.ACCOUNT_ID,
+    )
+    cfn_bucket: s3.CfnBucket = bucket.node.default_child
+    cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
+        lambda_configurations=[
+            s3.CfnBucket.LambdaConfigurationProperty(
+                event="s3:ObjectCreated:*",
+                function=function.function_arn,
+                filter=s3.CfnBucket.NotificationFilterProperty(
+                    s3_key=s3.CfnBucket.S3KeyFilterProperty(
+                        rules=[s3.CfnBucket.FilterRuleProperty(name="prefix", value=prefix)]
+                    )
+                ),
+            )
+        ]
+    )
+    cfn_bucket.add_dependency(permission)
 
 
 class Storage(Construct):

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from .bundling import function_code
 from .config import DeployConfig
-from .storage import Storage, bucket_arn, bucket_name
+from .storage import Storage, bucket_arn, bucket_name, invoke_on_created
 
 ROOT = Path(__file__).resolve().parents[1]
 ASL = ROOT / "statemachines" / "training.asl.json"
@@ -158,7 +158,7 @@ class TrainingPipeline(Construct):
                 step,
                 runtime=lambda_.Runtime.PYTHON_3_13,
                 handler=handler,
-                code=lambda_.Code.from_asset(str(ROOT / "functions"), exclude=["*.Dockerfile", "**/__pycache__"]),
+                code=function_code(),
                 **common,
             )
         # On AWS the heavy steps (scikit-learn, XGBoost, MLflow, Feast) exceed the 250 MB zip limit.
@@ -185,31 +185,7 @@ class TrainingPipeline(Construct):
             [iam.PolicyStatement(actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn])],
         )
         self.start_function = start
-        permission = lambda_.CfnPermission(
-            self,
-            "DataBucketInvokesStart",
-            action="lambda:InvokeFunction",
-            function_name=start.function_arn,
-            principal="s3.amazonaws.com",
-            source_arn=bucket_arn("data"),
-            source_account=Aws.ACCOUNT_ID,
-        )
-        # Declared on the bucket itself (no CDK custom resource: those do not run on the local cloud).
-        cfn_bucket: s3.CfnBucket = storage.data.node.default_child
-        cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
-            lambda_configurations=[
-                s3.CfnBucket.LambdaConfigurationProperty(
-                    event="s3:ObjectCreated:*",
-                    function=start.function_arn,
-                    filter=s3.CfnBucket.NotificationFilterProperty(
-                        s3_key=s3.CfnBucket.S3KeyFilterProperty(
-                            rules=[s3.CfnBucket.FilterRuleProperty(name="prefix", value="data/incoming/")]
-                        )
-                    ),
-                )
-            ]
-        )
-        cfn_bucket.add_dependency(permission)
+        invoke_on_created(self, "DataBucketInvokesStart", storage.data, "data", start, "data/incoming/")
 
     def _suppressions(self) -> None:
         for fn in [*self.functions.values(), self.start_function]:

@@ -424,5 +424,15 @@ def test_handler_scores_inbox_records_and_emits_metrics(service, s3, champion, m
     out = capfd.readouterr().out
     emf = [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
     names = {m["Name"] for doc in emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
-    assert {"Batches_scored", "RowsScored", "RowsRejected", "BatchSeconds", "DriftDetected"} <= names
+    assert {
+        "Batches_scored",
+        "RowsScored",
+        "RowsRejected",
+        "BatchSeconds",
+        "DriftDetected",
+        "DriftPSI",
+        "DriftKS",
+    } <= names
+    psi = [doc for doc in emf if "DriftPSI" in doc]
+    assert {doc["feature"] for doc in psi} == set(champion[1]) and all(doc["service"] == "batch" for doc in psi)
     assert "138" not in out and "33.6" not in out  # no patient values in logs
