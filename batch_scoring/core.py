@@ -3,9 +3,11 @@ errors.csv and the summary the manifest is made of. Memory is bounded by the chu
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +22,8 @@ from inference_core.model_store import LoadedModel
 from inference_core.scoring import probabilities
 
 from .drift import DriftAccumulator, DriftReport
-from .reader import Source, UnreadableFile
-from .rows import check_chunk, errors_table
+from .reader import Chunk, Source, UnreadableFile
+from .rows import CheckedChunk, check_chunk, errors_table
 
 BANDS = pa.array(["low", "moderate", "high"], pa.string())
 ERRORS_SCHEMA = pa.schema([("row", pa.int64()), ("field", pa.string()), ("message", pa.string())])
@@ -46,17 +48,67 @@ class ScoreSummary(BaseModel):
 
 @dataclass
 class Timer:
+    """Seconds per phase. Reading, checking and drift run on one thread, scoring and writing on another, so
+    the phases overlap: their sum is more than the wall time."""
+
     spent: dict[str, float] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, phase: str, since: float) -> float:
         now = time.perf_counter()
-        self.spent[phase] += now - since
+        with self.lock:
+            self.spent[phase] += now - since
         return now
 
 
 def band_indices(p: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
     """0 low, 1 moderate, 2 high: the same cut-offs as `inference_core.scoring.risk_band`."""
     return np.where(p >= thresholds["high"], 2, np.where(p < thresholds["low"], 0, 1)).astype(np.int8)
+
+
+_DONE = object()
+
+
+def _checked_ahead(
+    source: Source, features: list[str], required_values: frozenset[str], drift: DriftAccumulator, timer: Timer
+) -> Iterator[tuple[Chunk, CheckedChunk]]:
+    """Read, check and profile the next chunks on a second thread while this one scores and writes: pyarrow,
+    numpy and onnxruntime release the GIL, so the two stages share the cores. At most two chunks wait."""
+    ahead: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            t = time.perf_counter()
+            for chunk in source.chunks:
+                t = timer.add("read", t)
+                checked = check_chunk(chunk, features, required_values)
+                t = timer.add("validate", t)
+                drift.update(checked.columns)
+                t = timer.add("drift", t)
+                while not stop.is_set():
+                    try:
+                        ahead.put((chunk, checked), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+                t = time.perf_counter()
+            ahead.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            ahead.put(exc)
+
+    worker = threading.Thread(target=produce, name="batch-read-ahead", daemon=True)
+    worker.start()
+    try:
+        while (item := ahead.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def score_table(
@@ -84,16 +136,11 @@ def score_table(
         parquet = stack.enter_context(pq.ParquetWriter(out_dir / "predictions.parquet", schema, compression="zstd"))
         errors = stack.enter_context(pcsv.CSVWriter(out_dir / "errors.csv", ERRORS_SCHEMA))
         csv_out = stack.enter_context(pcsv.CSVWriter(out_dir / "predictions.csv", schema)) if write_csv else None
-        t = time.perf_counter()
-        for chunk in source.chunks:
-            t = timer.add("read", t)
-            checked = check_chunk(chunk, features, required_values)
-            t = timer.add("validate", t)
+        for chunk, checked in _checked_ahead(source, features, required_values, drift, timer):
+            t = time.perf_counter()
             proba = np.clip(probabilities(model, checked.X), 0.0, 1.0) if len(checked.X) else np.zeros(0)
             band = band_indices(proba, model.pointer.thresholds)
             t = timer.add("score", t)
-            drift.update(checked.columns)
-            t = timer.add("drift", t)
             columns = [pa.array(checked.rows)]
             if source.id_column:
                 columns.append(chunk.ids.filter(pa.array(checked.valid)).cast(pa.string()))
@@ -104,7 +151,7 @@ def score_table(
                 csv_out.write_batch(batch)
             if checked.errors:
                 errors.write_table(errors_table(checked))
-            t = timer.add("write", t)
+            timer.add("write", t)
             n = len(chunk.rows) + len(chunk.bad_rows)
             read += n
             scored += len(checked.X)
@@ -114,7 +161,6 @@ def score_table(
             bands += np.bincount(band, minlength=3)
             if progress:
                 progress(read)
-            t = time.perf_counter()
     if read == 0:
         raise UnreadableFile("the file has a header but no rows")
     return ScoreSummary(

@@ -16,7 +16,9 @@ class BatchSettings(BaseSettings):
     batch_bucket: str = Field(min_length=3, description="Bucket with inbox/, outbox/ and quarantine/")
     artifacts_bucket: str = Field(min_length=3, description="Bucket with serving/champion.json and the models")
     pointer_key: str = "serving/champion.json"
-    ort_threads: int = Field(2, ge=1, le=16)
+    ort_threads: int = Field(
+        1, ge=1, le=16, description="onnxruntime threads; a second thread reads and checks the next chunk meanwhile"
+    )
     chunk_rows: int = Field(131_072, ge=1_000, le=2_000_000, description="Rows per Parquet chunk")
     csv_block_bytes: int = Field(4 << 20, ge=1 << 16, le=256 << 20, description="Bytes per CSV chunk")
     max_input_bytes: int = Field(

@@ -18,7 +18,7 @@ from .bundling import function_code
 from .config import DeployConfig
 from .storage import Storage, bucket_arn, bucket_name, invoke_on_created
 
-# 2 vCPUs from 3,538 MB up: onnxruntime and the CSV reader use both.
+# 2 vCPUs from 3,538 MB up: one scores and writes, the other reads, checks and profiles the next chunk.
 MEMORY_MB = 3584
 TIMEOUT = Duration.minutes(15)
 
@@ -65,7 +65,7 @@ class BatchScoring(Construct):
             environment={
                 "DR_BATCH_BUCKET": bucket_name("batch"),
                 "DR_ARTIFACTS_BUCKET": bucket_name("artifacts"),
-                "DR_ORT_THREADS": "2",
+                "DR_ORT_THREADS": "1",  # the other vCPU reads and checks the next chunk
                 "DR_DRIFT_STARTS_TRAINING": "true" if config.drift_retrain else "false",
                 "DR_STATE_MACHINE_ARN": state_machine.state_machine_arn,
                 "POWERTOOLS_SERVICE_NAME": "diabetes-risk-batch",

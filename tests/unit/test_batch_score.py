@@ -436,3 +436,26 @@ def test_handler_scores_inbox_records_and_emits_metrics(service, s3, champion, m
     psi = [doc for doc in emf if "DriftPSI" in doc]
     assert {doc["feature"] for doc in psi} == set(champion[1]) and all(doc["service"] == "batch" for doc in psi)
     assert "138" not in out and "33.6" not in out  # no patient values in logs
+
+
+def test_a_scoring_failure_midway_stops_the_read_ahead_thread(model, tmp_path):
+    import threading
+
+    class Broken:
+        calls = 0
+
+        def run(self, *args, **kwargs):
+            Broken.calls += 1
+            if Broken.calls == 3:
+                raise RuntimeError("onnxruntime failed")
+            return model.session.run(*args, **kwargs)
+
+    broken = model.__class__(model.pointer, Broken(), model.input_name, model.probability_output, "e", 0.0)
+    rows = [{**GOOD, "age": 20 + i % 90} for i in range(5000)]
+    source = open_csv(
+        io.BytesIO(rows_csv(rows, model.pointer.features).encode()), "f.csv", model.pointer.features, None, 1 << 14
+    )
+    before = threading.active_count()
+    with pytest.raises(RuntimeError, match="onnxruntime failed"):
+        score_table(source, broken, tmp_path, DriftAccumulator(None, [], 0.2, 0.2, 1), REQUIRED, True)
+    assert threading.active_count() == before
