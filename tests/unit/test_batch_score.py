@@ -459,3 +459,67 @@ def test_a_scoring_failure_midway_stops_the_read_ahead_thread(model, tmp_path):
     with pytest.raises(RuntimeError, match="onnxruntime failed"):
         score_table(source, broken, tmp_path, DriftAccumulator(None, [], 0.2, 0.2, 1), REQUIRED, True)
     assert threading.active_count() == before
+
+
+# --- the CLI ----------------------------------------------------------------------------------------------
+def flat(text: str) -> str:
+    """Rich wraps lines to the terminal width."""
+    return " ".join(text.split())
+
+
+def test_cli_score_refuses_a_missing_file(tmp_path):
+    from typer.testing import CliRunner
+
+    from diabetes_risk.cli import app
+
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "nope.csv"), "--bucket", BATCH])
+    assert result.exit_code == 2 and "nope.csv: no such file" in flat(result.output)
+
+
+def test_cli_score_uploads_waits_and_prints_the_summary_or_the_reason(service, s3, champion, tmp_path):
+    """The batch-score function is played by a thread that scores whatever lands in the inbox."""
+    import threading
+
+    from typer.testing import CliRunner
+
+    from diabetes_risk.cli import app
+
+    scorer = service()
+    stop = threading.Event()
+
+    def function() -> None:
+        seen = set()
+        while not stop.is_set():
+            for v in s3.list_object_versions(Bucket=BATCH, Prefix="inbox/").get("Versions", []):
+                if v["VersionId"] not in seen:
+                    seen.add(v["VersionId"])
+                    scorer.batch_score(v["Key"], v["VersionId"])
+            stop.wait(0.05)
+
+    worker = threading.Thread(target=function, daemon=True)
+    worker.start()
+    try:
+        good = tmp_path / "clinic.csv"
+        good.write_text(rows_csv([GOOD, {**GOOD, "age": 7}], champion[1]))
+        result = CliRunner().invoke(app, ["score", str(good), "--bucket", BATCH, "--wait", "--timeout", "20"])
+        assert result.exit_code == 0, result.output
+        out = flat(result.output)
+        assert "scored 1 of 2 rows with model v1" in out and "rejected by field: age 1" in out
+        assert "s3://batch-test/inbox/clinic.csv" in out
+
+        bad = tmp_path / "photo.csv"
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+        result = CliRunner().invoke(app, ["score", str(bad), "--bucket", BATCH, "--wait", "--timeout", "20"])
+        assert result.exit_code == 1 and "was not scored (unreadable): binary content" in flat(result.output)
+        assert "quarantine/photo-" in result.output.replace("\n", "")
+    finally:
+        stop.set()
+        worker.join()
+
+
+def test_wait_for_result_times_out_with_a_hint(s3):
+    from diabetes_risk.batch_client import Upload, WaitTimeout, wait_for_result
+
+    s3.create_bucket(Bucket=BATCH)
+    with pytest.raises(WaitTimeout, match="is the inbox notification deployed"):
+        wait_for_result(s3, Upload(BATCH, "inbox/x.csv", None, "x-0"), timeout_s=0.3, poll_s=0.1)
