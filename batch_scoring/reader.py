@@ -229,19 +229,22 @@ def to_float(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         try:
             return pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), np.zeros(0, np.int64)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass  # some cell is not a plain number: go cell by cell for this column of this chunk only
-        values = np.full(len(arr), np.nan)
-        bad = []
-        for i, text in enumerate(arr.to_pylist()):
-            if text is None or not text.strip():
-                continue
-            try:
-                values[i] = float(text.strip())
-            except ValueError:
-                bad.append(i)
-        return values, np.asarray(bad, np.int64)
+            return _parse_cells(arr)  # some cell is not a plain number: cell by cell, this column of this chunk only
+    return np.full(len(arr), np.nan), np.flatnonzero(np.asarray(arr.is_valid()))
+
+
+def _parse_cells(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The slow path of `to_float`: Python's float() per cell (allows surrounding spaces), bad cells listed."""
     values = np.full(len(arr), np.nan)
-    return values, np.flatnonzero(np.asarray(arr.is_valid()))
+    bad = []
+    for i, text in enumerate(arr.to_pylist()):
+        if text is None or not text.strip():
+            continue
+        try:
+            values[i] = float(text.strip())
+        except ValueError:
+            bad.append(i)
+    return values, np.asarray(bad, np.int64)
 
 
 def cell_text(arr: pa.Array, i: int) -> str:
