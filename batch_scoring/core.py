@@ -19,13 +19,13 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from inference_core.model_store import LoadedModel
-from inference_core.scoring import probabilities
+from inference_core.scoring import BANDS, probabilities, risk_band_indices
 
 from .drift import DriftAccumulator, DriftReport
 from .reader import Chunk, Source, UnreadableFile
 from .rows import CheckedChunk, check_chunk, errors_table
 
-BANDS = pa.array(["low", "moderate", "high"], pa.string())
+BAND_NAMES = pa.array(BANDS, pa.string())
 ERRORS_SCHEMA = pa.schema([("row", pa.int64()), ("field", pa.string()), ("message", pa.string())])
 
 
@@ -59,11 +59,6 @@ class Timer:
         with self.lock:
             self.spent[phase] += now - since
         return now
-
-
-def band_indices(p: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
-    """0 low, 1 moderate, 2 high: the same cut-offs as `inference_core.scoring.risk_band`."""
-    return np.where(p >= thresholds["high"], 2, np.where(p < thresholds["low"], 0, 1)).astype(np.int8)
 
 
 _DONE = object()
@@ -139,12 +134,12 @@ def score_table(
         for chunk, checked in _checked_ahead(source, features, required_values, drift, timer):
             t = time.perf_counter()
             proba = np.clip(probabilities(model, checked.X), 0.0, 1.0) if len(checked.X) else np.zeros(0)
-            band = band_indices(proba, model.pointer.thresholds)
+            band = risk_band_indices(proba, model.pointer.thresholds)
             t = timer.add("score", t)
             columns = [pa.array(checked.rows)]
             if source.id_column:
                 columns.append(chunk.ids.filter(pa.array(checked.valid)).cast(pa.string()))
-            columns += [pa.array(np.round(proba, 6)), BANDS.take(pa.array(band))]
+            columns += [pa.array(np.round(proba, 6)), BAND_NAMES.take(pa.array(band))]
             batch = pa.record_batch(columns, schema=schema)
             parquet.write_batch(batch)
             if csv_out is not None:

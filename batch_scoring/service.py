@@ -95,6 +95,20 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _missing(exc: ClientError) -> bool:
+    return exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound")
+
+
+def get_json(s3, bucket: str, key: str) -> dict | None:
+    """A JSON object from S3, or None when there is none (yet)."""
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except ClientError as exc:
+        if _missing(exc):
+            return None
+        raise
+
+
 class HashingReader:
     """Reads the S3 body once: sha256 and byte count as it streams."""
 
@@ -125,17 +139,12 @@ class BatchScorer:
             self.s3.head_object(Bucket=self.bucket, Key=key)
             return True
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            if _missing(exc):
                 return False
             raise
 
     def _get_json(self, key: str) -> dict | None:
-        try:
-            return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
+        return get_json(self.s3, self.bucket, key)
 
     def _put_json(self, key: str, body: BaseModel | dict, if_none_match: bool = False) -> None:
         data = body.model_dump_json(indent=2) if isinstance(body, BaseModel) else json.dumps(body)
@@ -161,7 +170,7 @@ class BatchScorer:
         try:
             head = self.s3.head_object(Bucket=self.bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
         except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound", "405", "MethodNotAllowed"):
+            if _missing(exc) or exc.response["Error"]["Code"] in ("405", "MethodNotAllowed"):  # a delete marker
                 return BatchOutcome(status="gone")
             raise
         version = head.get("VersionId")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from botocore.exceptions import ClientError
-
-from batch_scoring.service import CLAIM, FAILED, INBOX, MANIFEST, OUTBOX, result_name
+from batch_scoring.service import CLAIM, FAILED, INBOX, MANIFEST, OUTBOX, get_json, result_name
 
 
 @dataclass
@@ -43,15 +40,6 @@ def upload(
     return Upload(bucket, key, version, result_name(key, version, head["ETag"]))
 
 
-def _get_json(s3, bucket: str, key: str) -> dict | None:
-    try:
-        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
-            return None
-        raise
-
-
 def wait_for_result(
     s3,
     upload: Upload,
@@ -62,13 +50,13 @@ def wait_for_result(
     """("manifest", manifest) or ("failed", failed.json) once one appears; progress from the worker's claim."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        manifest = _get_json(s3, upload.bucket, upload.prefix + MANIFEST)
+        manifest = get_json(s3, upload.bucket, upload.prefix + MANIFEST)
         if manifest is not None:
             return "manifest", manifest
-        failed = _get_json(s3, upload.bucket, upload.prefix + FAILED)
+        failed = get_json(s3, upload.bucket, upload.prefix + FAILED)
         if failed is not None and failed.get("kind") != "internal":  # internal errors are retried by the platform
             return "failed", failed
-        claim = _get_json(s3, upload.bucket, upload.prefix + CLAIM)
+        claim = get_json(s3, upload.bucket, upload.prefix + CLAIM)
         if on_progress:
             on_progress(
                 "scoring" if claim else "waiting for the batch-score function", (claim or {}).get("rows_read", 0)

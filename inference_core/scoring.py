@@ -34,6 +34,16 @@ def risk_band(probability: float, thresholds: dict[str, float]) -> str:
     return "moderate"
 
 
+BANDS = ("low", "moderate", "high")
+
+
+def risk_band_indices(probability: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+    """`risk_band` for many rows at once: indices into BANDS (0 low, 1 moderate, 2 high), int8."""
+    return np.where(probability >= thresholds["high"], 2, np.where(probability < thresholds["low"], 0, 1)).astype(
+        np.int8
+    )
+
+
 def contributions(explainer: LinearExplainer, X: np.ndarray) -> np.ndarray:
     """coef times standardised value per feature (log-odds); their sum plus the intercept is the logit."""
     x = np.where(np.isnan(X), np.asarray(explainer.medians), X)
