@@ -1,4 +1,5 @@
-"""Start, stop and inspect the embedded local cloud: LocalStack (host mode) and an MLflow server.
+"""Start, stop and inspect the embedded local cloud: LocalStack (host mode), an MLflow server, and the
+monitoring trio: Prometheus (remote-write receiver, alert rules), Alertmanager and the operator's alert inbox.
 
 Every process started here is recorded (pid and start time) in `<state>/run/<instance>/pids.json`;
 `down` ends those processes and every descendant they had (Lambda environments run in their own process
@@ -138,6 +139,10 @@ def localstack_env(settings: LocalCloudSettings) -> dict[str, str]:
             "FILESYSTEM_ROOT": str(data),
             "TMPDIR": str(data / "tmp"),
             "LAMBDA_RUNTIME_EXECUTOR": "host",
+            # the project's providers (localcloud/host_executor/dr_host_executor/providers.py)
+            "PROVIDER_OVERRIDE_LOGS": "dr",
+            "PROVIDER_OVERRIDE_DYNAMODB": "moto",
+            "DR_LOGS_SUBSCRIPTION_WINDOW_S": str(settings.logs_subscription_window_s),
             "DR_LAMBDA_PYTHON": str(settings.lambda_python),
             # Handlers that import pandas/sklearn take seconds to cold-start on 2 cores.
             "LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT": "120",
@@ -192,13 +197,81 @@ def _create_bucket(settings: LocalCloudSettings, bucket: str) -> None:
         s3.create_bucket(Bucket=bucket)
 
 
+INSTALL_HINT = (
+    "install it with `sudo apt-get install prometheus prometheus-alertmanager` (Debian/Ubuntu) or "
+    "`brew install prometheus alertmanager` (macOS); `make install` does it when it can"
+)
+SERVICES = ("localstack", "mlflow", "alert_receiver", "alertmanager", "prometheus")
+
+
+def health_urls(settings: LocalCloudSettings) -> dict[str, str]:
+    return {
+        "localstack": f"{settings.localstack_url}/_localstack/health",
+        "mlflow": f"{settings.mlflow_url}/health",
+        "alert_receiver": f"{settings.alerts_url}/-/healthy",
+        "alertmanager": f"{settings.alertmanager_url}/-/ready",
+        "prometheus": f"{settings.prometheus_url}/-/ready",
+    }
+
+
+def _ports(settings: LocalCloudSettings) -> list[tuple[str, str, int]]:
+    """(name, flag/env stem, port) of every service."""
+    return [
+        ("LocalStack", "LOCALSTACK", settings.localstack_port),
+        ("MLflow", "MLFLOW", settings.mlflow_port),
+        ("Prometheus", "PROMETHEUS", settings.prometheus_port),
+        ("Alertmanager", "ALERTMANAGER", settings.alertmanager_port),
+        ("the alert inbox", "ALERTS", settings.alerts_port),
+    ]
+
+
+def _monitoring_commands(settings: LocalCloudSettings) -> dict[str, list[str]]:
+    from observability.config import render_alertmanager, render_prometheus
+
+    missing = [
+        n for n, b in (("prometheus", settings.prometheus_bin), ("alertmanager", settings.alertmanager_bin)) if not b
+    ]
+    if missing:
+        raise LocalCloudError(f"{' and '.join(missing)} not found on PATH: {INSTALL_HINT}.")
+    folder = settings.run_dir / "monitoring"
+    folder.mkdir(parents=True, exist_ok=True)
+    prom_yml, am_yml = folder / "prometheus.yml", folder / "alertmanager.yml"
+    prom_yml.write_text(render_prometheus(settings.host, settings.prometheus_port, settings.alertmanager_port))
+    am_yml.write_text(render_alertmanager(settings.host, settings.alerts_port))
+    return {
+        "alert_receiver": [
+            sys.executable,
+            "-m",
+            "observability.alert_receiver",
+            "--host",
+            settings.host,
+            "--port",
+            str(settings.alerts_port),
+            "--file",
+            str(settings.alerts_file),
+        ],
+        "alertmanager": [
+            str(settings.alertmanager_bin),
+            f"--config.file={am_yml}",
+            f"--storage.path={folder / 'alertmanager-data'}",
+            f"--web.listen-address={settings.host}:{settings.alertmanager_port}",
+            "--cluster.listen-address=",  # a single instance: no gossip port
+        ],
+        "prometheus": [
+            str(settings.prometheus_bin),
+            f"--config.file={prom_yml}",
+            f"--storage.tsdb.path={folder / 'prometheus-data'}",
+            f"--web.listen-address={settings.host}:{settings.prometheus_port}",
+            "--web.enable-remote-write-receiver",
+            "--web.enable-lifecycle",
+        ],
+    }
+
+
 # --- public API ---------------------------------------------------------------------------------------
 def status(settings: LocalCloudSettings) -> list[ServiceStatus]:
     pids = _read_pids(settings)
-    urls = {
-        "localstack": f"{settings.localstack_url}/_localstack/health",
-        "mlflow": f"{settings.mlflow_url}/health",
-    }
+    urls = health_urls(settings)
     result = []
     for name, url in urls.items():
         record = pids.get(name)
@@ -235,18 +308,25 @@ def up(settings: LocalCloudSettings, progress: Progress = _noop) -> float:
     if any(s.running for s in current):
         progress("a previous start is half up; stopping it first")
         down(settings)
-    for name, port in (("LocalStack", settings.localstack_port), ("MLflow", settings.mlflow_port)):
+    for name, stem, port in _ports(settings):
         if port_in_use(settings.host, port):
             raise LocalCloudError(
                 f"{name} port {settings.host}:{port} is already in use{_who_listens(port)}. "
-                f"Stop that program, or choose another port (DR_{name.upper()}_PORT or "
-                f"--{name.lower()}-port)."
+                f"Stop that program, or choose another port (DR_{stem}_PORT or "
+                f"--{stem.lower()}-port)."
             )
+    monitoring = _monitoring_commands(settings)
     if ensure_localstack(settings):
         progress(f"installed LocalStack into {settings.localstack_venv}")
     # LocalStack community keeps no state across restarts; start MLflow fresh too so its registry never
     # points at artifacts that are gone.
-    for stale in (settings.run_dir / "localstack", settings.run_dir / "mlflow.db"):
+    for stale in (
+        settings.run_dir / "localstack",
+        settings.run_dir / "mlflow.db",
+        settings.run_dir / "monitoring" / "prometheus-data",
+        settings.run_dir / "monitoring" / "alertmanager-data",
+        settings.alerts_file,
+    ):
         if stale.is_dir():
             shutil.rmtree(stale)
         elif stale.exists():
@@ -257,7 +337,11 @@ def up(settings: LocalCloudSettings, progress: Progress = _noop) -> float:
     progress(f"starting LocalStack on {settings.localstack_url}")
     ls_python = settings.localstack_venv / "bin" / "python"
     record = _start("localstack", [str(ls_python), "-m", "localstack.runtime.main"], localstack_env(settings), settings)
+    urls = health_urls(settings)
     try:
+        progress(f"starting Prometheus on {settings.prometheus_url} (with Alertmanager and the alert inbox)")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DR_"))}
+        monitors = {name: _start(name, cmd, env, settings) for name, cmd in monitoring.items()}
         _wait_healthy("LocalStack", f"{settings.localstack_url}/_localstack/health", record, deadline)
         _create_bucket(settings, settings.mlflow_bucket)
 
@@ -282,6 +366,8 @@ def up(settings: LocalCloudSettings, progress: Progress = _noop) -> float:
             "1",
         ]
         record = _start("mlflow", cmd, env, settings)
+        for name, monitor in monitors.items():
+            _wait_healthy(name, urls[name], monitor, deadline)
         _wait_healthy("MLflow", f"{settings.mlflow_url}/health", record, deadline)
     except BaseException:
         down(settings)
@@ -293,7 +379,7 @@ def down(settings: LocalCloudSettings, progress: Progress = _noop) -> list[str]:
     """Stop everything `up` started, and all their descendants. Returns the names it stopped."""
     pids = _read_pids(settings)
     stopped = []
-    for name in ("mlflow", "localstack"):
+    for name in reversed(SERVICES):
         record = pids.get(name)
         proc = _process(record) if record else None
         if proc is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -10,11 +11,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-# What the project uses, and what `cdklocal` needs to bootstrap and deploy. DynamoDB is left out on
-# purpose: LocalStack would try to download Java for it on first use, and nothing may download here.
+# What the project uses, and what `cdklocal` needs to bootstrap and deploy. DynamoDB is served by the
+# project's moto-backed provider (LocalStack's own would download Java on first use).
 DEFAULT_SERVICES = (
-    "s3,lambda,stepfunctions,apigateway,cloudwatch,logs,events,scheduler,iam,sts,cloudformation,ssm,sqs,sns"
+    "s3,lambda,stepfunctions,apigateway,cloudwatch,logs,events,scheduler,iam,sts,cloudformation,ssm,sqs,sns,dynamodb"
 )
+
+
+def _which(*names: str) -> Path | None:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    return None
 
 
 class LocalCloudSettings(BaseSettings):
@@ -27,6 +36,12 @@ class LocalCloudSettings(BaseSettings):
     host: str = "127.0.0.1"
     localstack_port: int = Field(4566, ge=1, le=65535)
     mlflow_port: int = Field(5000, ge=1, le=65535)
+    prometheus_port: int = Field(9090, ge=1, le=65535)
+    alertmanager_port: int = Field(9093, ge=1, le=65535)
+    alerts_port: int = Field(9095, ge=1, le=65535, description="the operator's alert inbox (webhook receiver)")
+    prometheus_bin: Path | None = Field(default_factory=lambda: _which("prometheus"))
+    alertmanager_bin: Path | None = Field(default_factory=lambda: _which("prometheus-alertmanager", "alertmanager"))
+    logs_subscription_window_s: float = Field(0.5, ge=0, le=60, description="local batching of log subscriptions")
     services: str = DEFAULT_SERVICES
     lambda_python: Path = Field(Path(sys.executable), description="Interpreter that runs Lambda handlers.")
     mlflow_bucket: str = "mlflow-artifacts"
@@ -63,6 +78,26 @@ class LocalCloudSettings(BaseSettings):
     @property
     def mlflow_url(self) -> str:
         return f"http://{self.host}:{self.mlflow_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.host}:{self.prometheus_port}"
+
+    @property
+    def remote_write_url(self) -> str:
+        return f"{self.prometheus_url}/api/v1/write"
+
+    @property
+    def alertmanager_url(self) -> str:
+        return f"http://{self.host}:{self.alertmanager_port}"
+
+    @property
+    def alerts_url(self) -> str:
+        return f"http://{self.host}:{self.alerts_port}"
+
+    @property
+    def alerts_file(self) -> Path:
+        return self.run_dir / "alerts.jsonl"
 
     def client_env(self) -> dict[str, str]:
         """Environment that points AWS SDKs, cdklocal and MLflow clients at this local cloud."""
