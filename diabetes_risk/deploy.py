@@ -104,6 +104,8 @@ def deploy_local(cloud: LocalCloudSettings, on_line: Callable[[str], None]) -> d
             f"mlflow_uri={cloud.mlflow_url}",
             "-c",
             f"s3_endpoint={cloud.localstack_url}",
+            "-c",
+            f"remote_write_url={cloud.remote_write_url}",
             "--outputs-file",
             str(outputs_file),
             "--output",

@@ -36,6 +36,7 @@ class BatchScoring(Construct):
         log_group = logs.LogGroup(
             self, "BatchScoreLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
         )
+        self.log_group = log_group
         role = iam.Role(self, "BatchScoreRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
         for actions, resources in (
             (["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject"], [bucket_arn("batch", "/inbox/*")]),

@@ -34,6 +34,8 @@ _API = (
 PREDICT_PACKAGES = ("numpy", "onnxruntime", "flatbuffers", "packaging", "protobuf", *_API)
 # The batch-score Lambda: the same, plus pyarrow for streaming CSV/Parquet.
 BATCH_PACKAGES = (*PREDICT_PACKAGES, "pyarrow")
+# The metrics bridge: remote write needs protobuf and snappy (cramjam); botocore signs for AMP (in the runtime).
+BRIDGE_PACKAGES = ("protobuf", "cramjam", *_API)
 # The scikit-learn equivalent (for the package-size benchmark's baseline).
 SKLEARN_PACKAGES = ("numpy", "scipy", "scikit-learn", "joblib", "threadpoolctl", *_API)
 # Never loaded by `import onnxruntime` + InferenceSession: the C API library (the Python module links its own
@@ -70,6 +72,7 @@ BUNDLES = {
             ("functions/batch_score", "batch_score"),
         ),
     ),
+    "bridge": (BRIDGE_PACKAGES, (("observability", "observability"), ("functions/metrics_bridge", "metrics_bridge"))),
 }
 
 

@@ -16,6 +16,14 @@ class DeployConfig(BaseModel):
     schedule_train_uri: str = "bundled"
     api_key: bool = Field(False, description="Require an API key on the local cloud too (always on AWS)")
     drift_retrain: bool = Field(False, description="A batch that drifts starts the training state machine")
+    remote_write_url: str = Field(
+        "http://127.0.0.1:9090/api/v1/write",
+        pattern=r"^https?://",
+        description="Local target: the Prometheus the metrics bridge remote-writes to (AWS: the stack's AMP workspace)",
+    )
+    alarm_email: str | None = Field(
+        None, pattern=r"^[^@\s]+@[^@\s]+$", description="Subscribe this address to the alarm topic (SNS email)"
+    )
 
     @classmethod
     def from_context(cls, node) -> DeployConfig:

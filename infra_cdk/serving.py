@@ -24,6 +24,7 @@ class PredictionApi(Construct):
         log_group = logs.LogGroup(
             self, "PredictLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
         )
+        self.log_group = log_group
         role = iam.Role(self, "PredictRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
         role.add_to_policy(
             iam.PolicyStatement(

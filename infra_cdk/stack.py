@@ -7,6 +7,7 @@ from constructs import Construct
 
 from .batch import BatchScoring
 from .config import DeployConfig
+from .monitoring import Monitoring
 from .serving import PredictionApi
 from .storage import Storage
 from .training import TrainingPipeline
@@ -19,6 +20,9 @@ class DiabetesRiskStack(Stack):
         self.training = TrainingPipeline(self, "Training", config, self.storage)
         self.serving = PredictionApi(self, "Serving", config)
         self.batch = BatchScoring(self, "Batch", config, self.storage, self.training.state_machine)
+        sources = {"Predict": self.serving.log_group, "BatchScore": self.batch.log_group, **self.training.log_groups}
+        self.monitoring = Monitoring(self, "Monitoring", config, sources)
+        self.monitoring.notify_all_alarms(self)
         CfnOutput(self, "ApiId", value=self.serving.api.rest_api_id)
         CfnOutput(self, "ApiUrl", value=self.serving.api.url)
         CfnOutput(self, "DataBucket", value=self.storage.data.bucket_name)
@@ -26,3 +30,7 @@ class DiabetesRiskStack(Stack):
         CfnOutput(self, "BatchBucket", value=self.storage.batch.bucket_name)
         CfnOutput(self, "TrainingStateMachineArn", value=self.training.state_machine.state_machine_arn)
         CfnOutput(self, "BatchFunctionName", value=self.batch.function.function_name)
+        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
+        CfnOutput(self, "MetricsBridgeFunctionName", value=self.monitoring.function.function_name)
+        if self.monitoring.workspace is not None:
+            CfnOutput(self, "PrometheusWorkspaceEndpoint", value=self.monitoring.workspace.attr_prometheus_endpoint)

@@ -65,6 +65,7 @@ class TrainingPipeline(Construct):
     def __init__(self, scope: Construct, construct_id: str, config: DeployConfig, storage: Storage) -> None:
         super().__init__(scope, construct_id)
         self.config = config
+        self.log_groups: dict[str, logs.LogGroup] = {}  # every step's (and the new-data start's) log group
         env = {
             "DR_ARTIFACTS_BUCKET": bucket_name("artifacts"),
             "DR_DATA_BUCKET": bucket_name("data"),
@@ -137,6 +138,7 @@ class TrainingPipeline(Construct):
         log_group = logs.LogGroup(
             self, f"{step}Logs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
         )
+        self.log_groups[step] = log_group
         role = self._role(step, statements)
         role.add_to_policy(
             iam.PolicyStatement(

@@ -33,6 +33,7 @@ class GateDecision(BaseModel):
     candidate_auc: float
     champion_version: str | None = None
     champion_auc: float | None = None
+    champion_metrics: dict[str, float] | None = None  # the current champion's holdout metrics (registry tags)
 
 
 def register(client, run_id: str, model_uri: str, tags: dict[str, str], model_id: str | None = None) -> str:
@@ -57,6 +58,24 @@ def current_champion(client) -> tuple[str, float] | None:
     except MlflowException:
         return None
     return str(version.version), float(version.tags.get("holdout_roc_auc", "nan"))
+
+
+def champion_holdout_metrics(client) -> dict[str, float] | None:
+    """The champion version's holdout metrics from its registry tags (`holdout_roc_auc`, `holdout_brier`, ...)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    except MlflowException:
+        return None
+    out = {}
+    for key, value in version.tags.items():
+        if key.startswith("holdout_"):
+            try:
+                out[key.removeprefix("holdout_")] = float(value)
+            except ValueError:
+                continue
+    return out
 
 
 def decide(

@@ -239,11 +239,20 @@ def promote_step(settings: TrainingSettings, store: RunStore, s3=None) -> dict:
         },
         s3=s3,
     )
+    candidate = evaluated["holdout"][selected]
+    champion = candidate if decision.promoted else (decision.champion_metrics or {})
     result = {
         "promoted": decision.promoted,
         "reason": decision.reason,
         "model_version": version,
         "pointer": f"s3://{settings.artifacts_bucket}/serving/champion.json" if pointer else None,
+        # model quality over time (EMF metrics of the promote function): the champion after this run's gate
+        "quality": {
+            "CandidateRocAuc": candidate.get("roc_auc"),
+            "CandidateBrier": candidate.get("brier"),
+            "ChampionRocAuc": champion.get("roc_auc"),
+            "ChampionBrier": champion.get("brier"),
+        },
     }
     store.put_json("promote.json", result)
     return result

@@ -10,7 +10,15 @@ from typing import Any
 import boto3
 import pandas as pd
 
-from .registry import GateDecision, ServingPointer, current_champion, decide, promote, register
+from .registry import (
+    GateDecision,
+    ServingPointer,
+    champion_holdout_metrics,
+    current_champion,
+    decide,
+    promote,
+    register,
+)
 from .settings import TrainingSettings
 
 
@@ -160,6 +168,7 @@ def gate_and_promote(
 ) -> tuple[GateDecision, ServingPointer | None]:
     mlflow, client = _client(settings)
     decision = decide(version, candidate_auc, current_champion(client), settings.gate)
+    decision.champion_metrics = champion_holdout_metrics(client)
     s3 = s3 or boto3.client("s3")
     pointer = promote(
         client,

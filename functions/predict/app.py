@@ -163,6 +163,7 @@ def health() -> Response[HealthResponse]:
     try:
         model = STORE.get()
     except ModelUnavailable as exc:
+        metrics.add_metric(name="Errors_model_unavailable", unit=MetricUnit.Count, value=1)
         return Response(503, "application/json", HealthResponse(status="unavailable", detail=str(exc)))
     return Response(200, "application/json", HealthResponse(status="ok", model_version=model.pointer.model_version))
 

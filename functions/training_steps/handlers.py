@@ -7,12 +7,15 @@ retries with backoff; everything else (bad data, a failed parity check) goes to 
 from __future__ import annotations
 
 import functools
+import math
 import re
+import time
 from pathlib import Path
 from typing import Any, Literal
 
 import boto3
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from botocore.exceptions import ClientError, EndpointConnectionError
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,6 +26,7 @@ from training.settings import TrainingSettings
 from training.store import S3RunStore
 
 logger = Logger(service="diabetes-risk-training")
+metrics = Metrics(namespace="DiabetesRisk", service="training")
 SETTINGS = TrainingSettings()  # validated at cold start: a bad variable fails here, not mid-run
 S3 = boto3.client("s3")
 WORK = Path(SETTINGS.work_dir)
@@ -86,29 +90,46 @@ def training_step(name: str):
     def wrap(fn):
         @functools.wraps(fn)
         @logger.inject_lambda_context(clear_state=True)
+        @metrics.log_metrics
         def handler(event: dict, context: Any) -> dict:
-            parsed = parse(event=event, model=FailureEvent if name == "record_failure" else StepEvent)
-            logger.append_keys(run_id=parsed.run_id, step=name, family=parsed.family)
-            store = S3RunStore(S3, SETTINGS.artifacts_bucket, parsed.run_id)
-            _inject_fault(name, parsed, store)
+            started = time.perf_counter()
+            metrics.add_dimension(name="step", value=name)
+            outcome = "StepFailed"
             try:
-                result = fn(parsed, store)
-            except (ClientError, EndpointConnectionError) as exc:
-                code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else "Connect"
-                status = (
-                    exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-                    if isinstance(exc, ClientError)
-                    else 503
-                )
-                if code in TRANSIENT_CODES or status >= 500 or code == "Connect":
-                    raise TransientError(f"{name}: transient AWS error {code or status}: {exc}") from exc
-                raise
-            logger.info("step done", extra={"result_keys": sorted(result)})
-            return result
+                result = _run_step(fn, name, event)
+                outcome = "StepSucceeded"
+                return result
+            finally:
+                metrics.add_metric(name=outcome, unit=MetricUnit.Count, value=1)
+                metrics.add_metric(name="StepSeconds", unit=MetricUnit.Seconds, value=time.perf_counter() - started)
 
         return handler
 
     return wrap
+
+
+def _run_step(fn, name: str, event: dict) -> dict:
+    parsed = parse(event=event, model=FailureEvent if name == "record_failure" else StepEvent)
+    logger.append_keys(run_id=parsed.run_id, step=name, family=parsed.family)
+    store = S3RunStore(S3, SETTINGS.artifacts_bucket, parsed.run_id)
+    _inject_fault(name, parsed, store)
+    try:
+        result = fn(parsed, store)
+    except (ClientError, EndpointConnectionError) as exc:
+        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else "Connect"
+        status = (
+            exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) if isinstance(exc, ClientError) else 503
+        )
+        if code in TRANSIENT_CODES or status >= 500 or code == "Connect":
+            raise TransientError(f"{name}: transient AWS error {code or status}: {exc}") from exc
+        raise
+    logger.info("step done", extra={"result_keys": sorted(result)})
+    return result
+
+
+def _gauge(name: str, value: float | None) -> None:
+    if value is not None and math.isfinite(value):
+        metrics.add_metric(name=name, unit=MetricUnit.NoUnit, value=value)
 
 
 def _work(run_id: str) -> Path:
@@ -151,12 +172,19 @@ def register(event: StepEvent, store: S3RunStore) -> dict:
 
 @training_step("promote")
 def promote(event: StepEvent, store: S3RunStore) -> dict:
-    return steps.promote_step(SETTINGS, store, s3=S3)
+    result = steps.promote_step(SETTINGS, store, s3=S3)
+    quality = result.get("quality") or {}
+    for name in ("CandidateRocAuc", "CandidateBrier", "ChampionRocAuc", "ChampionBrier"):
+        _gauge(name, quality.get(name))
+    metrics.add_metric(name="GatePromoted" if result["promoted"] else "GateRejected", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="TrainingRunsSucceeded", unit=MetricUnit.Count, value=1)
+    return result
 
 
 @training_step("record_failure")
 def record_failure(event: FailureEvent, store: S3RunStore) -> dict:
     record = steps.record_failure_step(store, event.failed_step, event.error)
+    metrics.add_metric(name="TrainingRunsFailed", unit=MetricUnit.Count, value=1)
     logger.error(
         "training failed",
         extra={"failed_step": record["failed_step"], "error": record["error"], "cause": record["message"]},

@@ -1,0 +1,297 @@
+"""Grafana dashboards as code: plain JSON builders (Grafana's dashboard model, schema 39), written to
+observability/grafana/dashboards/ and provisioned by docker-compose (or imported into Amazon Managed Grafana).
+
+    python -m observability.dashboards          # rewrite the committed JSON (a test checks it is in sync)
+
+Every query reads the samples the metrics bridge writes (one per invocation, see the rules file's header):
+counts are sum_over_time, request rates count_over_time, percentiles quantile_over_time."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+
+from .config import DASHBOARDS_DIR
+
+DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
+
+
+@dataclass
+class Panel:
+    title: str
+    queries: list[tuple[str, str]]  # (PromQL, legend)
+    unit: str = "short"
+    kind: str = "timeseries"  # or "stat"
+    description: str = ""
+    width: int = 12
+
+
+@dataclass
+class Dashboard:
+    uid: str
+    title: str
+    description: str
+    panels: list[Panel] = field(default_factory=list)
+
+    def model(self) -> dict:
+        panels, x, y = [], 0, 0
+        for i, p in enumerate(self.panels, start=1):
+            height = 4 if p.kind == "stat" else 8
+            if x + p.width > 24:
+                x, y = 0, y + height
+            panels.append(
+                {
+                    "id": i,
+                    "type": p.kind,
+                    "title": p.title,
+                    "description": p.description,
+                    "datasource": DATASOURCE,
+                    "gridPos": {"x": x, "y": y, "w": p.width, "h": height},
+                    "fieldConfig": {"defaults": {"unit": p.unit}, "overrides": []},
+                    "options": {"legend": {"displayMode": "list", "placement": "bottom"}}
+                    if p.kind == "timeseries"
+                    else {"reduceOptions": {"calcs": ["lastNotNull"]}},
+                    "targets": [
+                        {"refId": chr(ord("A") + j), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend}
+                        for j, (expr, legend) in enumerate(p.queries)
+                    ],
+                }
+            )
+            x += p.width
+        return {
+            "uid": self.uid,
+            "title": self.title,
+            "description": self.description,
+            "tags": ["diabetes-risk"],
+            "schemaVersion": 39,
+            "editable": True,
+            "refresh": "10s",
+            "time": {"from": "now-3h", "to": "now"},
+            "timezone": "utc",
+            "templating": {"list": []},
+            "annotations": {"list": []},
+            "panels": panels,
+        }
+
+
+P = '{service="predict"}'
+B = '{service="batch"}'
+T = '{service="training"}'
+M = '{service="metrics_bridge"}'
+
+
+def dashboards() -> list[Dashboard]:
+    api = Dashboard(
+        "dr-api",
+        "Diabetes Risk — prediction API",
+        "POST /predict, /health, /model: traffic, risk bands, latency, errors, the model served.",
+        [
+            Panel("Requests (5 min)", [(f"sum(count_over_time(diabetes_risk_latency{P}[5m]))", "requests")]),
+            Panel(
+                "Patients scored by risk band (5 min)",
+                [
+                    (f"sum(sum_over_time(diabetes_risk_predictions_{band}{P}[5m]))", band)
+                    for band in ("low", "moderate", "high")
+                ],
+            ),
+            Panel(
+                "Handler latency (ms)",
+                [
+                    (f"max(quantile_over_time(0.5, diabetes_risk_latency{P}[5m]))", "p50"),
+                    (f"max(quantile_over_time(0.99, diabetes_risk_latency{P}[5m]))", "p99"),
+                ],
+                unit="ms",
+                description="Per execution environment; the worst one is shown.",
+            ),
+            Panel(
+                "Client errors (4xx, 5 min)",
+                [(f'sum(sum_over_time({{__name__=~"diabetes_risk_errors_.+",service="predict"}}[5m]))', "4xx/503")],
+            ),
+            Panel(
+                "5xx share",
+                [
+                    (
+                        f"(sum(sum_over_time(diabetes_risk_server_errors{P}[5m])) or vector(0))"
+                        f" / clamp_min(sum(count_over_time(diabetes_risk_latency{P}[5m])), 1)",
+                        "5xx share",
+                    )
+                ],
+                unit="percentunit",
+            ),
+            Panel(
+                "Champion version served",
+                [(f"max(last_over_time(diabetes_risk_champion_version{P}[1h]))", "version")],
+                kind="stat",
+                width=6,
+            ),
+            Panel(
+                "Cold starts (1 h)",
+                [(f"sum(sum_over_time(diabetes_risk_cold_start{P}[1h]))", "cold starts")],
+                kind="stat",
+                width=6,
+            ),
+        ],
+    )
+    batch = Dashboard(
+        "dr-batch",
+        "Diabetes Risk — batch scoring and drift",
+        "Files dropped under inbox/: outcomes, rows, rejected share, duration, drift per feature.",
+        [
+            Panel("Batches scored (1 h)", [(f"sum(sum_over_time(diabetes_risk_batches_scored{B}[1h]))", "scored")]),
+            Panel(
+                "Rows scored and rejected (1 h)",
+                [
+                    (f"sum(sum_over_time(diabetes_risk_rows_scored{B}[1h]))", "scored"),
+                    (f"sum(sum_over_time(diabetes_risk_rows_rejected{B}[1h]))", "rejected"),
+                ],
+            ),
+            Panel(
+                "Rejected row share (1 h)",
+                [
+                    (
+                        f"sum(sum_over_time(diabetes_risk_rows_rejected{B}[1h])) / clamp_min("
+                        f"sum(sum_over_time(diabetes_risk_rows_rejected{B}[1h])) + "
+                        f"sum(sum_over_time(diabetes_risk_rows_scored{B}[1h])), 1)",
+                        "rejected share",
+                    )
+                ],
+                unit="percentunit",
+            ),
+            Panel(
+                "Slowest batch (s, 1 h)",
+                [(f"max(max_over_time(diabetes_risk_batch_seconds{B}[1h]))", "seconds")],
+                unit="s",
+            ),
+            Panel(
+                "Drift PSI by feature (1 h max)",
+                [(f"max by (feature) (max_over_time(diabetes_risk_drift_psi{B}[1h]))", "{{feature}}")],
+            ),
+            Panel(
+                "Drift KS by feature (1 h max)",
+                [(f"max by (feature) (max_over_time(diabetes_risk_drift_ks{B}[1h]))", "{{feature}}")],
+            ),
+            Panel(
+                "Drifting batches (1 h)",
+                [(f"sum(sum_over_time(diabetes_risk_drift_detected{B}[1h]))", "drifting batches")],
+                kind="stat",
+                width=6,
+            ),
+            Panel(
+                "Failed batches (1 h)",
+                [(f"sum(sum_over_time(diabetes_risk_batches_failed{B}[1h])) or vector(0)", "failed")],
+                kind="stat",
+                width=6,
+            ),
+        ],
+    )
+    training = Dashboard(
+        "dr-training",
+        "Diabetes Risk — training and model quality",
+        "Step Functions training runs: step durations and outcomes, holdout quality of candidate and champion, gate.",
+        [
+            Panel(
+                "Step duration (s, 1 d max)",
+                [(f"max by (step) (max_over_time(diabetes_risk_step_seconds{T}[1d]))", "{{step}}")],
+                unit="s",
+            ),
+            Panel(
+                "Step outcomes (1 d)",
+                [
+                    (f"sum by (step) (sum_over_time(diabetes_risk_step_succeeded{T}[1d]))", "{{step}} ok"),
+                    (
+                        f"sum by (step) (sum_over_time(diabetes_risk_step_failed{T}[1d])) or vector(0)",
+                        "{{step}} failed",
+                    ),
+                ],
+            ),
+            Panel(
+                "Holdout ROC AUC",
+                [
+                    (f"max(last_over_time(diabetes_risk_candidate_roc_auc{T}[30d]))", "candidate"),
+                    (f"max(last_over_time(diabetes_risk_champion_roc_auc{T}[30d]))", "champion"),
+                ],
+            ),
+            Panel(
+                "Holdout Brier score (lower is better)",
+                [
+                    (f"max(last_over_time(diabetes_risk_candidate_brier{T}[30d]))", "candidate"),
+                    (f"max(last_over_time(diabetes_risk_champion_brier{T}[30d]))", "champion"),
+                ],
+            ),
+            Panel(
+                "Runs succeeded (30 d)",
+                [(f"sum(sum_over_time(diabetes_risk_training_runs_succeeded{T}[30d]))", "succeeded")],
+                kind="stat",
+                width=6,
+            ),
+            Panel(
+                "Runs failed (30 d)",
+                [(f"sum(sum_over_time(diabetes_risk_training_runs_failed{T}[30d])) or vector(0)", "failed")],
+                kind="stat",
+                width=6,
+            ),
+            Panel(
+                "Gate: promoted / rejected (30 d)",
+                [
+                    (f"sum(sum_over_time(diabetes_risk_gate_promoted{T}[30d])) or vector(0)", "promoted"),
+                    (f"sum(sum_over_time(diabetes_risk_gate_rejected{T}[30d])) or vector(0)", "rejected"),
+                ],
+                kind="stat",
+            ),
+        ],
+    )
+    bridge = Dashboard(
+        "dr-bridge",
+        "Diabetes Risk — metrics bridge health",
+        "The CloudWatch Logs → Prometheus bridge: samples written and dropped, write latency, environments.",
+        [
+            Panel(
+                "Samples written (5 min)",
+                [(f"sum(sum_over_time(diabetes_risk_bridge_samples_written{M}[5m]))", "written")],
+            ),
+            Panel(
+                "Samples dropped (10 min)",
+                [(f"sum(sum_over_time(diabetes_risk_bridge_samples_dropped{M}[10m]))", "dropped")],
+            ),
+            Panel(
+                "Batch handling time (s)",
+                [
+                    (f"max(quantile_over_time(0.5, diabetes_risk_bridge_write_seconds{M}[5m]))", "p50"),
+                    (f"max(quantile_over_time(0.99, diabetes_risk_bridge_write_seconds{M}[5m]))", "p99"),
+                ],
+                unit="s",
+            ),
+            Panel(
+                "Invalid EMF values (1 h)",
+                [(f"sum(sum_over_time(diabetes_risk_bridge_invalid_values{M}[1h]))", "invalid")],
+            ),
+            Panel(
+                "Bridge execution environments (5 min)",
+                [(f"count(count_over_time(diabetes_risk_bridge_samples_written{M}[5m]))", "environments")],
+                kind="stat",
+                width=6,
+            ),
+        ],
+    )
+    return [api, batch, training, bridge]
+
+
+def queries() -> list[tuple[str, str, str]]:
+    """(dashboard uid, panel title, PromQL) of every panel."""
+    return [(d.uid, p.title, expr) for d in dashboards() for p in d.panels for expr, _ in p.queries]
+
+
+def rendered() -> dict[str, str]:
+    return {f"{d.uid}.json": json.dumps(d.model(), indent=2) + "\n" for d in dashboards()}
+
+
+def main() -> None:
+    DASHBOARDS_DIR.mkdir(parents=True, exist_ok=True)
+    for name, text in rendered().items():
+        (DASHBOARDS_DIR / name).write_text(text)
+        print(f"wrote {DASHBOARDS_DIR / name}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
