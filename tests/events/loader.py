@@ -53,3 +53,14 @@ class FakeContext:
         self.memory_limit_in_mb = 512
         self.invoked_function_arn = f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
         self.aws_request_id = request_id
+
+
+def logs_subscription_event(message: dict | None = None, **overrides) -> dict:
+    """The Lambda event CloudWatch Logs sends a subscribed function: the decoded message of
+    tests/events/logs_subscription.json (or `message`), gzipped and base64-encoded under `awslogs.data`."""
+    import base64
+    import gzip
+
+    body = message if message is not None else load_event("logs_subscription", **overrides)
+    data = gzip.compress(json.dumps(body).encode())
+    return {"awslogs": {"data": base64.b64encode(data).decode()}}

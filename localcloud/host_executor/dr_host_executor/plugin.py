@@ -53,6 +53,22 @@ def _post_json(url: str, payload: dict, attempts: int = 6) -> None:
             delay *= 2
 
 
+def _honour_logging_config() -> None:
+    """Ship a function's logs to the log group its LoggingConfig names, as AWS does (LocalStack 4.14 always
+    uses /aws/lambda/<name>, so subscriptions and alarms on a CDK-declared log group would never see a line)."""
+    from localstack.services.lambda_.invocation.execution_environment import ExecutionEnvironment
+
+    if getattr(ExecutionEnvironment.get_log_group_name, "_dr", False):
+        return
+
+    def get_log_group_name(self) -> str:
+        configured = (self.function_version.config.logging_config or {}).get("LogGroup")
+        return configured or f"/aws/lambda/{self.function_version.id.function_name}"
+
+    get_log_group_name._dr = True
+    ExecutionEnvironment.get_log_group_name = get_log_group_name
+
+
 def _executor_class():
     # LocalStack's internals are imported here, once the Lambda provider asks for the executor.
     from localstack import config
@@ -65,6 +81,8 @@ def _executor_class():
         LambdaRuntimeException,
         RuntimeExecutor,
     )
+
+    _honour_logging_config()
 
     class HostRuntimeExecutor(RuntimeExecutor):
         def __init__(self, id: str, function_version) -> None:
