@@ -145,7 +145,11 @@ def test_lines_that_are_not_emf_are_skipped(line):
 
 
 def test_a_lambda_prefix_before_the_record_is_tolerated():
-    record = '{"_aws":{"Timestamp":7,"CloudWatchMetrics":[{"Namespace":"N","Dimensions":[[]],"Metrics":[{"Name":"m"}]}]},"m":1}'
+    directive = {
+        "Timestamp": 7,
+        "CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [[]], "Metrics": [{"Name": "m"}]}],
+    }
+    record = json.dumps({"_aws": directive, "m": 1})
     line = "2026-11-30T10:00:00.000Z\treq-1\tINFO\t" + record
     (sample,) = emf.convert(message_with([line])).samples
     assert (sample.name, sample.timestamp_ms) == ("n_m", 7)
