@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from diabetes_risk.monitoring_cli import register as register_monitoring_commands
 from localcloud import runtime
 from localcloud.install import InstallError, ensure_localstack
 from localcloud.settings import LocalCloudSettings
@@ -29,10 +30,9 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _settings(localstack_port: int | None, mlflow_port: int | None) -> LocalCloudSettings:
-    overrides = {
-        k: v for k, v in {"localstack_port": localstack_port, "mlflow_port": mlflow_port}.items() if v is not None
-    }
+def _settings(localstack_port: int | None, mlflow_port: int | None, **ports: int | None) -> LocalCloudSettings:
+    given = {"localstack_port": localstack_port, "mlflow_port": mlflow_port, **ports}
+    overrides = {k: v for k, v in given.items() if v is not None}
     try:
         return LocalCloudSettings(**overrides)
     except ValidationError as exc:
@@ -61,6 +61,13 @@ LocalstackPort = typer.Option(
     None, "--localstack-port", help="LocalStack gateway port (env DR_LOCALSTACK_PORT, default 4566)."
 )
 MlflowPort = typer.Option(None, "--mlflow-port", help="MLflow server port (env DR_MLFLOW_PORT, default 5000).")
+PrometheusPort = typer.Option(None, "--prometheus-port", help="Prometheus port (env DR_PROMETHEUS_PORT, default 9090).")
+AlertmanagerPort = typer.Option(
+    None, "--alertmanager-port", help="Alertmanager port (env DR_ALERTMANAGER_PORT, default 9093)."
+)
+AlertsPort = typer.Option(
+    None, "--alerts-port", help="The alert inbox (webhook) port (env DR_ALERTS_PORT, default 9095)."
+)
 
 
 @local_app.command("install")
@@ -79,9 +86,22 @@ def local_install(
 
 
 @local_app.command("up")
-def local_up(localstack_port: int | None = LocalstackPort, mlflow_port: int | None = MlflowPort) -> None:
-    """Start LocalStack and MLflow, wait until healthy, print the endpoints. Safe to run twice."""
-    settings = _settings(localstack_port, mlflow_port)
+def local_up(
+    localstack_port: int | None = LocalstackPort,
+    mlflow_port: int | None = MlflowPort,
+    prometheus_port: int | None = PrometheusPort,
+    alertmanager_port: int | None = AlertmanagerPort,
+    alerts_port: int | None = AlertsPort,
+) -> None:
+    """Start LocalStack, MLflow, Prometheus, Alertmanager and the alert inbox; wait until healthy; print the
+    endpoints. Safe to run twice."""
+    settings = _settings(
+        localstack_port,
+        mlflow_port,
+        prometheus_port=prometheus_port,
+        alertmanager_port=alertmanager_port,
+        alerts_port=alerts_port,
+    )
     with console.status("starting the local cloud") as spinner:
         try:
             seconds = runtime.up(settings, progress=lambda m: spinner.update(m))
@@ -98,6 +118,8 @@ def local_up(localstack_port: int | None = LocalstackPort, mlflow_port: int | No
 def _print_endpoints(settings: LocalCloudSettings) -> None:
     console.print(f"  AWS endpoint (LocalStack): {settings.localstack_url}")
     console.print(f"  MLflow UI:                 {settings.mlflow_url}")
+    console.print(f"  Prometheus:                {settings.prometheus_url}  (alerts: {settings.prometheus_url}/alerts)")
+    console.print(f"  Alertmanager:              {settings.alertmanager_url}  (notifications: diabetes-risk alerts)")
     console.print(f"  state and logs:            {settings.run_dir}")
     try:  # once the stack is deployed, where its API and training runs are
         from diabetes_risk.deploy import stack_outputs
@@ -108,7 +130,14 @@ def _print_endpoints(settings: LocalCloudSettings) -> None:
             f"  prediction API:            {local_api_url(settings.localstack_url, outputs['ApiId'])}/predict"
         )
         console.print(f"  training state machine:    {outputs['TrainingStateMachineArn']}")
-        console.print("  metrics:                   EMF lines in the functions' CloudWatch Logs (/aws/lambda/...)")
+        console.print(
+            "  try:                       diabetes-risk metrics "
+            "'sum(sum_over_time(diabetes_risk_predictions_high{service=\"predict\"}[1h]))'"
+        )
+        console.print(
+            "                             diabetes-risk metrics "
+            "'max(quantile_over_time(0.99, diabetes_risk_latency{service=\"predict\"}[5m]))'"
+        )
     except Exception:  # not deployed yet (or the local cloud is down): nothing more to show
         pass
     console.print("  use from a shell:          eval $(diabetes-risk local env)")
@@ -595,6 +624,8 @@ def runs(limit: int = typer.Option(10, min=1, max=100, help="How many recent exe
 
 
 MODEL_LABEL = "diabetes-risk"
+
+register_monitoring_commands(app)
 
 
 if __name__ == "__main__":

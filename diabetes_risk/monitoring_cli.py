@@ -1,0 +1,73 @@
+"""`diabetes-risk alerts` and `diabetes-risk metrics`: what the local cloud's Prometheus and Alertmanager see."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from localcloud.settings import LocalCloudSettings
+from observability.alert_receiver import read_alerts
+from observability.prometheus_api import PrometheusError, alerts, query
+
+console = Console()
+err = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("alerts")(alerts_command)
+    app.command("metrics")(metrics_command)
+
+
+def alerts_command(
+    limit: int = typer.Option(20, min=1, help="How many received notifications to show."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Alerts: firing/pending now in Prometheus, and the notifications Alertmanager delivered to the inbox."""
+    settings = LocalCloudSettings()
+    try:
+        active = alerts(settings.prometheus_url)
+    except PrometheusError as exc:
+        err.print(f"[red]{exc}[/red] (start the local cloud with `diabetes-risk local up`)")
+        raise typer.Exit(1) from exc
+    received = read_alerts(settings.alerts_file, limit)
+    if as_json:
+        typer.echo(json.dumps({"active": active, "received": received}, indent=2))
+        return
+    table = Table("alert", "state", "since", "summary", title="Active in Prometheus")
+    for a in active:
+        colour = "red" if a["state"] == "firing" else "yellow"
+        table.add_row(
+            a["labels"].get("alertname", "?"),
+            f"[{colour}]{a['state']}[/{colour}]",
+            (a.get("activeAt") or "")[:19],
+            a.get("annotations", {}).get("summary", ""),
+        )
+    console.print(table if active else "[green]no active alerts[/green]")
+    inbox = Table("received", "status", "alert", "summary", title=f"Delivered by Alertmanager ({settings.alerts_file})")
+    for r in received:
+        inbox.add_row(r["received_at"], r["status"], r["alertname"] or "?", r.get("summary") or "")
+    console.print(inbox if received else "no notifications delivered yet")
+
+
+def metrics_command(
+    expr: str = typer.Argument(..., help="PromQL, e.g. 'sum(sum_over_time(diabetes_risk_predictions_high[5m]))'"),
+    as_json: bool = typer.Option(False, "--json", help="Print Prometheus' result as JSON."),
+) -> None:
+    """Run an instant PromQL query against the local cloud's Prometheus."""
+    settings = LocalCloudSettings()
+    try:
+        rows = query(settings.prometheus_url, expr)
+    except PrometheusError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("series", "value")
+    for row in rows:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(row["metric"].items()))
+        table.add_row(labels or "{}", str(row["value"][1]))
+    console.print(table if rows else "[yellow]no data[/yellow] (nothing matched in the lookback window)")
