@@ -29,7 +29,14 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    settings = LocalCloudSettings(instance="bench", localstack_port=free_port(), mlflow_port=free_port())
+    settings = LocalCloudSettings(
+        instance="bench",
+        localstack_port=free_port(),
+        mlflow_port=free_port(),
+        prometheus_port=free_port(),
+        alertmanager_port=free_port(),
+        alerts_port=free_port(),
+    )
     print(f"starting a local cloud on {settings.localstack_url} ...", flush=True)
     up_s = runtime.up(settings, progress=lambda m: print("  " + m, flush=True))
     try:

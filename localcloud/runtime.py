@@ -375,6 +375,21 @@ def up(settings: LocalCloudSettings, progress: Progress = _noop) -> float:
     return time.monotonic() - started
 
 
+def _stop(proc: psutil.Process) -> None:
+    try:
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        family = [proc]
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)  # each service leads its own process group
+    _, alive = psutil.wait_procs(family, timeout=10)
+    # Lambda environments sit in process groups of their own; end any that outlived LocalStack.
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
 def down(settings: LocalCloudSettings, progress: Progress = _noop) -> list[str]:
     """Stop everything `up` started, and all their descendants. Returns the names it stopped."""
     pids = _read_pids(settings)
@@ -385,19 +400,31 @@ def down(settings: LocalCloudSettings, progress: Progress = _noop) -> list[str]:
         if proc is None:
             continue
         progress(f"stopping {name} (pid {proc.pid})")
-        try:
-            family = [proc, *proc.children(recursive=True)]
-        except psutil.Error:
-            family = [proc]
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)  # each service leads its own process group
-        _, alive = psutil.wait_procs(family, timeout=10)
-        # Lambda environments sit in process groups of their own; end any that outlived LocalStack.
-        for p in alive:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-        psutil.wait_procs(alive, timeout=5)
+        _stop(proc)
         stopped.append(name)
     with contextlib.suppress(FileNotFoundError):
         settings.pids_file.unlink()
     return stopped
+
+
+MONITORING = ("alert_receiver", "alertmanager", "prometheus")
+
+
+def stop_service(settings: LocalCloudSettings, name: str) -> bool:
+    """Stop one monitoring service (an outage drill: the functions must not notice). True if it was running."""
+    if name not in MONITORING:
+        raise ValueError(f"only {', '.join(MONITORING)} can be stopped alone, not {name!r}")
+    record = _read_pids(settings).get(name)
+    proc = _process(record) if record else None
+    if proc is not None:
+        _stop(proc)
+    return proc is not None
+
+
+def start_service(settings: LocalCloudSettings, name: str, timeout_s: float = 30.0) -> None:
+    """Start one monitoring service again (its data folder is kept) and wait until it is healthy."""
+    if name not in MONITORING:
+        raise ValueError(f"only {', '.join(MONITORING)} can be started alone, not {name!r}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DR_"))}
+    record = _start(name, _monitoring_commands(settings)[name], env, settings)
+    _wait_healthy(name, health_urls(settings)[name], record, time.monotonic() + timeout_s)

@@ -18,6 +18,9 @@ def local_cloud() -> LocalCloudSettings:
         instance="pytest",
         localstack_port=int(os.environ.get("DR_TEST_LOCALSTACK_PORT") or free_port()),
         mlflow_port=int(os.environ.get("DR_TEST_MLFLOW_PORT") or free_port()),
+        prometheus_port=free_port(),
+        alertmanager_port=free_port(),
+        alerts_port=free_port(),
     )
     runtime.up(settings, progress=print)
     yield settings
@@ -53,6 +56,9 @@ def cli_env(cloud) -> dict[str, str]:
         "DR_INSTANCE": cloud.instance,
         "DR_LOCALSTACK_PORT": str(cloud.localstack_port),
         "DR_MLFLOW_PORT": str(cloud.mlflow_port),
+        "DR_PROMETHEUS_PORT": str(cloud.prometheus_port),
+        "DR_ALERTMANAGER_PORT": str(cloud.alertmanager_port),
+        "DR_ALERTS_PORT": str(cloud.alerts_port),
         "COLUMNS": "200",
     }
 

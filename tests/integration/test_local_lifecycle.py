@@ -32,12 +32,17 @@ def alive(pid: int) -> bool:
 
 
 def test_up_twice_status_port_clash_and_down_leaves_nothing_running():
-    ports = {"DR_LOCALSTACK_PORT": str(free_port()), "DR_MLFLOW_PORT": str(free_port())}
+    ports = {
+        f"DR_{name}_PORT": str(free_port()) for name in ("LOCALSTACK", "MLFLOW", "PROMETHEUS", "ALERTMANAGER", "ALERTS")
+    }
     env = {**os.environ, **ports, "DR_INSTANCE": "lifecycle", "COLUMNS": "200"}
     settings = LocalCloudSettings(
         instance="lifecycle",
         localstack_port=int(ports["DR_LOCALSTACK_PORT"]),
         mlflow_port=int(ports["DR_MLFLOW_PORT"]),
+        prometheus_port=int(ports["DR_PROMETHEUS_PORT"]),
+        alertmanager_port=int(ports["DR_ALERTMANAGER_PORT"]),
+        alerts_port=int(ports["DR_ALERTS_PORT"]),
     )
     family: set[int] = set()
     recorded: dict = {}
@@ -51,7 +56,9 @@ def test_up_twice_status_port_clash_and_down_leaves_nothing_running():
 
         status = cli(env, "local", "status", "--json")
         assert status.returncode == 0
-        assert all(s["healthy"] for s in json.loads(status.stdout))
+        states = json.loads(status.stdout)
+        assert [s["name"] for s in states] == ["localstack", "mlflow", "alert_receiver", "alertmanager", "prometheus"]
+        assert all(s["healthy"] for s in states)
 
         clash = cli({**env, "DR_INSTANCE": "intruder"}, "local", "up")
         assert clash.returncode == 1
@@ -68,11 +75,11 @@ def test_up_twice_status_port_clash_and_down_leaves_nothing_running():
             proc = psutil.Process(record["pid"])
             family |= {proc.pid, *(p.pid for p in proc.children(recursive=True))}
         assert worker_pid in family
-        assert len(family) >= 3  # LocalStack, MLflow (+ its server worker), the Lambda environment
+        assert len(family) >= 6  # LocalStack, MLflow (+ worker), Prometheus, Alertmanager, inbox, the Lambda
     finally:
         down = cli(env, "local", "down")
     assert down.returncode == 0, down.stderr
-    assert "stopped: mlflow, localstack" in down.stdout
+    assert "stopped: prometheus, alertmanager, alert_receiver, mlflow, localstack" in down.stdout
     assert [pid for pid in family if alive(pid)] == []
     assert not settings.pids_file.exists()
     assert Path(recorded["localstack"]["log"]).exists()  # logs stay for the post-mortem

@@ -61,9 +61,33 @@ def test_up_names_the_taken_port_and_how_to_change_it(settings, busy_port):
     assert not settings.pids_file.exists()  # nothing was started
 
 
+def _free_ports(settings: LocalCloudSettings) -> None:
+    """Ports nobody uses, so a local cloud running on the defaults does not decide the outcome."""
+    from dr_host_executor.process import free_port
+
+    for name in ("localstack_port", "mlflow_port", "prometheus_port", "alertmanager_port", "alerts_port"):
+        setattr(settings, name, free_port())
+
+
+def test_a_taken_prometheus_port_names_its_own_variable(settings, busy_port):
+    _free_ports(settings)
+    settings.prometheus_port = busy_port
+    with pytest.raises(runtime.LocalCloudError, match="DR_PROMETHEUS_PORT or --prometheus-port"):
+        runtime.up(settings)
+    assert not settings.pids_file.exists()
+
+
+def test_missing_prometheus_says_how_to_install_it(settings):
+    _free_ports(settings)
+    settings.prometheus_bin = None
+    with pytest.raises(runtime.LocalCloudError, match="apt-get install prometheus prometheus-alertmanager"):
+        runtime.up(settings)
+    assert not settings.pids_file.exists()
+
+
 def test_status_when_nothing_runs(settings):
     states = runtime.status(settings)
-    assert [s.name for s in states] == ["localstack", "mlflow"]
+    assert [s.name for s in states] == ["localstack", "mlflow", "alert_receiver", "alertmanager", "prometheus"]
     assert not any(s.running or s.healthy for s in states)
     assert runtime.down(settings) == []
 

@@ -67,6 +67,25 @@ def _patch_log_stream() -> None:
     put_log_events._dr_async = True
     MotoLogStream.put_log_events = put_log_events
 
+    # LocalStack's CreateLogStream patch indexes moto's describe_subscription_filters() (a dict view in the
+    # moto it ships), so on a group with a subscription the stream is created but the call fails with a 500;
+    # the Lambda log shipper then loses that invocation's logs. Finish the job it started.
+    from moto.logs.models import LogGroup as MotoLogGroup
+
+    create = MotoLogGroup.create_log_stream
+
+    def create_log_stream(self, log_stream_name):
+        try:
+            return create(self, log_stream_name)
+        except TypeError:
+            if log_stream_name not in self.streams:
+                raise
+            filters = list(self.subscription_filters.values())
+            self.streams[log_stream_name].filter_pattern = filters[0].filter_pattern if filters else None
+            return None
+
+    MotoLogGroup.create_log_stream = create_log_stream
+
 
 @aws_provider(api="logs", name="dr")
 def logs():

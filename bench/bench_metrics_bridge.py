@@ -1,0 +1,205 @@
+"""Metrics bridge on the local cloud: how long after a handler returns its sample is queryable in Prometheus,
+whether any sample is lost, what the bridge costs per batch, and what it costs the API's throughput.
+
+A fresh local cloud is started (free ports), the CDK app deployed, a champion published; then
+- throughput: the same load (REQUESTS requests, CLIENTS concurrent clients) through API Gateway with the
+  subscriptions on and off, alternating, ROUNDS times each;
+- delay: during the "on" rounds Prometheus is polled every POLL_S for the raw latency samples; each sample's
+  delay is the moment it was first seen minus its EMF timestamp (set when the handler returns);
+- lost: latency samples in Prometheus minus requests answered 200, once everything has settled.
+Baseline: a CloudWatch-polling exporter (prometheus/cloudwatch_exporter, YACE) reads metrics with its default
+`delay_seconds: 600` behind real time, so a sample is visible 600 s after it happened at best; it is not run
+here (it needs CloudWatch metrics, which LocalStack community does not make from EMF).
+Prints one final JSON line."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "240"))
+CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+POLL_S = 0.1
+BASELINE_DELAY_S = 600.0
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+
+
+def load(url: str, patient: dict) -> tuple[float, int]:
+    """REQUESTS POSTs from CLIENTS threads; returns (requests/s, number answered 200)."""
+    import requests
+
+    session_local = threading.local()
+
+    def one(_: int) -> int:
+        if not hasattr(session_local, "s"):
+            session_local.s = requests.Session()
+        return session_local.s.post(url, json=patient, timeout=60).status_code
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        codes = list(pool.map(one, range(REQUESTS)))
+    return REQUESTS / (time.perf_counter() - t0), sum(c == 200 for c in codes)
+
+
+class SampleWatcher:
+    """Polls Prometheus for the raw latency samples and notes when each one first became visible."""
+
+    def __init__(self, prom: str) -> None:
+        self.prom = prom
+        self.first_seen: dict[tuple, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from observability.prometheus_api import query
+
+        while not self._stop.is_set():
+            now = time.time()
+            for row in query(self.prom, 'diabetes_risk_latency{service="predict"}[30m]'):
+                instance = row["metric"].get("instance")
+                for ts, _ in row["values"]:
+                    self.first_seen.setdefault((instance, float(ts)), now)
+            self._stop.wait(POLL_S)
+
+    def __enter__(self) -> SampleWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def set_subscriptions(logs, sources: dict[str, dict], on: bool) -> None:
+    for group, spec in sources.items():
+        if on:
+            logs.put_subscription_filter(logGroupName=group, **spec)
+        else:
+            logs.delete_subscription_filter(logGroupName=group, filterName=spec["filterName"])
+
+
+def main() -> None:
+    from champion import train_champion
+    from dr_host_executor.process import free_port
+
+    from diabetes_risk.deploy import deploy_local
+    from diabetes_risk.predict_client import local_api_url
+    from inference_core.contracts import EXAMPLE_PATIENT
+    from infra_cdk.bundling import build_bundle, folder_mb
+    from localcloud import runtime
+    from localcloud.settings import LocalCloudSettings
+    from localcloud.smoke import clients
+    from observability.prometheus_api import query, scalar
+
+    bundle = build_bundle("bridge")
+    bridge_mb = folder_mb(bundle)
+    wire_mb = sum(folder_mb(p) for p in bundle.iterdir() if p.name.split("-")[0] in ("google", "cramjam", "protobuf"))
+    settings = LocalCloudSettings(
+        instance="bench-bridge",
+        localstack_port=free_port(),
+        mlflow_port=free_port(),
+        prometheus_port=free_port(),
+        alertmanager_port=free_port(),
+        alerts_port=free_port(),
+    )
+    print(f"starting a local cloud on {settings.localstack_url} ...", flush=True)
+    runtime.up(settings, progress=lambda m: print("  " + m, flush=True))
+    try:
+        print("deploying the CDK app (cdklocal) ...", flush=True)
+        outputs = deploy_local(settings, on_line=lambda line: None)["outputs"]
+        champion = train_champion()
+        s3, logs = clients(settings, "s3", "logs")
+        bucket = outputs["ArtifactsBucket"]
+        s3.put_object(Bucket=bucket, Key=champion.pointer.onnx_key, Body=champion.onnx_bytes)
+        s3.put_object(Bucket=bucket, Key="serving/champion.json", Body=champion.pointer.model_dump_json().encode())
+        url = f"{local_api_url(settings.localstack_url, outputs['ApiId'])}/predict"
+        prom = settings.prometheus_url
+
+        sources = {}
+        for group in (g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]):
+            for f in logs.describe_subscription_filters(logGroupName=group)["subscriptionFilters"]:
+                sources[group] = {k: f[k] for k in ("filterName", "filterPattern", "destinationArn")}
+        print(f"{len(sources)} log groups subscribed to the bridge", flush=True)
+
+        print("warming up ...", flush=True)
+        load(url, EXAMPLE_PATIENT)
+        time.sleep(3)
+        rps = {"on": [], "off": []}
+        answered = 0
+        with SampleWatcher(prom) as watcher:
+            before = {k for k in watcher.first_seen}
+            for r in range(ROUNDS):
+                for side in ("off", "on") if r % 2 == 0 else ("on", "off"):
+                    set_subscriptions(logs, sources, side == "on")
+                    if side == "off":  # let what is in flight from the last "on" round land first
+                        time.sleep(2)
+                    rate, ok = load(url, EXAMPLE_PATIENT)
+                    rps[side].append(rate)
+                    if side == "on":
+                        answered += ok
+                    print(
+                        f"  round {r + 1} bridge {side}: {rate:.1f} requests/s ({ok}/{REQUESTS} answered 200)",
+                        flush=True,
+                    )
+                set_subscriptions(logs, sources, True)
+            time.sleep(10)  # let the last deliveries land
+        set_subscriptions(logs, sources, True)
+        # samples of the "on" rounds only: those first seen after the warm-up and not from an "off" round
+        fresh = {k: v for k, v in watcher.first_seen.items() if k not in before}
+        delays = [seen - ts for (_, ts), seen in fresh.items()]
+        on_samples = len(fresh)
+        lost = answered - on_samples
+        handling = [
+            float(v)
+            for row in query(prom, 'diabetes_risk_bridge_write_seconds{service="metrics_bridge"}[30m]')
+            for _, v in row["values"]
+        ]
+        batches = len(handling)
+        samples_per_batch = (scalar(prom, "sum(sum_over_time(diabetes_risk_bridge_samples_written[30m]))") or 0) / max(
+            batches, 1
+        )
+        on, off = statistics.median(rps["on"]), statistics.median(rps["off"])
+        result = {
+            "bench": "metrics_bridge",
+            "requests_per_round": REQUESTS,
+            "clients": CLIENTS,
+            "rounds": ROUNDS,
+            "samples_expected": answered,
+            "samples_seen": on_samples,
+            "samples_lost": lost,
+            "delay_p50_s": round(pct(delays, 50), 3),
+            "delay_p99_s": round(pct(delays, 99), 3),
+            "delay_max_s": round(max(delays), 3),
+            "rps_bridge_on": round(on, 2),
+            "rps_bridge_off": round(off, 2),
+            "throughput_loss": round(1 - on / off, 3),
+            "bridge_batches": batches,
+            "bridge_samples_per_batch": round(samples_per_batch, 1),
+            "bridge_ms_per_batch_p50": round(pct(handling, 50) * 1000, 2) if handling else None,
+            "bridge_ms_per_batch_p99": round(pct(handling, 99) * 1000, 2) if handling else None,
+            "bridge_package_mb": round(bridge_mb, 1),
+            "wire_format_mb": round(wire_mb, 1),
+            "baseline": {"what": "CloudWatch-polling exporter, default delay_seconds", "delay_s": BASELINE_DELAY_S},
+            "ratio": round(BASELINE_DELAY_S / pct(delays, 99), 1),
+        }
+    finally:
+        runtime.down(settings)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
