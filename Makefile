@@ -18,10 +18,10 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 
-.PHONY: help install up down status demo test lint format unit integration bench openapi clean
+.PHONY: help install monitoring-tools up down status demo test lint format unit integration bench openapi dashboards clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
 
 $(UV):
 	@if [ -z "$(PYTHON)" ]; then \
@@ -42,10 +42,28 @@ node_modules/.installed: package.json package-lock.json
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(VENV)/.installed node_modules/.installed ## Create .venv and node_modules, pinned by uv.lock and package-lock.json
+install: $(VENV)/.installed node_modules/.installed monitoring-tools ## Create .venv and node_modules (pinned by uv.lock and package-lock.json), LocalStack's venv, Prometheus
 	@$(CLI) local install
 
-up: install ## Start the embedded local cloud (LocalStack host mode + MLflow)
+# Prometheus (+ promtool) and Alertmanager (+ amtool) are OS packages: installed when this machine allows it.
+APT_MONITORING := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager
+monitoring-tools: ## Install Prometheus and Alertmanager (apt as root or with sudo, or Homebrew) if missing
+	@if command -v promtool >/dev/null && command -v amtool >/dev/null && command -v prometheus >/dev/null; then exit 0; fi; \
+	if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing prometheus and prometheus-alertmanager (apt)"; \
+	  $(APT_MONITORING) >/dev/null 2>&1 || { apt-get update -qq && $(APT_MONITORING) >/dev/null; }; \
+	elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+	  echo "installing prometheus and prometheus-alertmanager (sudo apt)"; \
+	  sudo $(APT_MONITORING) >/dev/null 2>&1 || { sudo apt-get update -qq && sudo $(APT_MONITORING) >/dev/null; }; \
+	elif command -v brew >/dev/null; then \
+	  echo "installing prometheus and alertmanager (Homebrew)"; brew install prometheus alertmanager; \
+	else \
+	  echo "Prometheus and Alertmanager are needed by the local cloud: run"; \
+	  echo "  sudo apt-get install prometheus prometheus-alertmanager   (or: brew install prometheus alertmanager)"; \
+	  exit 1; \
+	fi
+
+up: install ## Start the embedded local cloud (LocalStack host mode, MLflow, Prometheus, Alertmanager)
 	@$(CLI) local up
 
 down: ## Stop the local cloud and everything it started
@@ -65,6 +83,9 @@ demo: up ## Set up everything and run the story on the local cloud
 	@$(CLI) predict --json '{"pregnancies": 2, "glucose": 148, "blood_pressure": 72, "skin_thickness": 35, "bmi": 33.6, "diabetes_pedigree": 0.627, "age": 50}'
 	@echo; echo "== a batch: a clinic's export dropped into the inbox, scored by the batch Lambda; its manifest"
 	@$(CLI) score examples/clinic-export.csv --wait --json
+	@echo; echo "== monitoring: the functions' metrics in Prometheus (via the log subscription and the bridge)"
+	@sleep 2; $(CLI) metrics 'sum by (service) (count_over_time(diabetes_risk_latency[1h]))'
+	@$(CLI) alerts
 	@echo; $(CLI) local up
 
 lint: install ## ruff check and format check
@@ -89,6 +110,9 @@ bench: install ## Benchmarks; each prints one final JSON line
 openapi: install ## Regenerate docs/openapi.json from the prediction API's models
 	@DR_ARTIFACTS_BUCKET=unused AWS_DEFAULT_REGION=us-east-1 $(BIN)/python -c "import json, sys; sys.path.insert(0, 'functions'); import predict.app as a; print(json.dumps(json.loads(a.openapi_document()), indent=2))" > docs/openapi.json
 	@echo "wrote docs/openapi.json"
+
+dashboards: install ## Regenerate the Grafana dashboards (observability/grafana/dashboards/*.json)
+	@$(BIN)/python -m observability.dashboards
 
 clean: down ## Remove all local state and the venv
 	rm -rf $(STATE) $(VENV) cdk.out
