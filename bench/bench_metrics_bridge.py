@@ -4,9 +4,11 @@ whether any sample is lost, what the bridge costs per batch, and what it costs t
 A fresh local cloud is started (free ports), the CDK app deployed, a champion published; then
 - throughput: the same load (REQUESTS requests, CLIENTS concurrent clients) through API Gateway with the
   subscriptions on and off, alternating, ROUNDS times each;
-- delay: during the "on" rounds Prometheus is polled every POLL_S for the raw latency samples; each sample's
-  delay is the moment it was first seen minus its EMF timestamp (set when the handler returns);
-- lost: latency samples in Prometheus minus requests answered 200, once everything has settled.
+- delay: Prometheus is polled every POLL_S for the raw latency samples; each sample's delay is the moment it
+  was first seen minus its EMF timestamp (set when the handler returns); only samples whose timestamp falls in
+  an "on" round count (the subscriptions are removed only once that round's samples stopped arriving);
+- lost: requests answered 200 in the "on" rounds minus their latency samples in Prometheus;
+- bridge cost: the bridge's own `BridgeBatchSeconds` (decode, convert and the remote writes) from its log group.
 Baseline: a CloudWatch-polling exporter (prometheus/cloudwatch_exporter, YACE) reads metrics with its default
 `delay_seconds: 600` behind real time, so a sample is visible 600 s after it happened at best; it is not run
 here (it needs CloudWatch metrics, which LocalStack community does not make from EMF).
@@ -23,13 +25,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "240"))
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", "8"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 POLL_S = 0.1
 BASELINE_DELAY_S = 600.0
 
@@ -65,23 +69,58 @@ class SampleWatcher:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        from observability.prometheus_api import query
-
         while not self._stop.is_set():
-            now = time.time()
-            for row in query(self.prom, 'diabetes_risk_latency{service="predict"}[30m]'):
-                instance = row["metric"].get("instance")
-                for ts, _ in row["values"]:
-                    self.first_seen.setdefault((instance, float(ts)), now)
+            self.poll_once()
             self._stop.wait(POLL_S)
 
+    def poll_once(self) -> None:
+        from observability.prometheus_api import query
+
+        now = time.time()
+        for row in query(self.prom, 'diabetes_risk_latency{service="predict"}[30m]'):
+            instance = row["metric"].get("instance")
+            for ts, _ in row["values"]:
+                self.first_seen.setdefault((instance, float(ts)), now)
+
+    def count_between(self, start: float, end: float) -> int:
+        return sum(1 for (_, ts) in list(self.first_seen) if start <= ts <= end)
+
     def __enter__(self) -> SampleWatcher:
+        self.poll_once()  # what exists before the measured rounds (the warm-up) is known before they start
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def drain(watcher: SampleWatcher, start: float, end: float, expected: int, timeout: float = 60) -> None:
+    """Wait until the round's samples are all in Prometheus, or stopped arriving for 10 s."""
+    deadline, last, last_change = time.time() + timeout, -1, time.time()
+    while time.time() < deadline:
+        n = watcher.count_between(start, end)
+        if n >= expected:
+            return
+        if n != last:
+            last, last_change = n, time.time()
+        elif time.time() - last_change > 10:
+            return
+        time.sleep(0.2)
+
+
+def bridge_batch_seconds(logs, bridge_function: str, lam) -> list[float]:
+    """The bridge's own EMF `BridgeBatchSeconds` values from its log group (never subscribed)."""
+    group = lam.get_function_configuration(FunctionName=bridge_function)["LoggingConfig"]["LogGroup"]
+    values, token = [], None
+    while True:
+        page = logs.filter_log_events(logGroupName=group, **({"nextToken": token} if token else {}))
+        for event in page["events"]:
+            if '"BridgeBatchSeconds"' in event["message"]:
+                values += json.loads(event["message"][event["message"].index("{") :])["BridgeBatchSeconds"]
+        token = page.get("nextToken")
+        if not token:
+            return values
 
 
 def set_subscriptions(logs, sources: dict[str, dict], on: bool) -> None:
@@ -103,7 +142,7 @@ def main() -> None:
     from localcloud import runtime
     from localcloud.settings import LocalCloudSettings
     from localcloud.smoke import clients
-    from observability.prometheus_api import query, scalar
+    from observability.prometheus_api import scalar
 
     bundle = build_bundle("bridge")
     bridge_mb = folder_mb(bundle)
@@ -140,38 +179,30 @@ def main() -> None:
         time.sleep(3)
         rps = {"on": [], "off": []}
         answered = 0
+        windows: list[tuple[float, float]] = []
         with SampleWatcher(prom) as watcher:
-            before = {k for k in watcher.first_seen}
             for r in range(ROUNDS):
                 for side in ("off", "on") if r % 2 == 0 else ("on", "off"):
                     set_subscriptions(logs, sources, side == "on")
-                    if side == "off":  # let what is in flight from the last "on" round land first
-                        time.sleep(2)
+                    started = time.time()
                     rate, ok = load(url, EXAMPLE_PATIENT)
+                    ended = time.time()
                     rps[side].append(rate)
                     if side == "on":
                         answered += ok
+                        windows.append((started, ended))
+                        drain(watcher, started, ended, ok)  # all of this round's samples in before switching off
                     print(
                         f"  round {r + 1} bridge {side}: {rate:.1f} requests/s ({ok}/{REQUESTS} answered 200)",
                         flush=True,
                     )
-                set_subscriptions(logs, sources, True)
-            time.sleep(10)  # let the last deliveries land
-        set_subscriptions(logs, sources, True)
-        # samples of the "on" rounds only: those first seen after the warm-up and not from an "off" round
-        fresh = {k: v for k, v in watcher.first_seen.items() if k not in before}
-        delays = [seen - ts for (_, ts), seen in fresh.items()]
-        on_samples = len(fresh)
-        lost = answered - on_samples
-        handling = [
-            float(v)
-            for row in query(prom, 'diabetes_risk_bridge_write_seconds{service="metrics_bridge"}[30m]')
-            for _, v in row["values"]
-        ]
-        batches = len(handling)
-        samples_per_batch = (scalar(prom, "sum(sum_over_time(diabetes_risk_bridge_samples_written[30m]))") or 0) / max(
-            batches, 1
-        )
+            set_subscriptions(logs, sources, True)
+        on_samples = {k: v for k, v in watcher.first_seen.items() if any(a <= k[1] <= b for a, b in windows)}
+        delays = [seen - ts for (_, ts), seen in on_samples.items()]
+        lost = answered - len(on_samples)
+        handling = bridge_batch_seconds(logs, outputs["MetricsBridgeFunctionName"], clients(settings, "lambda")[0])
+        dropped = scalar(prom, "sum(sum_over_time(diabetes_risk_bridge_samples_dropped[30m]))") or 0
+        written = scalar(prom, "sum(sum_over_time(diabetes_risk_bridge_samples_written[30m]))") or 0
         on, off = statistics.median(rps["on"]), statistics.median(rps["off"])
         result = {
             "bench": "metrics_bridge",
@@ -179,16 +210,17 @@ def main() -> None:
             "clients": CLIENTS,
             "rounds": ROUNDS,
             "samples_expected": answered,
-            "samples_seen": on_samples,
+            "samples_seen": len(on_samples),
             "samples_lost": lost,
+            "bridge_samples_dropped": dropped,
             "delay_p50_s": round(pct(delays, 50), 3),
             "delay_p99_s": round(pct(delays, 99), 3),
             "delay_max_s": round(max(delays), 3),
             "rps_bridge_on": round(on, 2),
             "rps_bridge_off": round(off, 2),
             "throughput_loss": round(1 - on / off, 3),
-            "bridge_batches": batches,
-            "bridge_samples_per_batch": round(samples_per_batch, 1),
+            "bridge_batches": len(handling),
+            "bridge_samples_per_batch": round(written / max(len(handling), 1), 1),
             "bridge_ms_per_batch_p50": round(pct(handling, 50) * 1000, 2) if handling else None,
             "bridge_ms_per_batch_p99": round(pct(handling, 99) * 1000, 2) if handling else None,
             "bridge_package_mb": round(bridge_mb, 1),

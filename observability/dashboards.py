@@ -138,7 +138,11 @@ def dashboards() -> list[Dashboard]:
         "Diabetes Risk — batch scoring and drift",
         "Files dropped under inbox/: outcomes, rows, rejected share, duration, drift per feature.",
         [
-            Panel("Batches scored (1 h)", [(f"sum(sum_over_time(diabetes_risk_batches_scored{B}[1h]))", "scored")]),
+            Panel(
+                "Batches by outcome (1 h)",
+                [(f"sum by (status) (sum_over_time(diabetes_risk_batches{B}[1h]))", "{{status}}")],
+                description="scored, duplicate (a repeated delivery), in_progress, quarantined, failed",
+            ),
             Panel(
                 "Rows scored and rejected (1 h)",
                 [
@@ -177,12 +181,6 @@ def dashboards() -> list[Dashboard]:
                 kind="stat",
                 width=6,
             ),
-            Panel(
-                "Failed batches (1 h)",
-                [(f"sum(sum_over_time(diabetes_risk_batches_failed{B}[1h])) or vector(0)", "failed")],
-                kind="stat",
-                width=6,
-            ),
         ],
     )
     training = Dashboard(
@@ -197,13 +195,8 @@ def dashboards() -> list[Dashboard]:
             ),
             Panel(
                 "Step outcomes (1 d)",
-                [
-                    (f"sum by (step) (sum_over_time(diabetes_risk_step_succeeded{T}[1d]))", "{{step}} ok"),
-                    (
-                        f"sum by (step) (sum_over_time(diabetes_risk_step_failed{T}[1d])) or vector(0)",
-                        "{{step}} failed",
-                    ),
-                ],
+                [(f"sum by (step, outcome) (sum_over_time(diabetes_risk_steps{T}[1d]))", "{{step}} {{outcome}}")],
+                description="A failed attempt that the state machine retried counts as failed.",
             ),
             Panel(
                 "Holdout ROC AUC",
@@ -220,23 +213,13 @@ def dashboards() -> list[Dashboard]:
                 ],
             ),
             Panel(
-                "Runs succeeded (30 d)",
-                [(f"sum(sum_over_time(diabetes_risk_training_runs_succeeded{T}[30d]))", "succeeded")],
+                "Training runs by outcome (30 d)",
+                [(f"sum by (outcome) (sum_over_time(diabetes_risk_training_runs{T}[30d]))", "{{outcome}}")],
                 kind="stat",
-                width=6,
             ),
             Panel(
-                "Runs failed (30 d)",
-                [(f"sum(sum_over_time(diabetes_risk_training_runs_failed{T}[30d])) or vector(0)", "failed")],
-                kind="stat",
-                width=6,
-            ),
-            Panel(
-                "Gate: promoted / rejected (30 d)",
-                [
-                    (f"sum(sum_over_time(diabetes_risk_gate_promoted{T}[30d])) or vector(0)", "promoted"),
-                    (f"sum(sum_over_time(diabetes_risk_gate_rejected{T}[30d])) or vector(0)", "rejected"),
-                ],
+                "Quality gate decisions (30 d)",
+                [(f"sum by (decision) (sum_over_time(diabetes_risk_gate_decisions{T}[30d]))", "{{decision}}")],
                 kind="stat",
             ),
         ],
@@ -255,12 +238,17 @@ def dashboards() -> list[Dashboard]:
                 [(f"sum(sum_over_time(diabetes_risk_bridge_samples_dropped{M}[10m]))", "dropped")],
             ),
             Panel(
-                "Batch handling time (s)",
+                "Time per subscription batch, writes included (s)",
                 [
-                    (f"max(quantile_over_time(0.5, diabetes_risk_bridge_write_seconds{M}[5m]))", "p50"),
-                    (f"max(quantile_over_time(0.99, diabetes_risk_bridge_write_seconds{M}[5m]))", "p99"),
+                    (f"max(quantile_over_time(0.5, diabetes_risk_bridge_batch_seconds{M}[5m]))", "p50"),
+                    (f"max(quantile_over_time(0.99, diabetes_risk_bridge_batch_seconds{M}[5m]))", "p99"),
                 ],
                 unit="s",
+            ),
+            Panel(
+                "Samples waiting for Prometheus",
+                [(f"sum(last_over_time(diabetes_risk_bridge_buffered_samples{M}[5m]))", "buffered")],
+                description="Kept in memory while Prometheus is unreachable; sent with the next batch.",
             ),
             Panel(
                 "Invalid EMF values (1 h)",

@@ -96,7 +96,9 @@ def _values(raw: Any) -> list[float] | None:
 
 def record_samples(record: dict[str, Any], extra_labels: dict[str, str], fallback_ms: int, result: Conversion) -> None:
     """Samples of one EMF record. An array of values (Powertools aggregates repeated metrics in one record)
-    becomes samples 1 ms apart, so each stays a sample of its own in Prometheus."""
+    becomes samples 1 ms apart, so each stays a sample of its own in Prometheus. A metric whose unit is `None`
+    is a gauge (a version, a score, a drift statistic): it is written without the `instance` label, so its
+    latest value is one series whichever execution environment reported it."""
     directive = record["_aws"]
     ts = directive.get("Timestamp")
     timestamp = int(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else fallback_ms
@@ -115,8 +117,9 @@ def record_samples(record: dict[str, Any], extra_labels: dict[str, str], fallbac
                 result.invalid_values += 1
                 continue
             prom_name = metric_name(namespace, name)
+            gauge = metric.get("Unit") == "None"
             for dimensions in dimension_sets:
-                labels = dict(extra_labels)
+                labels = {k: v for k, v in extra_labels.items() if not (gauge and k == "instance")}
                 for dim in dimensions if isinstance(dimensions, list) else []:
                     value = record.get(dim)
                     if isinstance(dim, str) and value is not None:

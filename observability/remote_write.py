@@ -103,8 +103,16 @@ def sigv4_headers(url: str, body: bytes, region: str) -> dict[str, str]:
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def retryable(status: int) -> bool:
+    """Worth sending again later: unreachable (0), throttled (429) or a server error (5xx)."""
+    return status == 0 or status == 429 or status >= 500
+
+
 def send(url: str, body: bytes, timeout_s: float, sigv4_region: str | None = None) -> WriteResult:
-    headers = sigv4_headers(url, body, sigv4_region) if sigv4_region else dict(HEADERS)
+    try:
+        headers = sigv4_headers(url, body, sigv4_region) if sigv4_region else dict(HEADERS)
+    except Exception as exc:  # no credentials yet (or a signing bug): keep the samples, try again later
+        return WriteResult(False, 0, True, f"could not sign the request: {type(exc).__name__}: {exc}")
     request = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with _OPENER.open(request, timeout=timeout_s) as response:
@@ -112,7 +120,7 @@ def send(url: str, body: bytes, timeout_s: float, sigv4_region: str | None = Non
             return WriteResult(True, response.status, False)
     except urllib.error.HTTPError as exc:
         detail = exc.read(500).decode(errors="replace").strip()
-        return WriteResult(False, exc.code, exc.code == 429 or exc.code >= 500, detail)
+        return WriteResult(False, exc.code, retryable(exc.code), detail)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         return WriteResult(False, 0, True, f"{type(reason).__name__}: {reason}")

@@ -29,7 +29,11 @@ SCORER = BatchScorer(
 
 
 def emit(outcome: BatchOutcome) -> None:
-    metrics.add_metric(name=f"Batches_{outcome.status}", unit=MetricUnit.Count, value=1)
+    batch = {"service": "batch"}
+    with single_metric(
+        name="Batches", unit=MetricUnit.Count, value=1, namespace="DiabetesRisk", default_dimensions=batch
+    ) as metric:
+        metric.add_dimension(name="status", value=outcome.status)
     m = outcome.manifest
     if m is None:
         return

@@ -23,7 +23,7 @@ class BridgeSettings(BaseSettings):
     remote_write_url: str = Field(pattern=r"^https?://")
     remote_write_timeout_s: float = Field(2.0, gt=0, le=30)
     remote_write_sigv4_region: str | None = Field(None, description="set on AWS (Amazon Managed Prometheus)")
-    bridge_max_buffered: int = Field(100_000, ge=0)
+    bridge_max_buffered: int = Field(100_000, ge=1)
 
 
 SETTINGS = BridgeSettings()
@@ -45,6 +45,7 @@ def handler(event: dict, context: Any) -> dict:
     metrics.add_metric(name="BridgeSamplesWritten", unit=MetricUnit.Count, value=summary["written"])
     metrics.add_metric(name="BridgeSamplesDropped", unit=MetricUnit.Count, value=summary["dropped"])
     metrics.add_metric(name="BridgeSamplesBuffered", unit=MetricUnit.Count, value=summary["buffered"])
+    metrics.add_metric(name="BridgeBatchSeconds", unit=MetricUnit.Seconds, value=summary["seconds"])
     if summary["error"]:
         logger.warning("metrics bridge could not deliver everything", extra=summary)
     return summary

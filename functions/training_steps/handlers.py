@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.parser import parse
 from botocore.exceptions import ClientError, EndpointConnectionError
 from pydantic import BaseModel, ConfigDict, Field
@@ -94,13 +94,13 @@ def training_step(name: str):
         def handler(event: dict, context: Any) -> dict:
             started = time.perf_counter()
             metrics.add_dimension(name="step", value=name)
-            outcome = "StepFailed"
+            outcome = "failed"
             try:
                 result = _run_step(fn, name, event)
-                outcome = "StepSucceeded"
+                outcome = "succeeded"
                 return result
             finally:
-                metrics.add_metric(name=outcome, unit=MetricUnit.Count, value=1)
+                count("Steps", step=name, outcome=outcome)
                 metrics.add_metric(name="StepSeconds", unit=MetricUnit.Seconds, value=time.perf_counter() - started)
 
         return handler
@@ -125,6 +125,16 @@ def _run_step(fn, name: str, event: dict) -> dict:
         raise
     logger.info("step done", extra={"result_keys": sorted(result)})
     return result
+
+
+def count(name: str, **dimensions: str) -> None:
+    """One event as its own EMF record with extra dimensions (outcome, decision): one metric name, so a
+    dashboard groups by the dimension instead of needing a metric per outcome."""
+    with single_metric(
+        name=name, unit=MetricUnit.Count, value=1, namespace="DiabetesRisk", default_dimensions={"service": "training"}
+    ) as metric:
+        for key, value in dimensions.items():
+            metric.add_dimension(name=key, value=value)
 
 
 def _gauge(name: str, value: float | None) -> None:
@@ -176,15 +186,15 @@ def promote(event: StepEvent, store: S3RunStore) -> dict:
     quality = result.get("quality") or {}
     for name in ("CandidateRocAuc", "CandidateBrier", "ChampionRocAuc", "ChampionBrier"):
         _gauge(name, quality.get(name))
-    metrics.add_metric(name="GatePromoted" if result["promoted"] else "GateRejected", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="TrainingRunsSucceeded", unit=MetricUnit.Count, value=1)
+    count("GateDecisions", decision="promoted" if result["promoted"] else "rejected")
+    count("TrainingRuns", outcome="succeeded")
     return result
 
 
 @training_step("record_failure")
 def record_failure(event: FailureEvent, store: S3RunStore) -> dict:
+    count("TrainingRuns", outcome="failed")  # first: the alert must not depend on the record's S3 write
     record = steps.record_failure_step(store, event.failed_step, event.error)
-    metrics.add_metric(name="TrainingRunsFailed", unit=MetricUnit.Count, value=1)
     logger.error(
         "training failed",
         extra={"failed_step": record["failed_step"], "error": record["error"], "cause": record["message"]},

@@ -98,6 +98,25 @@ def test_aws_bridge_signs_for_its_managed_prometheus_workspace_with_the_projects
     (receiver,) = config["receivers"]
     assert config["route"]["receiver"] == receiver["name"]
     assert receiver["sns_configs"] == [{"topic_arn": "TOKEN", "sigv4": {"region": "TOKEN"}}]
+    # the workspace may publish to the topic, and only this workspace
+    template.has_resource_properties(
+        "AWS::SNS::TopicPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Principal": {"Service": "aps.amazonaws.com"},
+                                "Action": ["sns:Publish", "sns:GetTopicAttributes"],
+                                "Condition": {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [workspace_id, "Arn"]}}},
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
 
 
 @pytest.mark.parametrize("target", ["local", "aws"])

@@ -425,7 +425,7 @@ def test_handler_scores_inbox_records_and_emits_metrics(service, s3, champion, m
     emf = [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
     names = {m["Name"] for doc in emf for d in doc["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
     assert {
-        "Batches_scored",
+        "Batches",
         "RowsScored",
         "RowsRejected",
         "BatchSeconds",
@@ -433,6 +433,8 @@ def test_handler_scores_inbox_records_and_emits_metrics(service, s3, champion, m
         "DriftPSI",
         "DriftKS",
     } <= names
+    (batches,) = [doc for doc in emf if "Batches" in doc]
+    assert (batches["status"], batches["service"], batches["Batches"]) == ("scored", "batch", [1.0])
     psi = [doc for doc in emf if "DriftPSI" in doc]
     assert {doc["feature"] for doc in psi} == set(champion[1]) and all(doc["service"] == "batch" for doc in psi)
     assert "138" not in out and "33.6" not in out  # no patient values in logs

@@ -155,6 +155,49 @@ def test_a_lambda_prefix_before_the_record_is_tolerated():
     assert (sample.name, sample.timestamp_ms) == ("n_m", 7)
 
 
+def test_a_record_without_a_timestamp_takes_its_log_events_and_a_missing_dimension_is_left_out():
+    record = {
+        "_aws": {
+            "CloudWatchMetrics": [
+                {"Namespace": "N", "Dimensions": [["service", "feature"]], "Metrics": [{"Name": "m"}]}
+            ]
+        }
+    }
+    (sample,) = emf.convert(message_with([json.dumps(record | {"service": "batch", "m": 1})])).samples
+    assert sample.timestamp_ms == 1_000  # the log event's timestamp
+    assert dict(sample.labels) == {"service": "batch", "instance": "5f0c8e2a9b7d4c1e8a3f6b2d0e9c7a15"}
+
+
+def test_gauges_are_one_series_whichever_environment_reports_them():
+    record = {
+        "_aws": {
+            "Timestamp": 5,
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": "N",
+                    "Dimensions": [["service"]],
+                    "Metrics": [{"Name": "Auc", "Unit": "None"}, {"Name": "Runs", "Unit": "Count"}],
+                }
+            ],
+        },
+        "service": "training",
+        "Auc": 0.84,
+        "Runs": 1,
+    }
+    a = emf.convert(message_with([json.dumps(record)], stream="2026/11/30/[$LATEST]aaa")).samples
+    b = emf.convert(message_with([json.dumps(record)], stream="2026/11/30/[$LATEST]bbb")).samples
+    auc = [s.labels for s in a + b if s.name == "n_auc"]
+    runs = [s.labels for s in a + b if s.name == "n_runs"]
+    assert auc[0] == auc[1] == (("service", "training"),)
+    assert runs[0] != runs[1]  # counts keep their environment: no two writers per series
+
+
+def test_instance_falls_back_to_the_whole_stream_name():
+    assert emf.instance_of("2026/11/30/[$LATEST]abc") == "abc"
+    assert emf.instance_of("plain-stream") == "plain-stream"
+    assert emf.instance_of("ends-with]") == "ends-with]"
+
+
 def test_control_messages_carry_no_samples():
     message = message_with(["x"]) | {"messageType": "CONTROL_MESSAGE"}
     assert emf.convert(message).samples == []
@@ -204,20 +247,31 @@ def test_sigv4_signs_for_managed_prometheus(monkeypatch):
 
 # --- the bridge -------------------------------------------------------------------------------------------
 class FakePrometheus:
-    """Records what arrives; answers with the queued results (default: 204 No Content)."""
+    """Records what arrives; answers with the queued results (default: 204 No Content). `refuse` makes it
+    answer 400 to any request holding a sample with that value, as Prometheus refuses a whole request."""
 
-    def __init__(self, *results: WriteResult) -> None:
+    def __init__(self, *results: WriteResult, refuse: float | None = None) -> None:
         self.results = list(results)
+        self.refuse = refuse
         self.bodies: list = []
 
     def __call__(self, body: bytes) -> WriteResult:
-        self.bodies.append(remote_write.decode(body))
-        return self.results.pop(0) if self.results else WriteResult(True, 204, False)
+        request = remote_write.decode(body)
+        if self.results:
+            result = self.results.pop(0)
+        elif self.refuse is not None and any(s.value == self.refuse for ts in request.timeseries for s in ts.samples):
+            result = REFUSED
+        else:
+            result = WriteResult(True, 204, False)
+        if result.ok:
+            self.bodies.append(request)
+        return result
 
-    def values(self, name: str, index: int = -1) -> list[float]:
-        request = self.bodies[index]
+    def values(self, name: str) -> list[float]:
+        """Every accepted value of `name`, in the order the requests arrived."""
         return [
             s.value
+            for request in self.bodies
             for ts in request.timeseries
             if any(label.name == "__name__" and label.value == name for label in ts.labels)
             for s in ts.samples
@@ -226,9 +280,14 @@ class FakePrometheus:
 
 DOWN = WriteResult(False, 0, True, "ConnectionRefusedError")
 REFUSED = WriteResult(False, 400, False, "out of order sample")
+NOW_MS = 1_796_036_400_000
 
 
-def subscription(n_predictions: int = 1, timestamp_ms: int = 1_000) -> dict:
+def bridge_with(prom: FakePrometheus, **config) -> MetricsBridge:
+    return MetricsBridge(BridgeConfig(url="http://unused", **config), sender=prom, clock=lambda: NOW_MS / 1000)
+
+
+def subscription(n_predictions: int = 1, timestamp_ms: int = NOW_MS - 1_000) -> dict:
     record = {
         "_aws": {
             "Timestamp": timestamp_ms,
@@ -242,9 +301,9 @@ def subscription(n_predictions: int = 1, timestamp_ms: int = 1_000) -> dict:
     return logs_subscription_event(message_with([json.dumps(record)]))
 
 
-def test_a_batch_is_written_with_the_bridges_own_health():
+def test_a_batch_is_written_and_the_bridges_health_goes_in_a_request_of_its_own():
     prom = FakePrometheus()
-    bridge = MetricsBridge(BridgeConfig(url="http://unused"), sender=prom)
+    bridge = bridge_with(prom)
     summary = bridge.handle(subscription(3))
     assert summary | {"seconds": 0} == {
         "records": 1,
@@ -255,57 +314,84 @@ def test_a_batch_is_written_with_the_bridges_own_health():
         "error": None,
         "seconds": 0,
     }
+    data, _health = prom.bodies
+    assert {label.value for ts in data.timeseries for label in ts.labels if label.name == "__name__"} == {
+        "diabetes_risk_latency"
+    }
     assert prom.values("diabetes_risk_latency") == [0.0, 1.0, 2.0]
     assert prom.values("diabetes_risk_bridge_samples_written") == [3.0]
     assert prom.values("diabetes_risk_bridge_samples_dropped") == [0.0]
+    assert prom.values("diabetes_risk_bridge_batch_seconds") == []  # no previous batch yet
+    bridge.handle(subscription(1, timestamp_ms=NOW_MS - 500))
+    (previous,) = prom.values("diabetes_risk_bridge_batch_seconds")
+    assert previous == pytest.approx(summary["seconds"], abs=1e-3)  # the whole previous batch, writes included
 
 
 def test_prometheus_down_buffers_and_the_next_batch_delivers_both():
-    prom = FakePrometheus(DOWN)
-    bridge = MetricsBridge(BridgeConfig(url="http://unused"), sender=prom)
+    prom = FakePrometheus(DOWN, DOWN)
+    bridge = bridge_with(prom)
     first = bridge.handle(subscription(2))
     assert (first["written"], first["buffered"], first["dropped"]) == (0, 2, 0)
     assert "unreachable" in first["error"]
-    second = bridge.handle(subscription(1))
+    second = bridge.handle(subscription(1, timestamp_ms=NOW_MS - 500))
     assert (second["written"], second["buffered"], second["error"]) == (3, 0, None)
     assert sorted(prom.values("diabetes_risk_latency")) == [0.0, 0.0, 1.0]
 
 
-def test_refused_samples_are_dropped_counted_and_reported_with_the_next_write():
-    prom = FakePrometheus(REFUSED)
-    bridge = MetricsBridge(BridgeConfig(url="http://unused"), sender=prom)
-    refused = bridge.handle(subscription(4))
-    assert (refused["dropped"], refused["buffered"]) == (4, 0)
-    assert "HTTP 400" in refused["error"]
-    bridge.handle(subscription(1))
-    assert prom.values("diabetes_risk_bridge_samples_dropped") == [4.0]
-    bridge.handle(subscription(1))
-    assert prom.values("diabetes_risk_bridge_samples_dropped") == [0.0]  # reported once, not forever
-    assert bridge.totals["dropped"] == 4
+def test_one_refused_sample_costs_only_itself_and_is_counted_once():
+    prom = FakePrometheus(refuse=2.0)
+    bridge = bridge_with(prom)
+    summary = bridge.handle(subscription(5))
+    assert (summary["written"], summary["dropped"], summary["buffered"]) == (4, 1, 0)
+    assert "HTTP 400" in summary["error"]
+    assert sorted(prom.values("diabetes_risk_latency")) == [0.0, 1.0, 3.0, 4.0]
+    assert prom.values("diabetes_risk_bridge_samples_dropped") == [1.0]
+    bridge.handle(subscription(1, timestamp_ms=NOW_MS - 500))
+    assert prom.values("diabetes_risk_bridge_samples_dropped") == [1.0, 0.0]  # reported once, not forever
+    assert bridge.totals["dropped"] == 1
 
 
-def test_the_buffer_is_bounded_and_the_oldest_samples_go_first():
-    prom = FakePrometheus(DOWN, DOWN)
-    bridge = MetricsBridge(BridgeConfig(url="http://unused", max_buffered=5), sender=prom)
-    bridge.handle(subscription(4, timestamp_ms=1_000))
-    summary = bridge.handle(subscription(4, timestamp_ms=2_000))
+def test_the_buffer_is_bounded_after_a_failed_write_and_the_oldest_samples_go_first():
+    prom = FakePrometheus(DOWN, DOWN, DOWN, DOWN)
+    bridge = bridge_with(prom, max_buffered=5)
+    bridge.handle(subscription(4, timestamp_ms=NOW_MS - 2_000))
+    summary = bridge.handle(subscription(4, timestamp_ms=NOW_MS - 1_000))
     assert (summary["buffered"], summary["dropped"]) == (5, 3)
     bridge.handle(logs_subscription_event(message_with(["no metrics here"])))
     assert prom.values("diabetes_risk_latency") == [3.0, 0.0, 1.0, 2.0, 3.0]  # first batch's last, then the second
-    assert prom.values("diabetes_risk_bridge_samples_dropped") == [3.0]
+    assert prom.values("diabetes_risk_bridge_samples_dropped") == [3.0]  # held back while Prometheus was down
+
+
+def test_a_small_buffer_never_drops_when_prometheus_is_up():
+    prom = FakePrometheus()
+    bridge = bridge_with(prom, max_buffered=2)
+    assert bridge.handle(subscription(5))["written"] == 5
+    with pytest.raises(ValueError):
+        bridge_with(prom, max_buffered=0)
+
+
+def test_samples_older_than_the_out_of_order_window_are_dropped_before_sending():
+    prom = FakePrometheus()
+    bridge = bridge_with(prom)
+    summary = bridge.handle(subscription(2, timestamp_ms=NOW_MS - 2 * 3600 * 1000))
+    assert (summary["written"], summary["dropped"]) == (0, 2)
+    assert prom.values("diabetes_risk_latency") == [] and bridge.totals["too_old"] == 2
 
 
 def test_large_backlogs_go_out_in_chunks():
     prom = FakePrometheus()
-    bridge = MetricsBridge(BridgeConfig(url="http://unused", max_samples_per_write=2), sender=prom)
+    bridge = bridge_with(prom, max_samples_per_write=2)
     assert bridge.handle(subscription(5))["written"] == 5
-    assert len(prom.bodies) == 3
+    assert len(prom.bodies) == 3 + 1  # three data chunks and the health report
 
 
-@pytest.mark.parametrize("event", [{}, {"awslogs": {"data": "not base64!"}}, None])
+@pytest.mark.parametrize(
+    "event",
+    [{}, {"awslogs": {"data": "not base64!"}}, None, logs_subscription_event(message=["a", "list"])],  # type: ignore[arg-type]
+)
 def test_a_bad_payload_never_raises(event):
     prom = FakePrometheus()
-    bridge = MetricsBridge(BridgeConfig(url="http://unused"), sender=prom)
+    bridge = bridge_with(prom)
     summary = bridge.handle(event)
     assert summary["samples"] == 0 and summary["error"]
     assert bridge.totals["payload_errors"] == 1
@@ -313,11 +399,27 @@ def test_a_bad_payload_never_raises(event):
 
 def test_a_sender_that_raises_never_fails_the_caller():
     def broken(body: bytes) -> WriteResult:
-        raise RuntimeError("signing failed")
+        raise RuntimeError("encoding failed")
 
-    bridge = MetricsBridge(BridgeConfig(url="http://unused"), sender=broken)
+    bridge = MetricsBridge(BridgeConfig(url="http://unused"), sender=broken, clock=lambda: NOW_MS / 1000)
     summary = bridge.handle(subscription(2))
-    assert summary["dropped"] == 2 and "signing failed" in summary["error"]
+    assert summary["dropped"] == 2 and "encoding failed" in summary["error"]
+
+
+@pytest.mark.parametrize(
+    ("status", "retry"), [(0, True), (429, True), (500, True), (503, True), (400, False), (404, False)]
+)
+def test_what_is_worth_retrying(status, retry):
+    assert remote_write.retryable(status) is retry
+
+
+def test_a_signing_failure_keeps_the_samples_for_later(monkeypatch):
+    def no_credentials(*args):
+        raise RuntimeError("Unable to locate credentials")
+
+    monkeypatch.setattr(remote_write, "sigv4_headers", no_credentials)
+    result = remote_write.send("https://aps.example/api/v1/remote_write", b"x", 1.0, sigv4_region="eu-west-1")
+    assert (result.ok, result.retryable) == (False, True) and "credentials" in result.detail
 
 
 def test_send_reports_an_unreachable_server_as_retryable():
@@ -331,6 +433,17 @@ def test_handler_settings_fail_at_cold_start_without_a_remote_write_url():
     env = {"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=".")
     assert proc.returncode != 0 and "remote_write_url" in proc.stderr
+
+
+def test_handler_settings_refuse_an_empty_buffer(monkeypatch):
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("DR_REMOTE_WRITE_URL", "http://127.0.0.1:9/api/v1/write")
+    import importlib
+
+    app = importlib.import_module("metrics_bridge.app")
+    with pytest.raises(ValidationError, match="bridge_max_buffered"):
+        app.BridgeSettings(bridge_max_buffered=0)
 
 
 def test_handler_delivers_and_emits_its_own_emf(monkeypatch, capsys):

@@ -98,6 +98,31 @@ def test_record_failure_keeps_step_and_message(handlers, s3):
     assert stored == record
 
 
+def emf_records(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if '"_aws"' in line]
+
+
+def test_steps_report_their_outcome_and_duration(handlers, capfd):
+    handlers.validate(load_event("training_step"), CONTEXT)
+    event = load_event("training_step")
+    event["config"]["fault"] = {"step": "validate", "mode": "always"}
+    with pytest.raises(handlers.TransientError):
+        handlers.validate(event, CONTEXT)
+    records = emf_records(capfd.readouterr().out)
+    outcomes = [(r["step"], r["outcome"]) for r in records if "Steps" in r]
+    assert outcomes == [("validate", "succeeded"), ("validate", "failed")]
+    durations = [r["StepSeconds"] for r in records if "StepSeconds" in r]
+    assert len(durations) == 2 and all(d[0] > 0 for d in durations)
+
+
+def test_a_failed_run_is_counted_even_when_its_record_cannot_be_written(handlers, s3, capfd):
+    s3.delete_bucket(Bucket=BUCKET)  # the failure record's S3 write will fail
+    with pytest.raises(ClientError):
+        handlers.record_failure(load_event("training_failure"), CONTEXT)
+    runs = [r for r in emf_records(capfd.readouterr().out) if "TrainingRuns" in r]
+    assert [(r["outcome"], r["TrainingRuns"], r["service"]) for r in runs] == [("failed", [1.0], "training")]
+
+
 @pytest.fixture
 def start(s3, monkeypatch):
     import boto3

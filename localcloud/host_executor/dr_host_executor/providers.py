@@ -35,7 +35,11 @@ def _invoke_lambda(destination: str, source: tuple, event: dict) -> None:
         raise RuntimeError(f"{response['FunctionError']}: {response['Payload'].read()[:300]!r}")
 
 
-DELIVERY = SubscriptionDelivery(float(os.environ.get("DR_LOGS_SUBSCRIPTION_WINDOW_S", "0.5")), _invoke_lambda)
+DELIVERY = SubscriptionDelivery(
+    float(os.environ.get("DR_LOGS_SUBSCRIPTION_WINDOW_S", "0.5")),
+    _invoke_lambda,
+    concurrency=int(os.environ.get("DR_LOGS_SUBSCRIPTION_CONCURRENCY", "4")),
+)
 
 
 def _patch_log_stream() -> None:
