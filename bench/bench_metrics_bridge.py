@@ -123,7 +123,13 @@ def bridge_batch_seconds(logs, bridge_function: str, lam) -> list[float]:
             return values
 
 
+_STATE = {"on": True}
+
+
 def set_subscriptions(logs, sources: dict[str, dict], on: bool) -> None:
+    if _STATE["on"] == on:
+        return
+    _STATE["on"] = on
     for group, spec in sources.items():
         if on:
             logs.put_subscription_filter(logGroupName=group, **spec)
@@ -149,6 +155,8 @@ def main() -> None:
     wire_mb = sum(folder_mb(p) for p in bundle.iterdir() if p.name.split("-")[0] in ("google", "cramjam", "protobuf"))
     settings = LocalCloudSettings(
         instance="bench-bridge",
+        logs_subscription_window_s=float(os.environ.get("BENCH_WINDOW_S", "1.0")),
+        logs_subscription_concurrency=int(os.environ.get("BENCH_CONCURRENCY", "2")),
         localstack_port=free_port(),
         mlflow_port=free_port(),
         prometheus_port=free_port(),
@@ -208,6 +216,8 @@ def main() -> None:
             "bench": "metrics_bridge",
             "requests_per_round": REQUESTS,
             "clients": CLIENTS,
+            "subscription_window_s": settings.logs_subscription_window_s,
+            "subscription_concurrency": settings.logs_subscription_concurrency,
             "rounds": ROUNDS,
             "samples_expected": answered,
             "samples_seen": len(on_samples),

@@ -143,6 +143,7 @@ def localstack_env(settings: LocalCloudSettings) -> dict[str, str]:
             "PROVIDER_OVERRIDE_LOGS": "dr",
             "PROVIDER_OVERRIDE_DYNAMODB": "moto",
             "DR_LOGS_SUBSCRIPTION_WINDOW_S": str(settings.logs_subscription_window_s),
+            "DR_LOGS_SUBSCRIPTION_CONCURRENCY": str(settings.logs_subscription_concurrency),
             "DR_LAMBDA_PYTHON": str(settings.lambda_python),
             # Handlers that import pandas/sklearn take seconds to cold-start on 2 cores.
             "LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT": "120",

@@ -41,7 +41,8 @@ class LocalCloudSettings(BaseSettings):
     alerts_port: int = Field(9095, ge=1, le=65535, description="the operator's alert inbox (webhook receiver)")
     prometheus_bin: Path | None = Field(default_factory=lambda: _which("prometheus"))
     alertmanager_bin: Path | None = Field(default_factory=lambda: _which("prometheus-alertmanager", "alertmanager"))
-    logs_subscription_window_s: float = Field(0.5, ge=0, le=60, description="local batching of log subscriptions")
+    logs_subscription_window_s: float = Field(1.0, ge=0, le=60, description="local batching of log subscriptions")
+    logs_subscription_concurrency: int = Field(2, ge=1, le=32, description="log streams delivered at a time")
     services: str = DEFAULT_SERVICES
     lambda_python: Path = Field(Path(sys.executable), description="Interpreter that runs Lambda handlers.")
     mlflow_bucket: str = "mlflow-artifacts"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -227,3 +228,20 @@ def test_exit_during_invocation_calls_on_exit(endpoint, code_dir):
     assert exited.wait(10)
     assert codes == [3]
     proc.kill()
+
+
+def test_report_gives_the_function_process_own_peak_memory_not_the_parents():
+    """ru_maxrss survives fork/exec: a child of a process that peaked at 300 MB reports >= 300 MB there, while
+    VmHWM (what REPORT now uses) is the child's own few MB."""
+    code = (
+        "import os, resource, subprocess, sys\n"
+        "block = bytearray(300 * 2**20)\n"
+        "for i in range(0, len(block), 4096): block[i] = 1\n"
+        "child = 'import resource; from dr_host_executor.worker import peak_memory_mb; "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, peak_memory_mb())'\n"
+        "print(subprocess.run([sys.executable, '-c', child], capture_output=True, text=True, check=True).stdout)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    inherited, own = map(int, out.split())
+    assert inherited >= 300  # what the old REPORT line showed
+    assert own < 150  # the interpreter and the import, nothing of the parent's 300 MB

@@ -36,9 +36,9 @@ def _invoke_lambda(destination: str, source: tuple, event: dict) -> None:
 
 
 DELIVERY = SubscriptionDelivery(
-    float(os.environ.get("DR_LOGS_SUBSCRIPTION_WINDOW_S", "0.5")),
+    float(os.environ.get("DR_LOGS_SUBSCRIPTION_WINDOW_S", "1.0")),
     _invoke_lambda,
-    concurrency=int(os.environ.get("DR_LOGS_SUBSCRIPTION_CONCURRENCY", "4")),
+    concurrency=int(os.environ.get("DR_LOGS_SUBSCRIPTION_CONCURRENCY", "2")),
 )
 
 
