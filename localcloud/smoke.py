@@ -68,6 +68,37 @@ def deploy_function(
     return arn
 
 
+CHECK_TABLE = "dr-local-check"
+
+
+def dynamodb_check(settings: LocalCloudSettings) -> None:
+    """Create a table, write an item once (a second conditional write must be refused), read it back."""
+    (ddb,) = clients(settings, "dynamodb")
+    with contextlib.suppress(ddb.exceptions.ResourceNotFoundException):
+        ddb.delete_table(TableName=CHECK_TABLE)
+    ddb.create_table(
+        TableName=CHECK_TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.get_waiter("table_exists").wait(TableName=CHECK_TABLE, WaiterConfig={"Delay": 0.2})
+    item = {"id": {"S": "check"}, "n": {"N": "1"}}
+    ddb.put_item(TableName=CHECK_TABLE, Item=item, ConditionExpression="attribute_not_exists(id)")
+    try:
+        ddb.put_item(TableName=CHECK_TABLE, Item=item, ConditionExpression="attribute_not_exists(id)")
+    except ddb.exceptions.ConditionalCheckFailedException:
+        pass
+    else:
+        raise RuntimeError("DynamoDB accepted a conditional write it should have refused")
+    found = ddb.query(
+        TableName=CHECK_TABLE, KeyConditionExpression="id = :id", ExpressionAttributeValues={":id": {"S": "check"}}
+    )["Items"]
+    if found != [item]:
+        raise RuntimeError(f"DynamoDB query returned {found}")
+    ddb.delete_table(TableName=CHECK_TABLE)
+
+
 def run_check(settings: LocalCloudSettings, progress: Callable[[str], None]) -> dict:
     """Returns what was measured; raises if any part of the local cloud does not work."""
     import mlflow
@@ -89,6 +120,9 @@ def run_check(settings: LocalCloudSettings, progress: Callable[[str], None]) -> 
         payload = json.loads(reply["Payload"].read())
         if reply.get("FunctionError") or payload.get("read") != "hello from S3":
             raise RuntimeError(f"Lambda check failed: {payload}")
+
+    progress("DynamoDB: a table, a conditional write, a query (the moto-backed provider, no Java)")
+    dynamodb_check(settings)
 
     progress("MLflow: log a run with an artifact (stored in the local S3)")
     mlflow.set_tracking_uri(settings.mlflow_url)

@@ -228,3 +228,81 @@ def test_mlflow_artifact_lands_in_local_s3(aws, local_cloud):
     key = next(k for k in keys if run.info.run_id in k and k.endswith("eval/metrics.json"))
     body = aws.s3.get_object(Bucket=local_cloud.mlflow_bucket, Key=key)["Body"].read()
     assert json.loads(body) == {"auc": 0.87}
+
+
+def test_dynamodb_without_java_conditional_writes_ttl_query_and_cloudformation(aws, local_cloud):
+    """The moto-backed DynamoDB provider (`dynamodb:moto`): what Powertools idempotency needs."""
+    import time
+
+    from localcloud.smoke import clients, dynamodb_check
+
+    dynamodb_check(local_cloud)  # `local check`'s own part: table, conditional put refused, query
+    ddb, cfn = clients(local_cloud, "dynamodb", "cloudformation")
+    template = {
+        "Resources": {
+            "Table": {
+                "Type": "AWS::DynamoDB::Table",
+                "Properties": {
+                    "TableName": "dr-it-idempotency",
+                    "BillingMode": "PAY_PER_REQUEST",
+                    "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+                    "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+                    "TimeToLiveSpecification": {"AttributeName": "expiration", "Enabled": True},
+                },
+            }
+        }
+    }
+    cfn.create_stack(StackName="dr-it-ddb", TemplateBody=json.dumps(template))
+    cfn.get_waiter("stack_create_complete").wait(StackName="dr-it-ddb", WaiterConfig={"Delay": 1})
+    ttl = ddb.describe_time_to_live(TableName="dr-it-idempotency")["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expiration"}
+    # the conditional write Powertools makes: only if absent, or expired
+    now = int(time.time())
+    condition = "attribute_not_exists(id) OR expiration < :now"
+    item = {"id": {"S": "k"}, "expiration": {"N": str(now + 60)}, "status": {"S": "INPROGRESS"}}
+    ddb.put_item(
+        TableName="dr-it-idempotency",
+        Item=item,
+        ConditionExpression=condition,
+        ExpressionAttributeValues={":now": {"N": str(now)}},
+    )
+    with pytest.raises(ddb.exceptions.ConditionalCheckFailedException):
+        ddb.put_item(
+            TableName="dr-it-idempotency",
+            Item=item,
+            ConditionExpression=condition,
+            ExpressionAttributeValues={":now": {"N": str(now)}},
+        )
+    expired = item | {"expiration": {"N": str(now - 1)}}
+    ddb.put_item(TableName="dr-it-idempotency", Item=expired)
+    ddb.put_item(
+        TableName="dr-it-idempotency",
+        Item=item,
+        ConditionExpression=condition,
+        ExpressionAttributeValues={":now": {"N": str(now)}},
+    )  # an expired record is taken over
+    # a stack update adds a global secondary index
+    template["Resources"]["Table"]["Properties"] |= {
+        "AttributeDefinitions": [
+            {"AttributeName": "id", "AttributeType": "S"},
+            {"AttributeName": "status", "AttributeType": "S"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": "by-status",
+                "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    }
+    cfn.update_stack(StackName="dr-it-ddb", TemplateBody=json.dumps(template))
+    cfn.get_waiter("stack_update_complete").wait(StackName="dr-it-ddb", WaiterConfig={"Delay": 1})
+    found = ddb.query(
+        TableName="dr-it-idempotency",
+        IndexName="by-status",
+        KeyConditionExpression="#s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": {"S": "INPROGRESS"}},
+    )
+    assert [i["id"]["S"] for i in found["Items"]] == ["k"]
+    cfn.delete_stack(StackName="dr-it-ddb")
