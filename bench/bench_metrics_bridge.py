@@ -9,7 +9,7 @@ A fresh local cloud is started (free ports), the CDK app deployed, a champion pu
   an "on" round count (the subscriptions are removed only once that round's samples stopped arriving);
 - lost: requests answered 200 in the "on" rounds minus their latency samples in Prometheus;
 - bridge cost: the bridge's own `BridgeBatchSeconds` (decode, convert and the remote writes) from its log group.
-Baseline: a CloudWatch-polling exporter (prometheus/cloudwatch_exporter, YACE) reads metrics with its default
+Baseline: a CloudWatch-polling exporter (prometheus/cloudwatch_exporter) reads metrics with its default
 `delay_seconds: 600` behind real time, so a sample is visible 600 s after it happened at best; it is not run
 here (it needs CloudWatch metrics, which LocalStack community does not make from EMF).
 Prints one final JSON line."""
@@ -235,7 +235,7 @@ def main() -> None:
             "bridge_ms_per_batch_p99": round(pct(handling, 99) * 1000, 2) if handling else None,
             "bridge_package_mb": round(bridge_mb, 1),
             "wire_format_mb": round(wire_mb, 1),
-            "baseline": {"what": "CloudWatch-polling exporter, default delay_seconds", "delay_s": BASELINE_DELAY_S},
+            "baseline": {"what": "prometheus/cloudwatch_exporter, default delay_seconds (not run)", "delay_s": BASELINE_DELAY_S},
             "ratio": round(BASELINE_DELAY_S / pct(delays, 99), 1),
         }
     finally:

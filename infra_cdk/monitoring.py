@@ -70,6 +70,8 @@ class Monitoring(Construct):
             self.workspace = self._managed_prometheus()
             env["DR_REMOTE_WRITE_URL"] = Fn.join("", [self.workspace.attr_prometheus_endpoint, "api/v1/remote_write"])
             env["DR_REMOTE_WRITE_SIGV4_REGION"] = Stack.of(self).region
+            # AMP accepts late samples for a short while only; older buffered ones are dropped (and counted)
+            env["DR_BRIDGE_MAX_SAMPLE_AGE_S"] = "50"
             role.add_to_policy(iam.PolicyStatement(actions=["aps:RemoteWrite"], resources=[self.workspace.attr_arn]))
         self.function = lambda_.Function(
             self,

@@ -101,7 +101,8 @@ def record_samples(record: dict[str, Any], extra_labels: dict[str, str], fallbac
     latest value is one series whichever execution environment reported it."""
     directive = record["_aws"]
     ts = directive.get("Timestamp")
-    timestamp = int(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else fallback_ms
+    valid = isinstance(ts, int | float) and not isinstance(ts, bool) and math.isfinite(ts) and 0 < ts < 2**62
+    timestamp = int(ts) if valid else fallback_ms
     for block in directive["CloudWatchMetrics"]:
         if not isinstance(block, dict):
             continue
@@ -131,7 +132,7 @@ def record_samples(record: dict[str, Any], extra_labels: dict[str, str], fallbac
 
 def instance_of(log_stream: str) -> str:
     """The execution environment's id from a Lambda log stream (`2026/11/30/[$LATEST]abc…` → `abc…`): one
-    writer per series, so two environments never write the same series at the same millisecond."""
+    writer per counter series, so two environments never write the same count at the same millisecond."""
     return log_stream.rsplit("]", 1)[-1][:MAX_LABEL_VALUE] or log_stream[:MAX_LABEL_VALUE]
 
 

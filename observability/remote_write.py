@@ -6,6 +6,7 @@ with botocore, which every Lambda runtime has."""
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
 from collections import defaultdict
@@ -119,8 +120,11 @@ def send(url: str, body: bytes, timeout_s: float, sigv4_region: str | None = Non
             response.read()
             return WriteResult(True, response.status, False)
     except urllib.error.HTTPError as exc:
-        detail = exc.read(500).decode(errors="replace").strip()
+        try:
+            detail = exc.read(500).decode(errors="replace").strip()
+        except (OSError, http.client.HTTPException):
+            detail = ""
         return WriteResult(False, exc.code, retryable(exc.code), detail)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         return WriteResult(False, 0, True, f"{type(reason).__name__}: {reason}")

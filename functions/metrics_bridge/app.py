@@ -24,6 +24,7 @@ class BridgeSettings(BaseSettings):
     remote_write_timeout_s: float = Field(2.0, gt=0, le=30)
     remote_write_sigv4_region: str | None = Field(None, description="set on AWS (Amazon Managed Prometheus)")
     bridge_max_buffered: int = Field(100_000, ge=1)
+    bridge_max_sample_age_s: float = Field(3300.0, gt=0, description="oldest sample still sent (AWS: AMP's window)")
 
 
 SETTINGS = BridgeSettings()
@@ -35,13 +36,15 @@ BRIDGE = MetricsBridge(
         timeout_s=SETTINGS.remote_write_timeout_s,
         sigv4_region=SETTINGS.remote_write_sigv4_region or None,
         max_buffered=SETTINGS.bridge_max_buffered,
+        max_age_s=SETTINGS.bridge_max_sample_age_s,
     )
 )
 
 
 @metrics.log_metrics
 def handler(event: dict, context: Any) -> dict:
-    summary = BRIDGE.handle(event)
+    time_left = context.get_remaining_time_in_millis() / 1000 if context is not None else None
+    summary = BRIDGE.handle(event, time_left_s=time_left)
     metrics.add_metric(name="BridgeSamplesWritten", unit=MetricUnit.Count, value=summary["written"])
     metrics.add_metric(name="BridgeSamplesDropped", unit=MetricUnit.Count, value=summary["dropped"])
     metrics.add_metric(name="BridgeSamplesBuffered", unit=MetricUnit.Count, value=summary["buffered"])

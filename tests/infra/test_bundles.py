@@ -116,3 +116,38 @@ print(summary.rows_rejected, t["row"], [round(x, 3) for x in t["probability"]], 
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "1 [1, 3] [0.1, 0.2] ['low', 'moderate']"
+
+
+def test_bridge_bundle_runs_its_real_handler_in_isolation(tmp_path):
+    """The metrics bridge's zip: the real handler from the bundle alone (python -S, plus boto3/botocore, which the
+    Lambda runtime provides), on the sample subscription event, with Prometheus unreachable."""
+    import json
+
+    import boto3
+
+    from tests.events.loader import logs_subscription_event
+
+    bundle = build_bundle("bridge")
+    assert folder_mb(bundle) <= 30
+    top = {p.name for p in bundle.iterdir()}
+    assert {"observability", "metrics_bridge", "google", "cramjam", "aws_lambda_powertools"} <= top
+    assert not top & {"numpy", "pandas", "sklearn", "onnxruntime", "pyarrow", "yaml"}
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(logs_subscription_event()))
+    code = (
+        "import json, os, sys; sys.path[:0] = [sys.argv[1]]; sys.path.append(sys.argv[2]);"
+        "os.environ.update(DR_REMOTE_WRITE_URL='http://127.0.0.1:9/api/v1/write', DR_REMOTE_WRITE_TIMEOUT_S='0.5');"
+        "from metrics_bridge.app import handler;"
+        "print(json.dumps(handler(json.load(open(sys.argv[3])), None)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code, str(bundle), str(Path(boto3.__file__).parents[1]), str(event)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (summary["records"], summary["samples"], summary["written"]) == (2, 5, 0)
+    assert summary["buffered"] == 5 and "unreachable" in summary["error"]

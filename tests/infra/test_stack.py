@@ -124,12 +124,14 @@ def test_local_target_uses_zip_functions_and_aws_uses_images_for_training(stacks
     _, local = stacks["local"]
     _, aws = stacks["aws"]
     local_fns = local.find_resources("AWS::Lambda::Function")
-    assert len(local_fns) == 11  # 8 training steps, the new-data trigger, predict, batch score
+    assert len(local_fns) == 12  # 8 training steps, the new-data trigger, predict, batch score, metrics bridge
     assert {f["Properties"]["Runtime"] for f in local_fns.values()} == {"python3.13"}
     aws_fns = aws.find_resources("AWS::Lambda::Function")
     packages = {f["Properties"]["Description"]: f["Properties"].get("PackageType") for f in aws_fns.values()}
     assert packages.pop("Diabetes Risk: ONNX prediction API") is None  # predict stays a small zip
     assert packages.pop("Diabetes Risk: score files dropped under inbox/") is None  # so does batch scoring
+    bridge = "Diabetes Risk: EMF metrics from CloudWatch Logs to Prometheus (remote write)"
+    assert packages.pop(bridge) is None  # and the metrics bridge
     assert set(packages.values()) == {"Image"}
     env = next(iter(local_fns.values()))["Properties"]["Environment"]["Variables"]
     assert {"DR_ARTIFACTS_BUCKET", "MLFLOW_TRACKING_URI"} <= set(env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -395,6 +396,53 @@ def test_a_bad_payload_never_raises(event):
     summary = bridge.handle(event)
     assert summary["samples"] == 0 and summary["error"]
     assert bridge.totals["payload_errors"] == 1
+
+
+def test_a_sample_the_encoder_refuses_is_isolated_like_a_refused_one():
+    prom = FakePrometheus()
+    bridge = bridge_with(prom)
+    good = emf.Sample("m", (("instance", "a"),), 1.0, NOW_MS - 10)
+    bad = emf.Sample("m", (("instance", "\ud800"),), 2.0, NOW_MS - 5)  # a lone surrogate: protobuf refuses it
+    bridge._pending.extend([good, bad, dataclasses.replace(good, timestamp_ms=NOW_MS - 1)])
+    written, dropped, error = bridge._flush()
+    assert (dropped, "cannot encode" in error) == (1, True) and written == 2
+
+
+def test_the_writes_stop_before_the_invocation_times_out_and_keep_the_samples():
+    prom = FakePrometheus()
+    bridge = bridge_with(prom)
+    summary = bridge.handle(subscription(3), time_left_s=2.0)  # under the 2.5 s safety margin already
+    assert (summary["written"], summary["buffered"], summary["dropped"]) == (0, 3, 0)
+    assert "about to time out" in summary["error"]
+    assert bridge.handle(subscription(1, timestamp_ms=NOW_MS - 500), time_left_s=60)["written"] == 4
+
+
+def test_refusals_stop_splitting_at_the_request_budget():
+    calls = {"n": 0}
+
+    def refuse_all(body: bytes) -> WriteResult:
+        calls["n"] += 1
+        return REFUSED
+
+    bridge = MetricsBridge(BridgeConfig(url="http://unused"), sender=refuse_all, clock=lambda: NOW_MS / 1000)
+    summary = bridge.handle(subscription(5000))
+    assert summary["dropped"] == 5000 and summary["written"] == 0
+    assert calls["n"] <= 64 + 1  # the batch's budget, plus the health report
+
+
+def test_a_non_finite_emf_timestamp_falls_back_to_the_log_event():
+    metrics = '"CloudWatchMetrics": [{"Namespace": "N", "Dimensions": [[]], "Metrics": [{"Name": "m"}]}]'
+    line = '{"_aws": {"Timestamp": NaN, ' + metrics + '}, "m": 1}'
+    (sample,) = emf.convert(message_with([line])).samples
+    assert sample.timestamp_ms == 1_000
+
+
+def test_written_counts_survive_a_failed_health_report():
+    prom = FakePrometheus(WriteResult(True, 204, False), DOWN)  # data accepted, health report lost
+    bridge = bridge_with(prom)
+    bridge.handle(subscription(3))
+    bridge.handle(subscription(1, timestamp_ms=NOW_MS - 500))
+    assert prom.values("diabetes_risk_bridge_samples_written") == [4.0]
 
 
 def test_a_sender_that_raises_never_fails_the_caller():

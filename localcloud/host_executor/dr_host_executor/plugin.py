@@ -101,7 +101,8 @@ def _batch_log_shipping() -> None:
             region_name=self.region, role_arn=self.role_arn, service_principal=ServicePrincipal.lambda_
         ).logs
         stop = False
-        while not stop and not self._shutdown_event.is_set():
+        last_ms = 0
+        while not stop:  # until the shutdown marker: what was queued before it is still shipped
             items = [self.log_queue.get()]
             while len(items) < MAX_ITEMS_PER_PUT:
                 try:
@@ -113,7 +114,7 @@ def _batch_log_shipping() -> None:
                 if item is ls_logs.QUEUE_SHUTDOWN:
                     stop = True
                     continue
-                now = int(time.time() * 1000)
+                now = last_ms = max(int(time.time() * 1000), last_ms)  # never backwards within a call
                 events = streams.setdefault((item.log_group, item.log_stream), [])
                 events += [{"timestamp": now, "message": line + "\n"} for line in item.logs.split("\n") if line]
             for (group, stream), events in streams.items():

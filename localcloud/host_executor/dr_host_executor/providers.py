@@ -5,8 +5,9 @@ LocalStack community delivers a subscription synchronously inside PutLogEvents, 
 each Lambda invocation's logs with its own PutLogEvents on one thread, so under load the logs of every function
 fall minutes behind, and a failing destination fails the producer's PutLogEvents. Here PutLogEvents stores the
 events and returns; one delivery thread per destination collects what arrived during a short window
-(DR_LOGS_SUBSCRIPTION_WINDOW_S, default 0.5 s) and invokes the destination once per log stream with the same
-payload AWS sends (gzip + base64 `awslogs.data`), retrying a failed invoke twice, as AWS does for async invokes.
+(DR_LOGS_SUBSCRIPTION_WINDOW_S, default 1 s) and invokes the destination once per log stream (two streams at a
+time, DR_LOGS_SUBSCRIPTION_CONCURRENCY) with the same payload AWS sends (gzip + base64 `awslogs.data`),
+retrying a failed invoke twice, as AWS does for async invokes.
 
 `dynamodb:moto` — DynamoDB backed by moto (LocalStack's own needs Java and a download)."""
 

@@ -77,8 +77,14 @@ class SubscriptionDelivery:
         self._counts: dict[str, int] = defaultdict(int)
         self._first_at: dict[str, float] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self._count_lock = threading.Lock()
         self.delivered = 0
         self.failed = 0  # events given up on after retries, or dropped because a destination fell too far behind
+
+    def _count(self, delivered: int = 0, failed: int = 0) -> None:
+        with self._count_lock:
+            self.delivered += delivered
+            self.failed += failed
 
     def submit(self, destination: str, source: tuple, events: list[dict]) -> None:
         with self._cond:
@@ -106,7 +112,7 @@ class SubscriptionDelivery:
             del pending[source][:n]
             over -= n
             self._counts[destination] -= n
-            self.failed += n
+            self._count(failed=n)
             if not pending[source]:
                 del pending[source]
             if over <= 0:
@@ -146,11 +152,11 @@ class SubscriptionDelivery:
         for attempt in range(self.retries + 1):
             try:
                 self._invoke(destination, source, subscription_event(source, events))
-                self.delivered += len(events)
+                self._count(delivered=len(events))
                 return
             except Exception as exc:
                 if attempt == self.retries:
-                    self.failed += len(events)
+                    self._count(failed=len(events))
                     LOG.warning(
                         "logs subscription: %d events for %s dropped after retries: %s", len(events), destination, exc
                     )
