@@ -235,7 +235,10 @@ def main() -> None:
             "bridge_ms_per_batch_p99": round(pct(handling, 99) * 1000, 2) if handling else None,
             "bridge_package_mb": round(bridge_mb, 1),
             "wire_format_mb": round(wire_mb, 1),
-            "baseline": {"what": "prometheus/cloudwatch_exporter, default delay_seconds (not run)", "delay_s": BASELINE_DELAY_S},
+            "baseline": {
+                "what": "prometheus/cloudwatch_exporter, default delay_seconds (not run)",
+                "delay_s": BASELINE_DELAY_S,
+            },
             "ratio": round(BASELINE_DELAY_S / pct(delays, 99), 1),
         }
     finally:
