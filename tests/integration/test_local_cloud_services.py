@@ -281,28 +281,29 @@ def test_dynamodb_without_java_conditional_writes_ttl_query_and_cloudformation(a
         ConditionExpression=condition,
         ExpressionAttributeValues={":now": {"N": str(now)}},
     )  # an expired record is taken over
-    # a stack update adds a global secondary index
-    template["Resources"]["Table"]["Properties"] |= {
-        "AttributeDefinitions": [
-            {"AttributeName": "id", "AttributeType": "S"},
-            {"AttributeName": "status", "AttributeType": "S"},
-        ],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": "by-status",
-                "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
+    # a stack update adds a table with a sort key; a range query on it
+    template["Resources"]["Runs"] = {
+        "Type": "AWS::DynamoDB::Table",
+        "Properties": {
+            "TableName": "dr-it-runs",
+            "BillingMode": "PAY_PER_REQUEST",
+            "KeySchema": [{"AttributeName": "model", "KeyType": "HASH"}, {"AttributeName": "at", "KeyType": "RANGE"}],
+            "AttributeDefinitions": [
+                {"AttributeName": "model", "AttributeType": "S"},
+                {"AttributeName": "at", "AttributeType": "N"},
+            ],
+        },
     }
     cfn.update_stack(StackName="dr-it-ddb", TemplateBody=json.dumps(template))
     cfn.get_waiter("stack_update_complete").wait(StackName="dr-it-ddb", WaiterConfig={"Delay": 1})
+    for at in (1, 2, 3):
+        ddb.put_item(TableName="dr-it-runs", Item={"model": {"S": "m"}, "at": {"N": str(at)}})
     found = ddb.query(
-        TableName="dr-it-idempotency",
-        IndexName="by-status",
-        KeyConditionExpression="#s = :s",
-        ExpressionAttributeNames={"#s": "status"},
-        ExpressionAttributeValues={":s": {"S": "INPROGRESS"}},
-    )
-    assert [i["id"]["S"] for i in found["Items"]] == ["k"]
+        TableName="dr-it-runs",
+        KeyConditionExpression="model = :m AND #at > :from",
+        ExpressionAttributeNames={"#at": "at"},
+        ExpressionAttributeValues={":m": {"S": "m"}, ":from": {"N": "1"}},
+    )["Items"]
+    assert [int(i["at"]["N"]) for i in found] == [2, 3]
+    assert ddb.describe_table(TableName="dr-it-idempotency")["Table"]["TableStatus"] == "ACTIVE"  # untouched
     cfn.delete_stack(StackName="dr-it-ddb")

@@ -5,25 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 
 import pytest
+
+from tests.integration.conftest import cli_env
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def trained(local_cloud, aws, tmp_path_factory):
-    env = {
-        **os.environ,
-        "DR_INSTANCE": local_cloud.instance,
-        "DR_LOCALSTACK_PORT": str(local_cloud.localstack_port),
-        "DR_MLFLOW_PORT": str(local_cloud.mlflow_port),
-        "DR_WORK_DIR": str(tmp_path_factory.mktemp("train")),
-        "COLUMNS": "160",
-    }
+    env = cli_env(local_cloud) | {"DR_WORK_DIR": str(tmp_path_factory.mktemp("train")), "COLUMNS": "160"}
     proc = subprocess.run(
         [sys.executable, "-m", "diabetes_risk", "train", "--in-process", "--json"],
         env=env,
