@@ -136,7 +136,8 @@ def test_bridge_bundle_runs_its_real_handler_in_isolation(tmp_path):
     event.write_text(json.dumps(logs_subscription_event()))
     code = (
         "import json, os, sys; sys.path[:0] = [sys.argv[1]]; sys.path.append(sys.argv[2]);"
-        "os.environ.update(DR_REMOTE_WRITE_URL='http://127.0.0.1:9/api/v1/write', DR_REMOTE_WRITE_TIMEOUT_S='0.5');"
+        "os.environ.update(DR_REMOTE_WRITE_URL='http://127.0.0.1:9/api/v1/write', DR_REMOTE_WRITE_TIMEOUT_S='0.5',"
+        " DR_BRIDGE_MAX_SAMPLE_AGE_S='1e10');"  # the sample event's records are from a fixed day
         "from metrics_bridge.app import handler;"
         "print(json.dumps(handler(json.load(open(sys.argv[3])), None)))"
     )

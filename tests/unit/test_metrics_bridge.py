@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from aws_lambda_powertools import Metrics
@@ -501,7 +502,7 @@ def test_handler_delivers_and_emits_its_own_emf(monkeypatch, capsys):
     app = importlib.import_module("metrics_bridge.app")
     prom = FakePrometheus()
     monkeypatch.setattr(app.BRIDGE, "_send", prom)
-    summary = app.handler(subscription(2), None)
+    summary = app.handler(subscription(2, timestamp_ms=int(time.time() * 1000) - 1000), None)  # a fresh record
     assert summary["written"] == 2
     own = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert own and own[-1]["BridgeSamplesWritten"] == [2.0] and own[-1]["service"] == "metrics_bridge"
