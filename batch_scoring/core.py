@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 from pydantic import BaseModel
@@ -26,6 +27,21 @@ from .reader import Chunk, Source, UnreadableFile
 from .rows import CheckedChunk, check_chunk, errors_table
 
 BAND_NAMES = pa.array(BANDS, pa.string())
+FORMULA_START = r"^[=+\-@\t\r]"  # what a spreadsheet reads as a formula (OWASP: CSV injection)
+
+
+def spreadsheet_safe(table: pa.RecordBatch | pa.Table):
+    """Text cells that a spreadsheet would run as a formula get a leading apostrophe, in CSV outputs only (the
+    Parquet output keeps the values exactly)."""
+    arrays = []
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            risky = pc.fill_null(pc.match_substring_regex(column, FORMULA_START), False)
+            column = pc.if_else(risky, pc.binary_join_element_wise(pa.scalar("'"), column, ""), column)
+        arrays.append(column)
+    return type(table).from_arrays(arrays, schema=table.schema)
+
+
 ERRORS_SCHEMA = pa.schema([("row", pa.int64()), ("field", pa.string()), ("message", pa.string())])
 
 
@@ -143,9 +159,9 @@ def score_table(
             batch = pa.record_batch(columns, schema=schema)
             parquet.write_batch(batch)
             if csv_out is not None:
-                csv_out.write_batch(batch)
+                csv_out.write_batch(spreadsheet_safe(batch))
             if checked.errors:
-                errors.write_table(errors_table(checked))
+                errors.write_table(spreadsheet_safe(errors_table(checked)))
             timer.add("write", t)
             n = len(chunk.rows) + len(chunk.bad_rows)
             read += n

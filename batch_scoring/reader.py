@@ -194,6 +194,26 @@ def _arrow_message(exc: Exception) -> str:
     return str(exc).split("\n")[0][:300]
 
 
+def check_id_type(name: str, t: pa.DataType) -> None:
+    """Patient ids are copied into the CSV and Parquet outputs as text: text, numbers, dates and booleans are;
+    lists, structs, maps and raw bytes are not (the file is quarantined with the reason, never retried)."""
+    ok = (
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_floating(t)
+        or pa.types.is_decimal(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_date(t)
+        or pa.types.is_timestamp(t)
+        or pa.types.is_null(t)
+    )
+    if not ok:
+        raise UnreadableFile(
+            f"column {name!r} holds {t}: patient ids must be text or numbers (rename the column if it is not an id)"
+        )
+
+
 def open_parquet(path: str, required: list[str], id_column: str | None, chunk_rows: int) -> Source:
     try:
         pf = pq.ParquetFile(path)
@@ -201,6 +221,8 @@ def open_parquet(path: str, required: list[str], id_column: str | None, chunk_ro
         raise UnreadableFile(f"not a readable Parquet file: {_arrow_message(exc)}") from exc
     header = list(pf.schema_arrow.names)
     fmt, used, ignored, id_original = _map_columns(header, required, id_column)
+    if id_original:
+        check_id_type(id_original, pf.schema_arrow.field(id_original).type)
     columns = [*used.values(), *([id_original] if id_original else [])]
 
     def chunks() -> Iterator[Chunk]:

@@ -1,8 +1,10 @@
 """The S3 side of batch scoring: one object version in inbox/ becomes one result in outbox/<name>/.
 
 S3 delivers notifications at least once, so the result name comes from the key and the object's version
-(or ETag): a repeated delivery finds the manifest (or a claim still being worked on) and does nothing. The
-manifest is written last; a failure leaves failed.json and no manifest. Files that are not readable tables
+(or ETag): a repeated delivery finds the manifest and does nothing. Concurrent deliveries of one version are kept
+apart by the handler (Powertools idempotency on DynamoDB, whose in-progress record expires with the invocation,
+so a retry after a timeout or an out-of-memory kill proceeds). The manifest is written last; a failure leaves
+failed.json and no manifest. Files that are not readable tables
 move to quarantine/<name>/ with the reason: nothing is deleted for good (the inbox bucket is versioned)."""
 
 from __future__ import annotations
@@ -30,8 +32,7 @@ from .reader import SNIFF_BYTES, PeekReader, UnreadableFile, open_csv, open_parq
 from .settings import BatchSettings
 
 INBOX, OUTBOX, QUARANTINE = "inbox/", "outbox/", "quarantine/"
-MANIFEST, FAILED, CLAIM = "manifest.json", "failed.json", "_claim.json"
-HEARTBEAT_S = 5.0
+MANIFEST, FAILED = "manifest.json", "failed.json"
 
 
 class InputTooLarge(ValueError):
@@ -83,12 +84,29 @@ class BatchOutcome(BaseModel):
     failure: Failure | None = None
 
 
+MAX_STEM = 200  # S3 keys stop at 1,024 bytes: outbox/<name>/<file> and quarantine/<name>/<file> stay well inside
+
+
 def result_name(key: str, version_id: str | None, etag: str) -> str:
-    """inbox/clinic/day 1.csv + version → clinic/day_1-<12 hex>: readable, and unique per object version."""
+    """inbox/clinic/day 1.csv + version → clinic/day_1-<12 hex>: readable (ASCII, at most 200 characters before
+    the tag), and unique per key and object version (the tag hashes both, so two long keys that shorten alike
+    still get two names)."""
     stem = re.sub(r"\.(csv|parquet|pq|txt)$", "", key.removeprefix(INBOX), flags=re.IGNORECASE)
-    stem = re.sub(r"[^A-Za-z0-9._/=-]+", "_", stem).strip("/.") or "file"
-    tag = hashlib.sha256((version_id or etag.strip('"')).encode()).hexdigest()[:12]
+    stem = re.sub(r"[^A-Za-z0-9._/=-]+", "_", stem)[:MAX_STEM].strip("/.") or "file"
+    stem = re.sub(r"/+", "/", stem)
+    tag = hashlib.sha256(f"{key}\0{version_id or etag.strip(chr(34))}".encode()).hexdigest()[:12]
     return f"{stem}-{tag}"
+
+
+def file_name(key: str) -> str:
+    """The input's file name, shortened (keeping its extension) so a quarantine key stays a valid S3 key."""
+    name = key.rsplit("/", 1)[-1] or "file"
+    if len(name.encode()) <= MAX_STEM:
+        return name
+    base, dot, ext = name.rpartition(".")
+    ext = ext[:16] if dot else ""
+    head = (base if dot else name).encode()[: MAX_STEM - len(ext) - 1].decode("utf-8", "ignore")
+    return f"{head}.{ext}" if ext else head
 
 
 def _now() -> str:
@@ -146,24 +164,9 @@ class BatchScorer:
     def _get_json(self, key: str) -> dict | None:
         return get_json(self.s3, self.bucket, key)
 
-    def _put_json(self, key: str, body: BaseModel | dict, if_none_match: bool = False) -> None:
+    def _put_json(self, key: str, body: BaseModel | dict) -> None:
         data = body.model_dump_json(indent=2) if isinstance(body, BaseModel) else json.dumps(body)
-        extra = {"IfNoneMatch": "*"} if if_none_match else {}
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data.encode(), ContentType="application/json", **extra)
-
-    def _claim(self, prefix: str, claim: dict) -> bool:
-        """Only one invocation works on a result; a claim whose heartbeat stopped is taken over."""
-        try:
-            self._put_json(prefix + CLAIM, claim, if_none_match=True)
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                raise
-        existing = self._get_json(prefix + CLAIM) or {}
-        if time.time() - float(existing.get("heartbeat", 0)) < self.settings.claim_ttl_s:
-            return False
-        self._put_json(prefix + CLAIM, claim)
-        return True
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=data.encode(), ContentType="application/json")
 
     # --- one object ---------------------------------------------------------------------------------------
     def batch_score(self, key: str, version_id: str | None = None) -> BatchOutcome:
@@ -185,12 +188,9 @@ class BatchScorer:
         previous = self._get_json(prefix + FAILED)
         if previous and previous.get("kind") == "unreadable":  # moved to quarantine: the same bytes, the same answer
             return BatchOutcome(status="duplicate", name=name, prefix=prefix, failure=Failure(**previous))
-        claim = {"name": name, "started": time.time(), "heartbeat": time.time(), "rows_read": 0}
-        if not self._claim(prefix, claim):
-            return BatchOutcome(status="in_progress", name=name, prefix=prefix)
         started = _now()
         try:
-            manifest = self._score(ref, name, prefix, started, claim)
+            manifest = self._score(ref, name, prefix, started)
         except UnreadableFile as exc:
             failure = self._quarantine(ref, name, prefix, str(exc))
             return BatchOutcome(status="quarantined", name=name, prefix=prefix, failure=failure)
@@ -203,7 +203,7 @@ class BatchScorer:
             raise  # the platform retries the invocation; no manifest was written
         return BatchOutcome(status="scored", name=name, prefix=prefix, manifest=manifest)
 
-    def _score(self, ref: InputRef, name: str, prefix: str, started: str, claim: dict) -> Manifest:
+    def _score(self, ref: InputRef, name: str, prefix: str, started: str) -> Manifest:
         s = self.settings
         t0 = time.perf_counter()
         if ref.bytes > s.max_input_bytes:
@@ -216,12 +216,6 @@ class BatchScorer:
         profile = self._profile(model.pointer.profile_key)
         drift = DriftAccumulator(profile, model.pointer.features, s.psi_threshold, s.ks_threshold, s.drift_min_rows)
         required = [f for f in model.pointer.features if f not in OPTIONAL_FEATURES or f in s.required_values]
-        last_beat = [time.monotonic()]
-
-        def progress(rows: int) -> None:
-            if time.monotonic() - last_beat[0] >= HEARTBEAT_S:
-                last_beat[0] = time.monotonic()
-                self._put_json(prefix + CLAIM, {**claim, "heartbeat": time.time(), "rows_read": rows})
 
         with tempfile.TemporaryDirectory(prefix="batch-", dir=s.work_dir) as tmp:
             work = Path(tmp)
@@ -242,7 +236,7 @@ class BatchScorer:
                 source = open_csv(stream, ref.key, required, s.id_column, s.csv_block_bytes)
             out = work / "out"
             out.mkdir()
-            summary = score_table(source, model, out, drift, s.required_values, kind == "csv", progress)
+            summary = score_table(source, model, out, drift, s.required_values, kind == "csv")
             body.drain()
             ref = ref.model_copy(update={"sha256": body.sha.hexdigest()})
             training_arn = self._maybe_retrain(summary, name)
@@ -275,7 +269,7 @@ class BatchScorer:
             except Exception:
                 self._delete(list(keys.values()))
                 raise
-        self._delete([prefix + FAILED, prefix + CLAIM])
+        self._delete([prefix + FAILED])
         return manifest
 
     def _profile(self, key: str) -> dict | None:
@@ -305,11 +299,10 @@ class BatchScorer:
     def _fail(self, ref: InputRef, name: str, prefix: str, kind: str, reason: str, moved: str | None = None) -> Failure:
         failure = Failure(name=name, input=ref, kind=kind, reason=reason, quarantined_to=moved, at=_now())
         self._put_json(prefix + FAILED, failure)
-        self._delete([prefix + CLAIM])
         return failure
 
     def _quarantine(self, ref: InputRef, name: str, prefix: str, reason: str) -> Failure:
-        target = f"{QUARANTINE}{name}/{ref.key.rsplit('/', 1)[-1]}"
+        target = f"{QUARANTINE}{name}/{file_name(ref.key)}"
         source = {"Bucket": self.bucket, "Key": ref.key, **({"VersionId": ref.version_id} if ref.version_id else {})}
         self.s3.copy(source, self.bucket, target)  # managed copy: multipart above 5 GB
         self._put_json(f"{QUARANTINE}{name}/reason.json", {"input": ref.model_dump(), "reason": reason, "at": _now()})

@@ -38,7 +38,10 @@ class BatchSettings(BaseSettings):
     drift_starts_training: bool = Field(False, description="Start the training state machine when a batch drifts")
     drift_train_uri: str = Field("bundled", description="Training data for a drift-started run")
     state_machine_arn: str | None = None
-    claim_ttl_s: float = Field(960.0, gt=0, description="A claim older than this is from a dead invocation")
+    idempotency_table: str = Field(min_length=3, description="DynamoDB table of Powertools idempotency records")
+    idempotency_expiry_s: int = Field(
+        7 * 24 * 3600, ge=3600, description="How long a finished object version is remembered (well past 15 min)"
+    )
     work_dir: str | None = Field(None, description="Scratch folder (default: the system temp folder)")
 
     @field_validator("required_values", mode="before")

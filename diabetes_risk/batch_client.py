@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from batch_scoring.service import CLAIM, FAILED, INBOX, MANIFEST, OUTBOX, get_json, result_name
+from batch_scoring.service import FAILED, INBOX, MANIFEST, OUTBOX, get_json, result_name
 
 
 @dataclass
@@ -40,15 +42,62 @@ def upload(
     return Upload(bucket, key, version, result_name(key, version, head["ETag"]))
 
 
+def dead_letters(sqs, queue_url: str, limit: int = 50) -> list[dict]:
+    """What an S3-invoked function gave up on, peeked (left in the queue): one record per S3 object in each
+    event, {"bucket", "key", "version_id", "condition", "attempts", "error"}."""
+    out, seen = [], set()
+    for _ in range(max(limit // 10, 1)):
+        messages = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0
+        ).get("Messages", [])
+        fresh = [m for m in messages if m["MessageId"] not in seen]
+        if not fresh:
+            break
+        for message in fresh:
+            seen.add(message["MessageId"])
+            try:
+                body = json.loads(message["Body"])
+                records = (body.get("requestPayload") or {}).get("Records") or []
+            except (ValueError, AttributeError):
+                continue
+            context = body.get("requestContext") or {}
+            for record in records:
+                s3 = record.get("s3") or {}
+                obj = s3.get("object") or {}
+                out.append(
+                    {
+                        "bucket": (s3.get("bucket") or {}).get("name"),
+                        "key": urllib.parse.unquote_plus(obj.get("key", "")),
+                        "version_id": obj.get("versionId"),
+                        "condition": context.get("condition"),
+                        "attempts": context.get("approximateInvokeCount"),
+                        "error": body.get("responsePayload"),
+                    }
+                )
+    return out[:limit]
+
+
+def dead_letter(sqs, queue_url: str, bucket: str, key: str, version_id: str | None) -> dict | None:
+    """Lambda's on-failure record for this object version, if it gave up on it (peeked: left in the queue for
+    the operator). {"condition": "RetriesExhausted" | "EventAgeExceeded", "attempts", "error": {...}, ...}."""
+    for record in dead_letters(sqs, queue_url):
+        if record["bucket"] == bucket and record["key"] == key and record["version_id"] in (None, version_id):
+            return record
+    return None
+
+
 def wait_for_result(
     s3,
     upload: Upload,
     timeout_s: float,
     on_progress: Callable[[str, int], None] | None = None,
     poll_s: float = 1.0,
+    dead_letters: Callable[[], dict | None] | None = None,
 ) -> tuple[str, dict]:
-    """("manifest", manifest) or ("failed", failed.json) once one appears; progress from the worker's claim."""
+    """("manifest", manifest), ("failed", failed.json) once one appears, or ("dead_letter", record) when Lambda
+    gave up on the file after its retries (`dead_letters` looks in the function's on-failure queue)."""
     deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
     while time.monotonic() < deadline:
         manifest = get_json(s3, upload.bucket, upload.prefix + MANIFEST)
         if manifest is not None:
@@ -56,11 +105,12 @@ def wait_for_result(
         failed = get_json(s3, upload.bucket, upload.prefix + FAILED)
         if failed is not None and failed.get("kind") != "internal":  # internal errors are retried by the platform
             return "failed", failed
-        claim = get_json(s3, upload.bucket, upload.prefix + CLAIM)
+        given_up = dead_letters() if dead_letters else None
+        if given_up is not None:
+            return "dead_letter", given_up | {"failed": failed}
         if on_progress:
-            on_progress(
-                "scoring" if claim else "waiting for the batch-score function", (claim or {}).get("rows_read", 0)
-            )
+            state = "retrying after an internal error" if failed else "waiting for the batch-score function"
+            on_progress(state, int(time.monotonic() - started))
         time.sleep(poll_s)
     raise WaitTimeout(
         f"no result in s3://{upload.bucket}/{upload.prefix} after {timeout_s:.0f} s; the function may still be "

@@ -513,7 +513,7 @@ def score(
     """Drop a file into the batch inbox; with --wait, follow it until its manifest (or failure) appears."""
     from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from diabetes_risk.batch_client import WaitTimeout, upload, wait_for_result
+    from diabetes_risk.batch_client import WaitTimeout, dead_letter, upload, wait_for_result
 
     if not file.is_file():
         err.print(f"[red]{file}: no such file[/red]" if not file.exists() else f"[red]{file}: not a file[/red]")
@@ -523,12 +523,14 @@ def score(
 
         cloud = _settings(None, None)
         _require_up(cloud)
-        bucket = _deployed_outputs(cloud)["BatchBucket"]
-        (s3,) = clients(cloud, "s3")
+        outputs = _deployed_outputs(cloud)
+        bucket = outputs["BatchBucket"]
+        s3, sqs = clients(cloud, "s3", "sqs")
+        queue = outputs.get("BatchDeadLetterQueueUrl")
     else:
         import boto3
 
-        s3 = boto3.client("s3")
+        s3, sqs, queue = boto3.client("s3"), None, None
     size = file.stat().st_size
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=err, transient=True) as bar:
         task = bar.add_task(f"uploading {file.name}", total=size)
@@ -545,14 +547,25 @@ def score(
     ) as bar:
         task = bar.add_task("waiting for the batch-score function", total=None)
 
-        def show(state: str, rows: int) -> None:
-            bar.update(task, description=f"{state}: {rows:,} rows read" if rows else state)
+        def show(state: str, _seconds: int) -> None:
+            bar.update(task, description=state)
+
+        def given_up() -> dict | None:
+            return dead_letter(sqs, queue, bucket, dropped.key, dropped.version_id) if queue else None
 
         try:
-            kind, record = wait_for_result(s3, dropped, timeout, show)
+            kind, record = wait_for_result(s3, dropped, timeout, show, dead_letters=given_up)
         except WaitTimeout as exc:
             err.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from exc
+    if kind == "dead_letter":
+        error = record.get("error") or {}
+        why = (record.get("failed") or {}).get("reason") or f"{error.get('errorType')}: {error.get('errorMessage')}"
+        err.print(
+            f"[red]{file.name} was not scored: the batch-score function gave up after {record.get('attempts')} "
+            f"attempts ({record.get('condition')})[/red]: {why}. The event is in the dead-letter queue {queue}."
+        )
+        raise typer.Exit(1)
     if kind == "failed":
         where = f" (moved to s3://{bucket}/{record['quarantined_to']})" if record.get("quarantined_to") else ""
         err.print(f"[red]{file.name} was not scored ({record['kind']}):[/red] {record['reason']}{where}")
@@ -621,6 +634,18 @@ def runs(limit: int = typer.Option(10, min=1, max=100, help="How many recent exe
             why,
         )
     console.print(table)
+    queue = outputs.get("StartDeadLetterQueueUrl")
+    if queue:
+        from diabetes_risk.batch_client import dead_letters
+
+        (sqs,) = clients(cloud, "sqs")
+        for gave_up in dead_letters(sqs, queue):
+            error = gave_up.get("error") or {}
+            err.print(
+                f"[red]new data did not start a run[/red]: s3://{gave_up['bucket']}/{gave_up['key']} "
+                f"({gave_up['condition']} after {gave_up['attempts']} attempts): "
+                f"{error.get('errorType')}: {error.get('errorMessage')}"
+            )
 
 
 MODEL_LABEL = "diabetes-risk"

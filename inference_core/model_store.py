@@ -84,7 +84,8 @@ class ModelStore:
             self._last_error = "no champion model has been published yet (run training first)"
             return
         except Exception as exc:  # S3 down, no permission: keep what we have
-            self._last_error = f"cannot read s3://{self.bucket}/{self.pointer_key}: {exc}"
+            # what callers see names no bucket, account or exception text; the log has the detail
+            self._last_error = "the model pointer could not be read (the function's log has the reason)"
             LOG.warning("model pointer unreadable; keeping the current model", extra={"error": str(exc)})
             return
         etag = head.get("ETag", "")
@@ -106,7 +107,7 @@ class ModelStore:
             # A model that cannot score one row is not swapped in.
             model.session.run([probability], {model.input_name: np.zeros((1, len(pointer.features)), np.float32)})
         except Exception as exc:
-            self._last_error = f"champion could not be loaded: {exc}"
+            self._last_error = "the champion model could not be loaded (the function's log has the reason)"
             LOG.error("model load failed; keeping the current model", extra={"error": str(exc)})
             return
         previous = self._model.pointer.model_version if self._model else None

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy, Size
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from cdk_nag import NagSuppressions
@@ -16,6 +18,7 @@ from constructs import Construct
 from .alarms import alarm
 from .bundling import function_code
 from .config import DeployConfig
+from .queues import dead_letter_alarm, dead_letter_queue
 from .storage import Storage, bucket_arn, bucket_name, invoke_on_created
 
 # 2 vCPUs from 3,538 MB up: one scores and writes, the other reads, checks and profiles the next chunk.
@@ -51,6 +54,20 @@ class BatchScoring(Construct):
             (["logs:CreateLogStream", "logs:PutLogEvents"], [f"{log_group.log_group_arn}:*"]),
         ):
             role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))
+        # Powertools idempotency: one record per object version (bucket, key, version id), kept a week (TTL), well
+        # past the function's 15 minutes; the in-progress state expires with the invocation's remaining time.
+        self.idempotency = dynamodb.Table(
+            self,
+            "Idempotency",
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute="expiration",
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=not config.local
+            ),
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.dead_letters = dead_letter_queue(self, "BatchDeadLetters")
         self.function = lambda_.Function(
             self,
             "BatchScore",
@@ -69,13 +86,23 @@ class BatchScoring(Construct):
                 "DR_ORT_THREADS": "1",  # the other vCPU reads and checks the next chunk
                 "DR_DRIFT_STARTS_TRAINING": "true" if config.drift_retrain else "false",
                 "DR_STATE_MACHINE_ARN": state_machine.state_machine_arn,
+                "DR_IDEMPOTENCY_TABLE": self.idempotency.table_name,
                 "POWERTOOLS_SERVICE_NAME": "diabetes-risk-batch",
                 "POWERTOOLS_METRICS_NAMESPACE": "DiabetesRisk",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
             },
         )
-        # S3 invokes asynchronously: two retries on errors; the result name makes a retry safe.
-        self.function.configure_async_invoke(retry_attempts=2, max_event_age=Duration.hours(6))
+        self.idempotency.grant(
+            self.function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
+        )
+        # S3 invokes asynchronously: two retries on errors, then the event goes to the dead-letter queue (with the
+        # error), which `diabetes-risk score --wait` reads and an alarm watches.
+        self.function.configure_async_invoke(
+            retry_attempts=2,
+            max_event_age=Duration.hours(6),
+            on_failure=destinations.SqsDestination(self.dead_letters),
+        )
+        dead_letter_alarm(self, "BatchDeadLetterAlarm", self.dead_letters, "A dropped file was given up on")
         invoke_on_created(self, "BatchBucketInvokes", storage.batch, "batch", self.function, "inbox/")
         alarm(
             self,

@@ -21,6 +21,9 @@ class DeployConfig(BaseModel):
         pattern=r"^https?://",
         description="Local target: the Prometheus the metrics bridge remote-writes to (AWS: the stack's AMP workspace)",
     )
+    fault_injection: bool | None = Field(
+        None, description="Allow the training test hook `fault` (default: on for the local target, off on AWS)"
+    )
     alarm_email: str | None = Field(
         None, pattern=r"^[^@\s]+@[^@\s]+$", description="Subscribe this address to the alarm topic (SNS email)"
     )
@@ -29,7 +32,7 @@ class DeployConfig(BaseModel):
     def from_context(cls, node) -> DeployConfig:
         keys = cls.model_fields
         values = {k: node.try_get_context(k) for k in keys if node.try_get_context(k) is not None}
-        for flag in ("api_key", "drift_retrain"):
+        for flag in ("api_key", "drift_retrain", "fault_injection"):
             if isinstance(values.get(flag), str):  # -c api_key=true arrives as text
                 values[flag] = values[flag].lower() in ("1", "true", "yes")
         return cls(**values)
@@ -37,3 +40,7 @@ class DeployConfig(BaseModel):
     @property
     def local(self) -> bool:
         return self.target == "local"
+
+    @property
+    def allow_fault_injection(self) -> bool:
+        return self.local if self.fault_injection is None else self.fault_injection

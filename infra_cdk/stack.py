@@ -30,6 +30,9 @@ class DiabetesRiskStack(Stack):
         CfnOutput(self, "BatchBucket", value=self.storage.batch.bucket_name)
         CfnOutput(self, "TrainingStateMachineArn", value=self.training.state_machine.state_machine_arn)
         CfnOutput(self, "BatchFunctionName", value=self.batch.function.function_name)
+        CfnOutput(self, "BatchDeadLetterQueueUrl", value=self.batch.dead_letters.queue_url)
+        CfnOutput(self, "StartDeadLetterQueueUrl", value=self.training.start_dead_letters.queue_url)
+        CfnOutput(self, "IdempotencyTableName", value=self.batch.idempotency.table_name)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(self, "MetricsBridgeFunctionName", value=self.monitoring.function.function_name)
         if self.monitoring.workspace is not None:

@@ -10,6 +10,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as lambda_destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from cdk_nag import NagSuppressions
@@ -17,6 +18,7 @@ from constructs import Construct
 
 from .bundling import function_code
 from .config import DeployConfig
+from .queues import dead_letter_alarm, dead_letter_queue
 from .storage import Storage, bucket_arn, bucket_name, invoke_on_created
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +76,7 @@ class TrainingPipeline(Construct):
             "DR_WORK_DIR": "/tmp/training",
             "POWERTOOLS_SERVICE_NAME": "diabetes-risk-training",
             "POWERTOOLS_LOG_LEVEL": "INFO",
+            "DR_ALLOW_FAULT_INJECTION": "true" if config.allow_fault_injection else "false",
         }
         if config.s3_endpoint:
             env |= {"AWS_ENDPOINT_URL_S3": config.s3_endpoint, "FEAST_S3_ENDPOINT_URL": config.s3_endpoint}
@@ -187,6 +190,13 @@ class TrainingPipeline(Construct):
             [iam.PolicyStatement(actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn])],
         )
         self.start_function = start
+        self.start_dead_letters = dead_letter_queue(self, "StartDeadLetters")
+        start.configure_async_invoke(
+            retry_attempts=2,
+            max_event_age=Duration.hours(6),
+            on_failure=lambda_destinations.SqsDestination(self.start_dead_letters),
+        )
+        dead_letter_alarm(self, "StartDeadLetterAlarm", self.start_dead_letters, "A new dataset did not start training")
         invoke_on_created(self, "DataBucketInvokesStart", storage.data, "data", start, "data/incoming/")
 
     def _suppressions(self) -> None:

@@ -139,6 +139,7 @@ def localstack_env(settings: LocalCloudSettings) -> dict[str, str]:
             "FILESYSTEM_ROOT": str(data),
             "TMPDIR": str(data / "tmp"),
             "LAMBDA_RUNTIME_EXECUTOR": "host",
+            "LAMBDA_RETRY_BASE_DELAY": str(settings.lambda_retry_base_delay_s),
             # the project's providers (localcloud/host_executor/dr_host_executor/providers.py)
             "PROVIDER_OVERRIDE_LOGS": "dr",
             "PROVIDER_OVERRIDE_DYNAMODB": "moto",

@@ -42,6 +42,9 @@ class LocalCloudSettings(BaseSettings):
     prometheus_bin: Path | None = Field(default_factory=lambda: _which("prometheus"))
     alertmanager_bin: Path | None = Field(default_factory=lambda: _which("prometheus-alertmanager", "alertmanager"))
     logs_subscription_window_s: float = Field(1.0, ge=0, le=60, description="local batching of log subscriptions")
+    lambda_retry_base_delay_s: int = Field(
+        60, ge=1, le=600, description="Delay before an async invoke's first retry (AWS: about a minute)"
+    )
     logs_subscription_concurrency: int = Field(2, ge=1, le=32, description="log streams delivered at a time")
     services: str = DEFAULT_SERVICES
     lambda_python: Path = Field(Path(sys.executable), description="Interpreter that runs Lambda handlers.")

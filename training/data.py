@@ -60,16 +60,20 @@ class LoadedTable:
 
 
 # --- reading bytes ------------------------------------------------------------------------------------
-def read_bytes(uri: str) -> tuple[bytes, str | None]:
-    """The file's bytes and, on S3, its version id (None for local files or unversioned buckets)."""
+def read_bytes(uri: str, version_id: str | None = None) -> tuple[bytes, str | None]:
+    """The file's bytes and, on S3, its version id (None for local files or unversioned buckets). With
+    `version_id`, exactly that version of the S3 object: a run started by a new upload reads what was uploaded,
+    even if the key has been overwritten since."""
     parsed = urllib.parse.urlparse(uri)
+    if version_id and parsed.scheme != "s3":
+        raise DataError(f"{uri}: a version id applies to s3:// objects only")
     if parsed.scheme == "s3":
         import boto3
 
         s3 = boto3.client("s3")
         key = parsed.path.lstrip("/")
         try:
-            obj = s3.get_object(Bucket=parsed.netloc, Key=key)
+            obj = s3.get_object(Bucket=parsed.netloc, Key=key, **({"VersionId": version_id} if version_id else {}))
         except s3.exceptions.NoSuchKey as exc:
             raise DataError(f"{uri}: no such object") from exc
         except s3.exceptions.NoSuchBucket as exc:
@@ -160,9 +164,9 @@ def to_canonical(raw: pd.DataFrame, name: str, require_label: bool = True) -> tu
     return out.reset_index(drop=True), fmt, issues
 
 
-def load_table(uri: str, require_label: bool = True) -> LoadedTable:
+def load_table(uri: str, require_label: bool = True, version_id: str | None = None) -> LoadedTable:
     """Read a user's CSV/Parquet file into the canonical schema, with lineage and cell issues."""
-    data, version = read_bytes(uri)
+    data, version = read_bytes(uri, version_id)
     raw = parse_table(data, uri)
     if raw.empty:
         raise DataError(f"{uri}: the file has a header but no rows")

@@ -26,6 +26,9 @@ class TrainingSettings(BaseSettings):
     s3_endpoint: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_S3")
     folds: int = Field(5, ge=2, le=20)
     seed: int = 42
+    allow_fault_injection: bool = Field(
+        False, description="Honour the `fault` test hook of an execution's input (on for the local target only)"
+    )
     min_auc: float = Field(0.80, ge=0.5, le=1.0)
     max_drop: float = Field(0.01, ge=0.0, le=0.5)
     min_rows: int = Field(50, ge=10)

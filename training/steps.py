@@ -26,13 +26,19 @@ VALIDATED_HOLDOUT = "data/validated_holdout.parquet"
 TRAINING_FRAME = "data/training_frame.parquet"
 
 
-def _load(uri: str | None, split: str) -> LoadedTable:
-    return load_bundled(split) if uri in (None, "", "bundled") else load_table(uri)
+def _load(uri: str | None, split: str, version_id: str | None = None) -> LoadedTable:
+    return load_bundled(split) if uri in (None, "", "bundled") else load_table(uri, version_id=version_id)
 
 
-def validate_step(settings: TrainingSettings, store: RunStore, train_uri: str | None, holdout_uri: str | None) -> dict:
+def validate_step(
+    settings: TrainingSettings,
+    store: RunStore,
+    train_uri: str | None,
+    holdout_uri: str | None,
+    train_version_id: str | None = None,
+) -> dict:
     """Load and validate both datasets; keep the valid rows and the reports in the store."""
-    train_table, holdout_table = _load(train_uri, "train"), _load(holdout_uri, "holdout")
+    train_table, holdout_table = _load(train_uri, "train", train_version_id), _load(holdout_uri, "holdout")
     train_valid, train_report = validate(train_table.frame, train_table.issues, settings.validation)
     holdout_valid, holdout_report = validate(holdout_table.frame, holdout_table.issues, settings.validation)
     features = [f for f in train_report.features_used if f in holdout_report.features_used]

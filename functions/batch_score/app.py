@@ -1,7 +1,10 @@
 """S3 ObjectCreated under inbox/ → score the file into outbox/<name>/ (see batch_scoring.service).
 
-Thin: read the records, call `batch_score` per object, emit metrics from the outcome. Logs name the object,
-the counts and the drift status, never a patient's values."""
+Thin: read the records, call `batch_score` per object version under Powertools idempotency (DynamoDB; key:
+bucket, key and version id; the in-progress record expires with this invocation's remaining time, so Lambda's
+retry after a timeout or an out-of-memory kill proceeds, while a duplicate delivery during a live invocation or
+after a finished one does nothing), emit metrics from the outcome. Logs name the object, the counts and the drift
+status, never a patient's values."""
 
 from __future__ import annotations
 
@@ -12,6 +15,12 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 
 from batch_scoring.service import INBOX, BatchOutcome, BatchScorer
 from batch_scoring.settings import BatchSettings
@@ -26,6 +35,27 @@ SCORER = BatchScorer(
     ModelStore(boto3.client("s3"), SETTINGS.artifacts_bucket, SETTINGS.pointer_key, 30.0, SETTINGS.ort_threads),
     boto3.client("stepfunctions") if SETTINGS.drift_starts_training else None,
 )
+
+
+def _replayed(response: dict, record) -> dict:
+    """A stored result handed back for a repeated delivery: it did no work this time."""
+    return {**response, "status": "duplicate"}
+
+
+IDEMPOTENCY = IdempotencyConfig(
+    event_key_jmespath="[bucket, key, version]",
+    expires_after_seconds=SETTINGS.idempotency_expiry_s,
+    raise_on_no_idempotency_key=True,
+    response_hook=_replayed,
+)
+PERSISTENCE = DynamoDBPersistenceLayer(table_name=SETTINGS.idempotency_table, key_attr="id")
+
+
+@idempotent_function(data_keyword_argument="obj", persistence_store=PERSISTENCE, config=IDEMPOTENCY)
+def batch_score(obj: dict) -> dict:
+    """One object version, once. Internal errors raise (no record is kept, Lambda retries); every other outcome
+    (scored, quarantined, failed with failed.json) is final and remembered."""
+    return SCORER.batch_score(obj["key"], obj["version_id"]).model_dump(mode="json")
 
 
 def emit(outcome: BatchOutcome) -> None:
@@ -57,13 +87,26 @@ def emit(outcome: BatchOutcome) -> None:
 @metrics.log_metrics
 @event_source(data_class=S3Event)
 def handler(event: S3Event, context: Any) -> dict:
+    IDEMPOTENCY.register_lambda_context(context)
     results = []
     for record in event.records:
         key = urllib.parse.unquote_plus(record.s3.get_object.key)
         if not key.startswith(INBOX) or key.endswith("/"):
             logger.info("not in the inbox; ignored", extra={"key": key})
             continue
-        outcome = SCORER.batch_score(key, record.s3.get_object.version_id)
+        version_id = record.s3.get_object.version_id
+        obj = {
+            "bucket": record.s3.bucket.name,
+            "key": key,
+            "version_id": version_id,
+            "version": version_id or record.s3.get_object.etag or "",  # the idempotency key's last part
+        }
+        try:
+            outcome = BatchOutcome.model_validate(batch_score(obj=obj))
+        except IdempotencyAlreadyInProgressError:
+            outcome = BatchOutcome(status="in_progress")  # a live invocation has it; its own retries cover it
+        if outcome.status == "duplicate":  # a stored result: nothing was done, nothing is counted again
+            outcome = BatchOutcome(status="duplicate", name=outcome.name, prefix=outcome.prefix)
         emit(outcome)
         summary = {"key": key, "status": outcome.status, "result": outcome.prefix}
         if outcome.manifest:

@@ -6,6 +6,8 @@ Logs carry the request id and counts, never a patient's values."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from typing import Annotated, Any
@@ -63,6 +65,20 @@ def error(status: int, message: str, details: list[dict] | None = None, kind: st
     return Response(status_code=status, content_type="application/json", body=body)
 
 
+def decode_body(event: dict) -> tuple[dict, dict | None]:
+    """API Gateway base64-encodes bodies when binary media types are on (and `sam local generate-event` does
+    too): decode to text before anything looks at it. Returns (event, error response or None)."""
+    if not event.get("isBase64Encoded") or event.get("body") is None:
+        return event, None
+    try:
+        text = base64.b64decode(event["body"], validate=True).decode("utf-8")
+    except UnicodeDecodeError:  # (a ValueError too: first)
+        return event, _raw(400, "request body is not UTF-8 text", "body", "send JSON encoded as UTF-8", "invalid_body")
+    except (binascii.Error, ValueError):
+        return event, _raw(400, "request body is not valid base64", "body", "isBase64Encoded is set", "invalid_body")
+    return {**event, "body": text, "isBase64Encoded": False}, None
+
+
 def precheck(event: dict) -> dict | None:
     """What the body validator should never see: a POST /predict that is not JSON by its content type, too
     large, or empty. Returns the error response, or None when the body may go on to validation (which
@@ -71,7 +87,7 @@ def precheck(event: dict) -> dict | None:
         return None
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
     content_type = headers.get("content-type") or ""
-    if content_type.split(";")[0].strip().lower() != "application/json" or event.get("isBase64Encoded"):
+    if content_type.split(";")[0].strip().lower() != "application/json":
         return _raw(
             415, "Content-Type must be application/json", "Content-Type", f"got {content_type[:60]!r}", "content_type"
         )
@@ -248,7 +264,8 @@ def _request_id() -> str:
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context: Any) -> dict:
     started = time.perf_counter()
-    response = precheck(event) or app.resolve(event, context)
+    event, refused = decode_body(event)
+    response = refused or precheck(event) or app.resolve(event, context)
     metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000)
     if response.get("statusCode", 500) >= 500:
         metrics.add_metric(name="ServerErrors", unit=MetricUnit.Count, value=1)

@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.parser import parse
 from botocore.exceptions import ClientError, EndpointConnectionError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from training import steps
 from training.models import FAMILIES
@@ -57,9 +57,18 @@ class Fault(BaseModel):
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="ignore")
     train_uri: str = "bundled"
+    train_version_id: str | None = Field(None, max_length=1024, description="the S3 object version to train on")
     holdout_uri: str = "bundled"
     families: list[str] = Field(default_factory=lambda: list(FAMILIES))
     fault: Fault | None = None
+
+    @field_validator("train_uri", "holdout_uri")
+    @classmethod
+    def _s3_or_bundled(cls, value: str) -> str:
+        """A Lambda has no user files: data comes from S3 (or the bundled set). A local path is a mistake."""
+        if value != "bundled" and not value.startswith("s3://"):
+            raise ValueError(f"{value[:200]!r}: a training run in Lambda reads s3://bucket/key URIs or 'bundled'")
+        return value
 
 
 class StepEvent(BaseModel):
@@ -76,6 +85,11 @@ class FailureEvent(StepEvent):
 
 def _inject_fault(step: str, event: StepEvent, store: S3RunStore) -> None:
     fault = event.config.fault
+    if fault and not SETTINGS.allow_fault_injection:
+        raise ValueError(
+            "fault injection is off on this deployment: the execution input's `fault` is a test hook, allowed only "
+            "when the stack is deployed with -c fault_injection=true (the local target's default)"
+        )
     if not fault or fault.step != step:
         return
     marker = f"faults/{step}"
@@ -150,7 +164,8 @@ def _work(run_id: str) -> Path:
 
 @training_step("validate")
 def validate(event: StepEvent, store: S3RunStore) -> dict:
-    return steps.validate_step(SETTINGS, store, event.config.train_uri, event.config.holdout_uri)
+    config = event.config
+    return steps.validate_step(SETTINGS, store, config.train_uri, config.holdout_uri, config.train_version_id)
 
 
 @training_step("features")

@@ -1,12 +1,17 @@
 """Start a training run when a new dataset lands under data/incoming/ in the data bucket.
 
-S3 delivers at least once: the execution name is derived from the object's key and ETag, so a repeated
-notification finds the execution already there and starts nothing new."""
+S3 delivers at least once: the execution name is derived from the object's key and **version** (the data bucket
+is versioned; the ETag when a bucket is not), so a repeated notification finds the execution already there and
+starts nothing new, while a new upload of the same bytes is a new version and trains again. The run reads exactly
+that version, even if the key is overwritten meanwhile. Names are ASCII and at most 80 characters, as Step
+Functions requires, whatever the file is called."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
+import unicodedata
 import urllib.parse
 from typing import Any
 
@@ -16,6 +21,7 @@ from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 logger = Logger(service="diabetes-risk-training-trigger")
+MAX_NAME = 80  # Step Functions' limit for an execution name
 
 
 class StartSettings(BaseSettings):
@@ -28,10 +34,13 @@ SETTINGS = StartSettings()
 SFN = boto3.client("stepfunctions")
 
 
-def execution_name(key: str, etag: str) -> str:
-    digest = hashlib.sha256(f"{key}\0{etag}".encode()).hexdigest()[:16]
-    stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in key.rsplit("/", 1)[-1])[:50]
-    return f"data-{stem}-{digest}"
+def execution_name(key: str, version: str) -> str:
+    """`data-<readable ASCII stem>-<16 hex of key + version>`: [A-Za-z0-9_-] only, at most 80 characters."""
+    digest = hashlib.sha256(f"{key}\0{version}".encode()).hexdigest()[:16]
+    stem = unicodedata.normalize("NFKD", key.rsplit("/", 1)[-1]).encode("ascii", "ignore").decode()
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-") or "file"
+    room = MAX_NAME - len("data--") - len(digest)
+    return f"data-{stem[:room]}-{digest}"
 
 
 def _exists(name: str) -> bool:
@@ -52,8 +61,14 @@ def handler(event: S3Event, context: Any) -> dict:
         if not key.startswith(SETTINGS.incoming_prefix) or key.endswith("/"):
             skipped.append(key)
             continue
-        name = execution_name(key, record.s3.get_object.etag or "")
-        payload = {"train_uri": f"s3://{record.s3.bucket.name}/{key}", "holdout_uri": "bundled"}
+        version_id = record.s3.get_object.version_id
+        version_id = None if version_id in (None, "", "null") else version_id
+        name = execution_name(key, version_id or record.s3.get_object.etag or "")
+        payload = {
+            "train_uri": f"s3://{record.s3.bucket.name}/{key}",
+            "train_version_id": version_id,
+            "holdout_uri": "bundled",
+        }
         if _exists(name):
             skipped.append(key)
             continue

@@ -48,11 +48,17 @@ def api_event(
 class FakeContext:
     """The Lambda context attributes Powertools reads."""
 
-    def __init__(self, function_name: str = "test-function", request_id: str = "lambda-req-1") -> None:
+    def __init__(
+        self, function_name: str = "test-function", request_id: str = "lambda-req-1", remaining_ms: int = 60_000
+    ) -> None:
+        self.remaining_ms = remaining_ms
         self.function_name = function_name
         self.memory_limit_in_mb = 512
         self.invoked_function_arn = f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
         self.aws_request_id = request_id
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
 
 
 def logs_subscription_event(message: dict | None = None, **overrides) -> dict:

@@ -152,3 +152,67 @@ def test_bridge_bundle_runs_its_real_handler_in_isolation(tmp_path):
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert (summary["records"], summary["samples"], summary["written"]) == (2, 5, 0)
     assert summary["buffered"] == 5 and "unreachable" in summary["error"]
+
+
+def _run_handler(bundle: Path, module: str, event: dict, env: dict, tmp_path: Path) -> dict:
+    """The real handler, from the bundle folder alone: `python -S` (no site-packages) with the bundle first on
+    sys.path and only boto3/botocore added (the Lambda runtime provides them). AWS calls go to a closed port."""
+    import json
+
+    import boto3
+
+    event_file = tmp_path / f"{module}.json"
+    event_file.write_text(json.dumps(event))
+    code = (
+        "import importlib, json, os, sys; sys.path[:0] = [sys.argv[1]]; sys.path.append(sys.argv[2]);"
+        f"app = importlib.import_module({module!r});"
+        "from types import SimpleNamespace as N;"
+        "ctx = N(function_name='f', memory_limit_in_mb=512, aws_request_id='r',"
+        " invoked_function_arn='arn:aws:lambda:us-east-1:000000000000:function:f',"
+        " get_remaining_time_in_millis=lambda: 10000);"
+        "print(json.dumps(app.handler(json.load(open(sys.argv[3])), ctx)))"
+    )
+    base = {
+        "PATH": "/usr/bin:/bin",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_MAX_ATTEMPTS": "1",
+        "POWERTOOLS_METRICS_NAMESPACE": "DiabetesRisk",
+    }
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code, str(bundle), str(Path(boto3.__file__).parents[1]), str(event_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        env=base | env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_predict_bundle_runs_its_real_handler_in_isolation(tmp_path):
+    from tests.events.loader import api_event
+
+    bundle = build_predict_bundle()
+    env = {"DR_ARTIFACTS_BUCKET": "artifacts"}
+    invalid = _run_handler(bundle, "predict.app", api_event(body={"glucose": "x"}), env, tmp_path)
+    assert invalid["statusCode"] == 422 and "glucose" in invalid["body"]
+    health = _run_handler(bundle, "predict.app", api_event("GET", "/health"), env, tmp_path)
+    assert health["statusCode"] == 503  # S3 unreachable: no model, a clear 503
+    spec = _run_handler(bundle, "predict.app", api_event("GET", "/openapi.json"), env, tmp_path)
+    assert spec["statusCode"] == 200 and "/predict" in spec["body"]
+
+
+def test_batch_bundle_runs_its_real_handler_in_isolation(tmp_path):
+    from tests.events.loader import load_event
+
+    event = load_event("s3_put_inbox")
+    event["Records"][0]["s3"]["object"]["key"] = "outbox/not-for-me.csv"  # the handler's own filter, no S3 call
+    result = _run_handler(
+        build_bundle("batch"), "batch_score.app", event, {"DR_BATCH_BUCKET": "b", "DR_ARTIFACTS_BUCKET": "a"}, tmp_path
+    )
+    assert result == {"results": []}

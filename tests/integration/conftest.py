@@ -21,6 +21,7 @@ def local_cloud() -> LocalCloudSettings:
         prometheus_port=free_port(),
         alertmanager_port=free_port(),
         alerts_port=free_port(),
+        lambda_retry_base_delay_s=5,  # asynchronous retries after 5 s and 10 s (about 1 and 2 minutes on AWS)
     )
     runtime.up(settings, progress=print)
     yield settings

@@ -7,9 +7,12 @@ import importlib
 import io
 import json
 import math
+import urllib.parse
 
+import boto3
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
@@ -26,6 +29,7 @@ from inference_core.schema import FEATURES, RANGES
 from tests.events.loader import FakeContext, load_event
 from tests.unit.predict_fixtures import BUCKET, build_champion, publish
 
+TABLE = "idempotency"
 BATCH = "batch-test"
 REQUIRED = frozenset({"glucose", "bmi", "age"})
 
@@ -77,6 +81,21 @@ GOOD = {"pregnancies": 2, "glucose": 138, "blood_pressure": 62, "skin_thickness"
 
 
 # --- rows -------------------------------------------------------------------------------------------------
+def test_csv_outputs_neutralise_cells_a_spreadsheet_would_run_as_formulas(model, tmp_path):
+    features = model.pointer.features
+    ids = ['=HYPERLINK("http://x")', "+1+1", "-2", "@SUM(A1)", "\tTAB", "plain", "a=b"]
+    rows = [{"patient_id": i, **GOOD} for i in ids]
+    text = rows_csv(rows, ["patient_id", *features]).replace("\t", "\t")
+    _, predictions, _ = score_csv(text, model, tmp_path)
+    assert predictions["patient_id"].tolist() == ids  # Parquet keeps the values exactly
+    csv_out = pd.read_csv(tmp_path / "out" / "predictions.csv", keep_default_na=False)
+    assert csv_out["patient_id"].tolist() == ["'" + i for i in ids[:5]] + ["plain", "a=b"]
+    bad = rows_csv([{"patient_id": "=1", **GOOD, "glucose": "=cmd|' /C calc'!A0"}], ["patient_id", *features])
+    (tmp_path / "second").mkdir()
+    _, _, errors = score_csv(bad, model, tmp_path / "second")
+    assert not any(str(v).startswith(("=", "+", "-", "@")) for v in errors.values.ravel())
+
+
 def test_bad_rows_are_reported_by_number_and_the_rest_scored_like_the_sklearn_pipeline(model, champion, tmp_path):
     pipeline, features = champion[0], champion[1]
     columns = ["patient_id", *features]
@@ -253,6 +272,13 @@ def service(s3, champion, profile, monkeypatch):
     s3.put_object(Bucket=BUCKET, Key="models/v1/p.json", Body=json.dumps(profile).encode())
     monkeypatch.setenv("DR_BATCH_BUCKET", BATCH)
     monkeypatch.setenv("DR_ARTIFACTS_BUCKET", BUCKET)
+    monkeypatch.setenv("DR_IDEMPOTENCY_TABLE", TABLE)
+    boto3.client("dynamodb", region_name="us-east-1").create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
 
     def make(**overrides):
         settings = BatchSettings(**overrides)
@@ -296,6 +322,42 @@ def test_drop_scores_once_per_object_version(service, s3, champion):
     put2 = s3.put_object(Bucket=BATCH, Key="inbox/clinic/day 1.csv", Body=body.encode())  # a new version
     newer = scorer.batch_score("inbox/clinic/day 1.csv", put2["VersionId"])
     assert newer.status == "scored" and newer.name != outcome.name
+
+
+@pytest.mark.parametrize("body", [None, b"%PDF-1.7\n\x00\x01binary"], ids=["scored", "quarantined"])
+@pytest.mark.parametrize(
+    "key",
+    ["inbox/clínica-ñ/" + "é" * 490 + "-export.csv", "inbox/clinic-north/" + "export-2026-" * 82 + ".csv"],
+    ids=["non-ascii", "ascii"],
+)
+def test_a_key_near_s3s_limit_still_gets_readable_results(service, s3, body, model, key):
+    scorer = service()
+    assert 990 < len(key.encode()) <= 1024  # S3 allows 1,024 bytes
+    data = body if body is not None else rows_csv([GOOD], model.pointer.features).encode()
+    put = s3.put_object(Bucket=BATCH, Key=key, Body=data)
+    outcome = scorer.batch_score(key, put["VersionId"])
+    assert outcome.status == ("scored" if body is None else "quarantined")
+    written = keys(s3, "outbox/") + keys(s3, "quarantine/")
+    assert written and all(len(k.encode()) <= 1024 for k in written)
+    assert all(k.isascii() for k in keys(s3, "outbox/"))
+    other = key.replace("-export", "-other")  # shortens to the same readable stem: the tag tells them apart
+    assert result_name(other, put["VersionId"], put["ETag"]) != outcome.name
+
+
+@pytest.mark.parametrize(
+    "id_values",
+    [[[1, 2], [3]], [b"\x00\xff", b"\x01"], [{"a": 1}, {"a": 2}]],
+    ids=["list", "binary", "struct"],
+)
+def test_a_parquet_patient_id_of_an_unsupported_type_is_quarantined_with_its_reason(service, s3, id_values):
+    scorer = service()
+    table = pa.table({"patient_id": id_values, **{f: [GOOD[f]] * 2 for f in GOOD}})
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    put = s3.put_object(Bucket=BATCH, Key="inbox/ids.parquet", Body=sink.getvalue())
+    outcome = scorer.batch_score("inbox/ids.parquet", put["VersionId"])  # never an internal error to retry
+    assert outcome.status == "quarantined"
+    assert "'patient_id'" in outcome.failure.reason and "must be text or numbers" in outcome.failure.reason
 
 
 @pytest.mark.parametrize("data, reason", [(b"%PDF-1.7\n\x00\x01binary", "binary content"), (b"", "the file is empty")])
@@ -355,15 +417,92 @@ def test_failure_midway_leaves_no_manifest_and_no_partial_output(service, s3, mo
     assert f"outbox/{name}/failed.json" not in keys(s3)
 
 
-def test_a_live_claim_means_in_progress_and_a_stale_one_is_taken_over(service, s3):
-    put = s3.put_object(Bucket=BATCH, Key="inbox/a.csv", Body=rows_csv([GOOD] * 5, list(GOOD)).encode())
-    name = result_name("inbox/a.csv", put["VersionId"], put["ETag"])
+@pytest.fixture
+def handler_module(service, monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "DiabetesRisk")
+    import batch_score.app as module
+
+    return importlib.reload(module)
+
+
+def inbox_event(s3, key: str = "inbox/clinic north/day 1.csv", rows: int = 3) -> tuple[dict, dict]:
+    put = s3.put_object(Bucket=BATCH, Key=key, Body=rows_csv([GOOD] * rows, list(GOOD)).encode())
+    event = load_event("s3_put_inbox")
+    event["Records"][0]["s3"]["object"]["versionId"] = put["VersionId"]
+    return event, put
+
+
+def test_a_repeated_delivery_after_completion_does_nothing(handler_module, s3):
+    event, _ = inbox_event(s3)
+    first = handler_module.handler(event, FakeContext())["results"][0]
+    assert first["status"] == "scored"
+    manifest_key = f"{first['result']}manifest.json"
+    before = s3.head_object(Bucket=BATCH, Key=manifest_key)["LastModified"]
+    calls = []
+    real = handler_module.SCORER.batch_score
+    handler_module.SCORER.batch_score = lambda *a, **k: calls.append(a) or real(*a, **k)
+    again = handler_module.handler(load_event("s3_put_inbox") | {"Records": event["Records"]}, FakeContext())
+    assert again["results"][0]["status"] == "duplicate" and calls == []  # answered from DynamoDB, no S3 work
+    assert s3.head_object(Bucket=BATCH, Key=manifest_key)["LastModified"] == before
+
+
+def test_a_duplicate_delivery_during_a_live_invocation_does_nothing(handler_module, s3):
+    event, _ = inbox_event(s3)
+    real = handler_module.SCORER.batch_score
+    nested = {}
+
+    def while_scoring(*args, **kwargs):
+        nested.update(handler_module.handler(event, FakeContext(request_id="dup"))["results"][0])
+        return real(*args, **kwargs)
+
+    handler_module.SCORER.batch_score = while_scoring
+    first = handler_module.handler(event, FakeContext())["results"][0]
+    assert first["status"] == "scored" and nested["status"] == "in_progress"
+    assert len([k for k in keys(s3, "outbox/") if k.endswith("manifest.json")]) == 1
+
+
+class Killed(BaseException):
+    """What a timeout or an out-of-memory kill looks like from inside: no `except Exception` runs."""
+
+
+@pytest.mark.parametrize(("remaining_ms", "retry_status"), [(50, "scored"), (600_000, "in_progress")])
+def test_a_retry_after_a_killed_invocation_proceeds_once_its_time_is_up(handler_module, s3, remaining_ms, retry_status):
+    """The in-progress record expires with the killed invocation's remaining time: Lambda's retry (a minute later)
+    scores the file; a delivery while that invocation could still be running is told 'in progress'."""
     import time
 
-    claim = {"name": name, "started": time.time(), "heartbeat": time.time()}
-    s3.put_object(Bucket=BATCH, Key=f"outbox/{name}/_claim.json", Body=json.dumps(claim).encode())
-    assert service().batch_score("inbox/a.csv", put["VersionId"]).status == "in_progress"
-    assert service(claim_ttl_s=0.001).batch_score("inbox/a.csv", put["VersionId"]).status == "scored"
+    event, _ = inbox_event(s3)
+    real = handler_module.SCORER.batch_score
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    handler_module.SCORER.batch_score = killed
+    with pytest.raises(Killed):
+        handler_module.handler(event, FakeContext(remaining_ms=remaining_ms))
+    handler_module.SCORER.batch_score = real
+    time.sleep(0.2)
+    retry = handler_module.handler(event, FakeContext(request_id="retry"))["results"][0]
+    assert retry["status"] == retry_status
+    manifests = [k for k in keys(s3, "outbox/") if k.endswith("manifest.json")]
+    assert len(manifests) == (1 if retry_status == "scored" else 0)
+
+
+def test_an_internal_error_keeps_no_record_so_the_retry_scores(handler_module, s3, monkeypatch):
+    event, _ = inbox_event(s3)
+    real_put = s3.put_object
+    broken = {"on": True}
+
+    def flaky(**kwargs):
+        if broken["on"] and kwargs["Key"].endswith("manifest.json"):
+            raise RuntimeError("S3 went away")
+        return real_put(**kwargs)
+
+    monkeypatch.setattr(handler_module.SCORER.s3, "put_object", flaky)
+    with pytest.raises(RuntimeError, match="S3 went away"):
+        handler_module.handler(event, FakeContext())
+    broken["on"] = False
+    assert handler_module.handler(event, FakeContext(request_id="retry"))["results"][0]["status"] == "scored"
 
 
 def test_drift_starts_training_only_when_enabled(service, s3, pima, monkeypatch):
@@ -399,6 +538,7 @@ def test_drift_starts_training_only_when_enabled(service, s3, pima, monkeypatch)
 
 
 def test_settings_refuse_unknown_required_features(monkeypatch):
+    monkeypatch.setenv("DR_IDEMPOTENCY_TABLE", TABLE)
     monkeypatch.setenv("DR_BATCH_BUCKET", BATCH)
     monkeypatch.setenv("DR_ARTIFACTS_BUCKET", BUCKET)
     monkeypatch.setenv("DR_REQUIRED_VALUES", "glucose, cholesterol")
@@ -409,11 +549,8 @@ def test_settings_refuse_unknown_required_features(monkeypatch):
 
 
 # --- the handler ------------------------------------------------------------------------------------------
-def test_handler_scores_inbox_records_and_emits_metrics(service, s3, champion, monkeypatch, capfd):
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "DiabetesRisk")
-    import batch_score.app as module
-
-    module = importlib.reload(module)
+def test_handler_scores_inbox_records_and_emits_metrics(handler_module, s3, champion, capfd):
+    module = handler_module
     body = rows_csv([{**GOOD, "patient_id": "A"}], ["patient_id", *champion[1]])
     put = s3.put_object(Bucket=BATCH, Key="inbox/clinic north/day 1.csv", Body=body.encode())
     event = load_event("s3_put_inbox")
@@ -525,3 +662,44 @@ def test_wait_for_result_times_out_with_a_hint(s3):
     s3.create_bucket(Bucket=BATCH)
     with pytest.raises(WaitTimeout, match="is the inbox notification deployed"):
         wait_for_result(s3, Upload(BATCH, "inbox/x.csv", None, "x-0"), timeout_s=0.3, poll_s=0.1)
+
+
+# --- what Lambda gave up on -------------------------------------------------------------------------------------
+def on_failure_record(key: str, version: str, error: str) -> str:
+    """The message Lambda sends an on-failure destination after the last retry of an asynchronous invoke."""
+    return json.dumps(
+        {
+            "version": "1.0",
+            "requestContext": {"condition": "RetriesExhausted", "approximateInvokeCount": 3, "functionArn": "arn:fn"},
+            "requestPayload": {
+                "Records": [
+                    {
+                        "s3": {
+                            "bucket": {"name": BATCH},
+                            "object": {"key": urllib.parse.quote_plus(key), "versionId": version},
+                        }
+                    }
+                ]
+            },
+            "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+            "responsePayload": {"errorType": "RuntimeError", "errorMessage": error},
+        }
+    )
+
+
+def test_the_dead_letter_of_an_upload_is_found_and_left_for_the_operator(aws_env):
+    from moto import mock_aws
+
+    from diabetes_risk.batch_client import dead_letter, dead_letters
+
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=on_failure_record("inbox/other.csv", "v1", "no"))
+        sqs.send_message(QueueUrl=url, MessageBody="not json")
+        sqs.send_message(QueueUrl=url, MessageBody=on_failure_record("inbox/clinic north/a.csv", "v2", "S3 went away"))
+        found = dead_letter(sqs, url, BATCH, "inbox/clinic north/a.csv", "v2")
+        assert found["condition"] == "RetriesExhausted" and found["attempts"] == 3
+        assert found["error"]["errorMessage"] == "S3 went away"
+        assert dead_letter(sqs, url, BATCH, "inbox/clinic north/a.csv", "another-version") is None
+        assert len(dead_letters(sqs, url)) == 2  # still there: peeked, not consumed

@@ -245,3 +245,25 @@ def test_report_gives_the_function_process_own_peak_memory_not_the_parents():
     inherited, own = map(int, out.split())
     assert inherited >= 300  # what the old REPORT line showed
     assert own < 150  # the interpreter and the import, nothing of the parent's 300 MB
+
+
+def test_memory_of_a_process_tree_counts_its_children():
+    """What the executor's watchdog compares with the function's MemorySize (killing it with
+    Runtime.OutOfMemory above it, as AWS does)."""
+    from dr_host_executor.process import tree_rss_mb
+
+    code = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', "
+        "'b = bytearray(200 * 2**20)\\nfor i in range(0, len(b), 4096): b[i] = 1\\nprint(1, flush=True)\\n"
+        "import time; time.sleep(30)'], stdout=subprocess.PIPE)\n"
+        "child.stdout.readline(); print('ready', flush=True); time.sleep(30)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        assert tree_rss_mb(parent.pid) > 200  # the child's 200 MB count for the function
+        assert tree_rss_mb(2**22 + 12345) == 0.0  # a pid that does not exist
+    finally:
+        for p in psutil.Process(parent.pid).children(recursive=True) + [psutil.Process(parent.pid)]:
+            p.kill()

@@ -154,6 +154,68 @@ def test_no_model_is_503_with_a_clear_message(s3, monkeypatch):
     assert status == 503 and body["status"] == "unavailable"
 
 
+def base64_event(raw: bytes, content_type: str = "application/json") -> dict:
+    """As API Gateway sends it with binary media types on, and as `sam local generate-event apigateway aws-proxy`
+    makes it: the body base64-encoded, isBase64Encoded true."""
+    import base64
+
+    event = api_event(headers={"Content-Type": content_type})
+    event["body"] = base64.b64encode(raw).decode()
+    event["isBase64Encoded"] = True
+    return event
+
+
+def test_a_base64_encoded_body_is_decoded_not_refused(api):
+    status, body = call(api, base64_event(json.dumps(PATIENT).encode()))
+    assert status == 200, body
+    assert body["predictions"][0]["risk_band"] in {"low", "moderate", "high"}
+    status, body = call(api, base64_event(json.dumps({"glucose": "x"}).encode()))
+    assert status == 422  # decoded, then validated like any body
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"body": "not base64 at all!", "isBase64Encoded": True}, "not valid base64"),
+        ({"body": "/w==", "isBase64Encoded": True}, "not UTF-8"),  # b"\xff"
+    ],
+)
+def test_a_bad_base64_body_is_a_400_naming_the_problem(api, event, message):
+    status, body = call(api, api_event(headers={"Content-Type": "application/json"}) | event)
+    assert status == 400 and message in body["error"]
+
+
+def test_health_reveals_no_bucket_account_or_exception_text(s3, monkeypatch):
+    monkeypatch.setenv("DR_ARTIFACTS_BUCKET", "secret-bucket-123456789012")  # never created: S3 answers NoSuchBucket
+    import predict.app as module
+
+    module = importlib.reload(module)
+    status, body = call(module, api_event("GET", "/health"))
+    assert status == 503 and body["status"] == "unavailable"
+    text = json.dumps(body)
+    assert "secret-bucket" not in text and "123456789012" not in text and "NoSuchBucket" not in text
+    assert "could not be read" in body["detail"]
+    status, body = call(module, api_event(body=PATIENT))
+    assert status == 503 and "secret-bucket" not in json.dumps(body)
+
+
+def test_a_model_that_loads_but_is_not_the_pointers_is_refused(api, s3, champion, caplog):
+    """The sha256 check itself: real, loadable ONNX bytes whose digest differs from the pointer's."""
+    import hashlib
+
+    _, features, onnx_bytes, thresholds, _ = champion
+    clock = [1000.0]
+    api.STORE.clock = lambda: clock[0]
+    api.STORE.refresh_s = 30
+    assert call(api, api_event(body=PATIENT))[1]["model_version"] == "1"
+    publish(s3, onnx_bytes, features, thresholds, None, version="7", sha=hashlib.sha256(b"other").hexdigest())
+    clock[0] += 31
+    status, body = call(api, api_event(body=PATIENT))
+    assert status == 200 and body["model_version"] == "1"  # v7 would load fine; the digest keeps it out
+    assert any("sha256 of models/v7/model.onnx" in str(getattr(r, "error", "")) for r in caplog.records)
+    assert api.STORE.last_error == "the champion model could not be loaded (the function's log has the reason)"
+
+
 def test_new_champion_is_picked_up_and_a_bad_one_is_refused(api, s3, champion):
     _, features, onnx_bytes, thresholds, _ = champion
     clock = [1000.0]

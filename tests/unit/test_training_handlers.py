@@ -22,6 +22,7 @@ CONTEXT = FakeContext("training-step", "req-1")
 def handlers(s3, monkeypatch, tmp_path):
     monkeypatch.setenv("DR_ARTIFACTS_BUCKET", BUCKET)
     monkeypatch.setenv("DR_WORK_DIR", str(tmp_path))
+    monkeypatch.setenv("DR_ALLOW_FAULT_INJECTION", "true")  # as the local target deploys it
     s3.create_bucket(Bucket=BUCKET)
     import training_steps.handlers as module
 
@@ -50,6 +51,40 @@ def test_fault_always_keeps_failing(handlers):
     for _ in range(2):
         with pytest.raises(handlers.TransientError):
             handlers.validate(event, CONTEXT)
+
+
+def test_fault_injection_is_refused_where_the_stack_does_not_allow_it(handlers, monkeypatch):
+    monkeypatch.setenv("DR_ALLOW_FAULT_INJECTION", "false")  # the AWS default
+    module = importlib.reload(handlers)
+    event = load_event("training_step")
+    event["config"]["fault"] = {"step": "validate", "mode": "always"}
+    with pytest.raises(ValueError, match="fault injection is off"):
+        module.validate(event, CONTEXT)
+    del event["config"]["fault"]
+    assert module.validate(event, CONTEXT)["features"]  # without the hook the step runs
+
+
+@pytest.mark.parametrize("uri", ["/home/me/pima.csv", "file:///tmp/x.csv", "https://example.org/x.csv", "../x.csv"])
+def test_a_run_in_lambda_reads_only_s3_or_the_bundled_data(handlers, uri):
+    event = load_event("training_step")
+    event["config"]["train_uri"] = uri
+    with pytest.raises(ValidationError, match="s3://bucket/key"):
+        handlers.validate(event, CONTEXT)
+
+
+def test_the_version_that_started_the_run_is_the_one_read(handlers, s3):
+    from training.data import load_bundled
+
+    s3.create_bucket(Bucket="data")
+    s3.put_bucket_versioning(Bucket="data", VersioningConfiguration={"Status": "Enabled"})
+    frame = load_bundled("train").frame
+    first = s3.put_object(Bucket="data", Key="data/incoming/p.csv", Body=frame.to_csv(index=False).encode())
+    s3.put_object(Bucket="data", Key="data/incoming/p.csv", Body=frame.head(50).to_csv(index=False).encode())
+    event = load_event("training_step")
+    event["config"] |= {"train_uri": "s3://data/data/incoming/p.csv", "train_version_id": first["VersionId"]}
+    result = handlers.validate(event, CONTEXT)
+    assert result["validation"]["train"].startswith("300/300 rows valid")  # not the 50-row overwrite
+    assert result["train"]["version_id"] == first["VersionId"]
 
 
 def test_throttling_becomes_transient_but_access_denied_does_not(handlers, monkeypatch):
@@ -149,10 +184,34 @@ def test_new_data_starts_one_execution_per_object_version(start):
     # the key arrives URL-encoded: it must be decoded before use
     assert described == {
         "train_uri": "s3://diabetes-risk-data-000000000000-us-east-1/data/incoming/clinic north/day 1.csv",
+        "train_version_id": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY",  # the run reads the version that started it
         "holdout_uri": "bundled",
     }
     again = module.handler(load_event("s3_put_incoming"), CONTEXT)  # S3 delivers at least once
     assert again["started"] == [] and len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
+    # the same bytes uploaded again: same ETag, a new version, a new run
+    reupload = load_event("s3_put_incoming")
+    reupload["Records"][0]["s3"]["object"]["versionId"] = "a-newer-version"
+    assert len(module.handler(reupload, CONTEXT)["started"]) == 1
+    assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 2
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["data/incoming/clínica-ñ.csv", "data/incoming/患者データ.csv", "data/incoming/" + "très-long-" * 60 + ".csv"],
+)
+def test_execution_names_are_ascii_and_bounded_whatever_the_file_is_called(start, key):
+    import re
+    import urllib.parse
+
+    module, _sfn, _arn = start
+    version = load_event("s3_put_incoming")["Records"][0]["s3"]["object"]["versionId"]
+    name = module.execution_name(key, version)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,80}", name), name
+    assert name != module.execution_name(key, "another-version")  # still one per version
+    event = load_event("s3_put_incoming")
+    event["Records"][0]["s3"]["object"]["key"] = urllib.parse.quote_plus(key)
+    assert module.handler(event, CONTEXT)["started"] == [name]
 
 
 def test_start_settings_fail_at_cold_start_without_state_machine(s3, monkeypatch):

@@ -24,7 +24,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 
-from .process import WorkerProcess, check_supported, free_port, python_for, timeout_message
+from .process import WorkerProcess, check_supported, free_port, python_for, timeout_message, tree_rss_mb
 
 LOG = logging.getLogger(__name__)
 
@@ -68,6 +68,9 @@ def _honour_logging_config() -> None:
 
     get_log_group_name._dr = True
     ExecutionEnvironment.get_log_group_name = get_log_group_name
+
+
+WATCH_S = 0.1  # how often a running invocation's memory is read
 
 
 MAX_ITEMS_PER_PUT = 200  # invocations' logs shipped in one PutLogEvents (well inside its 10,000 events / 1 MB)
@@ -244,12 +247,40 @@ def _executor_class():
                 endpoint.logs = None
                 self.process.begin_invocation(request_id)
                 _post_json(f"http://127.0.0.1:{self.port}/invoke", payload)
-                try:
-                    result = endpoint.invocation_future.result(timeout=timeout_s)
-                except FutureTimeout:
-                    return self._timed_out(request_id, timeout_s)
+                memory_mb = int(self.function_version.config.memory_size or 128)
+                deadline = time.monotonic() + timeout_s
+                while True:  # the function's timeout, and its memory size, enforced as AWS does
+                    left = deadline - time.monotonic()
+                    try:
+                        result = endpoint.invocation_future.result(timeout=max(min(WATCH_S, left), 0.001))
+                        break
+                    except FutureTimeout:
+                        if time.monotonic() >= deadline:
+                            return self._timed_out(request_id, timeout_s)
+                        used = tree_rss_mb(self.process.pid) if self.process.pid else 0.0
+                        if used > memory_mb:
+                            return self._out_of_memory(request_id, memory_mb, used)
                 result.logs = self.process.invocation_output(request_id)
                 return result
+
+        def _out_of_memory(self, request_id: str, memory_mb: int, used_mb: float):
+            self._stopping = True
+            self.process.kill()
+            message = "Runtime exited with error: signal: killed"
+            logs = (
+                self.process.output_so_far()
+                + f"Error: {message}\nRuntime.OutOfMemory\nEND RequestId: {request_id}\n"
+                + f"REPORT RequestId: {request_id}\tMemory Size: {memory_mb} MB\tMax Memory Used: {used_mb:.0f} MB\t"
+                + "Status: error\tError Type: Runtime.OutOfMemory\n"
+            )
+            LOG.info(
+                "host-lambda %s: over %s MB (%.0f MB): killed",
+                self.function_version.id.function_name,
+                memory_mb,
+                used_mb,
+            )
+            doc = {"errorType": "Runtime.OutOfMemory", "errorMessage": message}
+            return InvocationResult(request_id, json.dumps(doc).encode(), is_error=True, logs=logs)
 
         def _timed_out(self, request_id: str, timeout_s: float):
             self._stopping = True

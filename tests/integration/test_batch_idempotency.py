@@ -1,0 +1,131 @@
+"""Idempotency and failures of batch scoring on the local cloud, the AWS way: Powertools idempotency records in
+DynamoDB (the moto-backed provider), Lambda's asynchronous retries, and the on-failure dead-letter queue.
+
+The session's local cloud retries asynchronous invocations after LAMBDA_RETRY_BASE_DELAY (5 s here, about a
+minute on AWS). Events are invoked asynchronously by the test itself, as S3 would, so that no notification races
+a configuration change."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from batch_scoring.service import result_name
+from diabetes_risk.batch_client import Upload, dead_letter, wait_for_result
+from inference_core.contracts import EXAMPLE_PATIENT
+
+pytestmark = pytest.mark.integration
+FEATURES = list(EXAMPLE_PATIENT)
+
+
+@pytest.fixture(scope="module")
+def batch(aws, deployed, champion_run):
+    """The deployed stack with the inbox notification paused: each test delivers its events itself."""
+    bucket = deployed["BatchBucket"]
+    saved = aws.s3.get_bucket_notification_configuration(Bucket=bucket)
+    saved.pop("ResponseMetadata", None)
+    aws.s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
+    yield deployed
+    aws.s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=saved)
+
+
+def s3_event(bucket: str, key: str, version_id: str | None) -> dict:
+    obj = {"key": key, **({"versionId": version_id} if version_id else {})}
+    return {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": bucket}, "object": obj},
+            }
+        ]
+    }
+
+
+def csv_rows(n: int) -> bytes:
+    row = ",".join(str(v) for v in EXAMPLE_PATIENT.values())
+    return (",".join(FEATURES) + "\n" + "\n".join([row] * n) + "\n").encode()
+
+
+def put(aws, bucket: str, key: str, body: bytes) -> Upload:
+    """Upload (the notification is paused) and name the result folder."""
+    response = aws.s3.put_object(Bucket=bucket, Key=key, Body=body)
+    version = response.get("VersionId")
+    return Upload(bucket, key, version, result_name(key, version, response["ETag"]))
+
+
+def reconfigure(aws, fn: str, **changes) -> dict:
+    before = aws.lambda_.get_function_configuration(FunctionName=fn)
+    aws.lambda_.update_function_configuration(FunctionName=fn, **changes)
+    aws.lambda_.get_waiter("function_updated_v2").wait(FunctionName=fn)
+    return before
+
+
+def manifests(aws, bucket: str, upload: Upload) -> list[str]:
+    listing = aws.s3.list_objects_v2(Bucket=bucket, Prefix=upload.prefix).get("Contents", [])
+    return [o["Key"] for o in listing if o["Key"].endswith("manifest.json")]
+
+
+def test_a_duplicate_after_completion_and_during_a_live_invocation_do_nothing(aws, batch):
+    bucket, fn = batch["BatchBucket"], batch["BatchFunctionName"]
+    upload = put(aws, bucket, "inbox/idempotent/twice.csv", csv_rows(1_500_000))  # a few seconds of work
+    event = json.dumps(s3_event(bucket, upload.key, upload.version_id)).encode()
+    aws.lambda_.invoke(FunctionName=fn, InvocationType="Event", Payload=event)
+    time.sleep(1.0)  # the first invocation is scoring now
+    during = json.loads(aws.lambda_.invoke(FunctionName=fn, Payload=event)["Payload"].read())
+    assert during["results"][0]["status"] == "in_progress"
+    kind, manifest = wait_for_result(aws.s3, upload, 120, poll_s=0.5)
+    assert kind == "manifest" and manifest["rows_scored"] == 1_500_000
+    after = json.loads(aws.lambda_.invoke(FunctionName=fn, Payload=event)["Payload"].read())
+    assert after["results"][0]["status"] == "duplicate"
+    assert manifests(aws, bucket, upload) == [upload.prefix + "manifest.json"]
+
+
+def test_a_timed_out_invocation_is_completed_by_lambdas_retry(aws, batch):
+    """The function is killed mid-file (timeout); its in-progress record expires with it, so the retry scores."""
+    bucket, fn = batch["BatchBucket"], batch["BatchFunctionName"]
+    upload = put(aws, bucket, "inbox/idempotent/killed.csv", csv_rows(1_500_000))
+    event = json.dumps(s3_event(bucket, upload.key, upload.version_id)).encode()
+    before = reconfigure(aws, fn, Timeout=2)
+    try:
+        aws.lambda_.invoke(FunctionName=fn, InvocationType="Event", Payload=event)
+        time.sleep(3)  # the first attempt has timed out
+    finally:
+        reconfigure(aws, fn, Timeout=before["Timeout"])  # the retry runs with the real timeout
+    assert manifests(aws, bucket, upload) == []
+    kind, manifest = wait_for_result(aws.s3, upload, 120, poll_s=0.5)
+    assert kind == "manifest" and manifest["rows_scored"] == 1_500_000
+    assert manifests(aws, bucket, upload) == [upload.prefix + "manifest.json"]
+
+
+def test_an_always_failing_file_ends_in_the_dead_letter_queue_with_its_reason(aws, batch, local_cloud):
+    from localcloud.smoke import clients
+
+    bucket, fn = batch["BatchBucket"], batch["BatchFunctionName"]
+    upload = put(aws, bucket, "inbox/idempotent/always-fails.csv", csv_rows(10))
+    event = json.dumps(s3_event(bucket, upload.key, upload.version_id)).encode()
+    before = reconfigure(
+        aws, fn, Environment={"Variables": before_env(aws, fn) | {"DR_WORK_DIR": "/proc/no-scratch-space-here"}}
+    )
+    (sqs,) = clients(local_cloud, "sqs")
+    queue = batch["BatchDeadLetterQueueUrl"]
+    try:
+        aws.lambda_.invoke(FunctionName=fn, InvocationType="Event", Payload=event)
+        deadline, record = time.monotonic() + 90, None
+        while time.monotonic() < deadline and record is None:
+            record = dead_letter(sqs, queue, bucket, upload.key, upload.version_id)
+            time.sleep(1)
+    finally:
+        reconfigure(aws, fn, Environment=before["Environment"])
+    assert record is not None, "the event never reached the dead-letter queue"
+    assert record["condition"] == "RetriesExhausted" and record["attempts"] == 3
+    assert "no-scratch-space-here" in json.dumps(record["error"])
+    failed = json.loads(aws.s3.get_object(Bucket=bucket, Key=upload.prefix + "failed.json")["Body"].read())
+    assert failed["kind"] == "internal" and "no-scratch-space-here" in failed["reason"]
+    assert manifests(aws, bucket, upload) == []
+
+
+def before_env(aws, fn: str) -> dict:
+    return aws.lambda_.get_function_configuration(FunctionName=fn)["Environment"]["Variables"]
