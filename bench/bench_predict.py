@@ -149,7 +149,12 @@ def main() -> None:
 
     print("(c) package sizes (unzipped) ...", flush=True)
     bundle_mb = folder_mb(build_predict_bundle())
-    sk_dir = ROOT / ".state" / "bundles" / "sklearn-baseline"
+    import hashlib
+
+    from infra_cdk.bundling import locked_versions
+
+    pins = hashlib.sha256("\n".join(locked_versions(SKLEARN_PACKAGES)).encode()).hexdigest()[:12]
+    sk_dir = ROOT / ".state" / "bundles" / f"sklearn-baseline-{pins}"
     if not (sk_dir / ".complete").exists():
         install_packages(SKLEARN_PACKAGES, sk_dir, prune=True)
         (sk_dir / ".complete").write_text("ok")

@@ -36,8 +36,22 @@ PREDICT_PACKAGES = ("numpy", "onnxruntime", "flatbuffers", "packaging", "protobu
 BATCH_PACKAGES = (*PREDICT_PACKAGES, "pyarrow")
 # The metrics bridge: remote write needs protobuf and snappy (cramjam); botocore signs for AMP (in the runtime).
 BRIDGE_PACKAGES = ("protobuf", "cramjam", *_API)
-# The scikit-learn equivalent (for the package-size benchmark's baseline).
-SKLEARN_PACKAGES = ("numpy", "scipy", "scikit-learn", "joblib", "threadpoolctl", *_API)
+# The scikit-learn equivalent (for the package-size benchmark's baseline): everything that baseline imports —
+# scikit-learn, pandas (its pipeline takes a DataFrame) and XGBoost (the champion family), with their dependencies.
+SKLEARN_PACKAGES = (
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "joblib",
+    "threadpoolctl",
+    "pandas",
+    "python-dateutil",
+    "pytz",
+    "tzdata",
+    "six",
+    "xgboost-cpu",
+    *_API,
+)
 # Never loaded by `import onnxruntime` + InferenceSession: the C API library (the Python module links its own
 # copy of the runtime), and the offline tools for transformers and quantization.
 PRUNE = (

@@ -50,7 +50,13 @@ def clients(settings: LocalCloudSettings, *names: str):
 
 
 def deploy_function(
-    lam, name: str, source: str, timeout: int = 10, env: dict | None = None, handler: str = "app.handler"
+    lam,
+    name: str,
+    source: str,
+    timeout: int = 10,
+    env: dict | None = None,
+    handler: str = "app.handler",
+    memory: int = 128,
 ) -> str:
     """Create (or replace) a python3.13 zip function and wait until it is Active."""
     with contextlib.suppress(lam.exceptions.ResourceNotFoundException):
@@ -62,6 +68,7 @@ def deploy_function(
         Handler=handler,
         Code={"ZipFile": zip_source({"app.py": source})},
         Timeout=timeout,
+        MemorySize=memory,
         Environment={"Variables": env or {}},
     )["FunctionArn"]
     lam.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 0.5})

@@ -151,3 +151,25 @@ def test_non_python_runtime_is_refused_clearly(aws):
         time.sleep(0.3)
     assert config["State"] == "Failed"
     assert "Python runtimes only" in config["StateReason"]
+
+
+def test_a_function_over_its_memory_size_is_killed_as_out_of_memory(aws):
+    """As on AWS: above MemorySize the environment is killed and the invocation answers Runtime.OutOfMemory; the
+    REPORT line of a function within its memory shows its own peak, not LocalStack's."""
+    source = (
+        "def handler(event, context):\n"
+        "    block = bytearray(event['mb'] * 2**20)\n"
+        "    for i in range(0, len(block), 4096):\n"
+        "        block[i] = 1\n"
+        "    return len(block)\n"
+    )
+    deploy_function(aws.lambda_, "dr-it-memory", source, timeout=30, memory=256)
+    over = aws.lambda_.invoke(FunctionName="dr-it-memory", Payload=json.dumps({"mb": 600}).encode(), LogType="Tail")
+    assert over["FunctionError"] == "Unhandled"
+    body = json.loads(over["Payload"].read())
+    assert body["errorType"] == "Runtime.OutOfMemory", body
+    within = aws.lambda_.invoke(FunctionName="dr-it-memory", Payload=json.dumps({"mb": 50}).encode(), LogType="Tail")
+    assert "FunctionError" not in within
+    report = base64.b64decode(within["LogResult"]).decode()
+    used = int(report.split("Max Memory Used: ")[1].split()[0])
+    assert 50 <= used < 256, report  # the function's own peak: its 50 MB and the interpreter, far below LocalStack's

@@ -265,5 +265,5 @@ def test_memory_of_a_process_tree_counts_its_children():
         assert tree_rss_mb(parent.pid) > 200  # the child's 200 MB count for the function
         assert tree_rss_mb(2**22 + 12345) == 0.0  # a pid that does not exist
     finally:
-        for p in psutil.Process(parent.pid).children(recursive=True) + [psutil.Process(parent.pid)]:
+        for p in [*psutil.Process(parent.pid).children(recursive=True), psutil.Process(parent.pid)]:
             p.kill()
