@@ -197,6 +197,8 @@ def _arrow_message(exc: Exception) -> str:
 def check_id_type(name: str, t: pa.DataType) -> None:
     """Patient ids are copied into the CSV and Parquet outputs as text: text, numbers, dates and booleans are;
     lists, structs, maps and raw bytes are not (the file is quarantined with the reason, never retried)."""
+    if pa.types.is_dictionary(t):  # pandas' category: judged by its values
+        t = t.value_type
     ok = (
         pa.types.is_string(t)
         or pa.types.is_large_string(t)

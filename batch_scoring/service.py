@@ -194,10 +194,12 @@ class BatchScorer:
         except UnreadableFile as exc:
             failure = self._quarantine(ref, name, prefix, str(exc))
             return BatchOutcome(status="quarantined", name=name, prefix=prefix, failure=failure)
-        except (InputTooLarge, ModelUnavailable) as exc:
-            kind = "too_large" if isinstance(exc, InputTooLarge) else "no_model"
-            failure = self._fail(ref, name, prefix, kind, str(exc))
+        except InputTooLarge as exc:
+            failure = self._fail(ref, name, prefix, "too_large", str(exc))
             return BatchOutcome(status="failed", name=name, prefix=prefix, failure=failure)
+        except ModelUnavailable as exc:  # perhaps for a moment (S3, a model being published): Lambda retries
+            self._fail(ref, name, prefix, "no_model", str(exc))
+            raise
         except Exception as exc:
             self._fail(ref, name, prefix, "internal", f"{type(exc).__name__}: {exc}")
             raise  # the platform retries the invocation; no manifest was written

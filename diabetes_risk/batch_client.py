@@ -24,6 +24,9 @@ class Upload:
         return f"{OUTBOX}{self.name}/"
 
 
+RETRIED = ("internal", "no_model")  # failures Lambda retries: wait for the retry, or for the dead-letter queue
+
+
 class WaitTimeout(TimeoutError):
     pass
 
@@ -45,14 +48,18 @@ def upload(
 def dead_letters(sqs, queue_url: str, limit: int = 50) -> list[dict]:
     """What an S3-invoked function gave up on, peeked (left in the queue): one record per S3 object in each
     event, {"bucket", "key", "version_id", "condition", "attempts", "error"}."""
-    out, seen = [], set()
-    for _ in range(max(limit // 10, 1)):
+    out, seen, empty = [], set(), 0
+    for _ in range(max(limit // 10, 1) + 2):
+        # SQS answers from a sample of its servers: an empty answer is not proof of an empty queue; ask again
         messages = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=1
         ).get("Messages", [])
         fresh = [m for m in messages if m["MessageId"] not in seen]
         if not fresh:
-            break
+            empty += 1
+            if empty >= 2:
+                break
+            continue
         for message in fresh:
             seen.add(message["MessageId"])
             try:
@@ -103,7 +110,7 @@ def wait_for_result(
         if manifest is not None:
             return "manifest", manifest
         failed = get_json(s3, upload.bucket, upload.prefix + FAILED)
-        if failed is not None and failed.get("kind") != "internal":  # internal errors are retried by the platform
+        if failed is not None and failed.get("kind") not in RETRIED:
             return "failed", failed
         given_up = dead_letters() if dead_letters else None
         if given_up is not None:

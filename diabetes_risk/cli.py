@@ -509,8 +509,12 @@ def score(
     bucket: str | None = typer.Option(None, help="Batch bucket (default: the deployed stack's, on the local cloud)."),
     timeout: float = typer.Option(900, min=1, help="With --wait: seconds to wait for the result."),
     as_json: bool = typer.Option(False, "--json", help="With --wait: print the whole manifest as JSON."),
+    dead_letter_queue: str | None = typer.Option(
+        None, help="With --bucket: the batch function's dead-letter queue URL (stack output BatchDeadLetterQueueUrl)."
+    ),
 ) -> None:
-    """Drop a file into the batch inbox; with --wait, follow it until its manifest (or failure) appears."""
+    """Drop a file into the batch inbox; with --wait, follow it until its manifest (or failure) appears, or until
+    the function gives up on it (its dead-letter queue)."""
     from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from diabetes_risk.batch_client import WaitTimeout, dead_letter, upload, wait_for_result
@@ -530,7 +534,7 @@ def score(
     else:
         import boto3
 
-        s3, sqs, queue = boto3.client("s3"), None, None
+        s3, sqs, queue = boto3.client("s3"), boto3.client("sqs"), dead_letter_queue
     size = file.stat().st_size
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=err, transient=True) as bar:
         task = bar.add_task(f"uploading {file.name}", total=size)

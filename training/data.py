@@ -71,13 +71,13 @@ def read_bytes(uri: str, version_id: str | None = None) -> tuple[bytes, str | No
         import boto3
 
         s3 = boto3.client("s3")
-        key = parsed.path.lstrip("/")
+        bucket, _, key = uri.removeprefix("s3://").partition("/")  # not urlparse: keys may hold '?' and '#'
         try:
-            obj = s3.get_object(Bucket=parsed.netloc, Key=key, **({"VersionId": version_id} if version_id else {}))
+            obj = s3.get_object(Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
         except s3.exceptions.NoSuchKey as exc:
             raise DataError(f"{uri}: no such object") from exc
         except s3.exceptions.NoSuchBucket as exc:
-            raise DataError(f"{uri}: no such bucket {parsed.netloc!r}") from exc
+            raise DataError(f"{uri}: no such bucket {bucket!r}") from exc
         version = obj.get("VersionId")
         return obj["Body"].read(), (None if version in (None, "null") else version)
     if parsed.scheme not in ("", "file"):

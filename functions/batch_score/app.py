@@ -48,7 +48,38 @@ IDEMPOTENCY = IdempotencyConfig(
     raise_on_no_idempotency_key=True,
     response_hook=_replayed,
 )
-PERSISTENCE = DynamoDBPersistenceLayer(table_name=SETTINGS.idempotency_table, key_attr="id")
+
+
+class OwnedInProgress:
+    """The DynamoDB client Powertools writes through: an in-progress record carries the Lambda request id that
+    wrote it, and the same request may take its own record over. Lambda's retry of an asynchronous event keeps the
+    request id, so after an out-of-memory kill (which ends the invocation before the in-progress record expires)
+    the retry does the work, while a second S3 delivery (a new request id) is still told "in progress"."""
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self.request_id: str | None = None
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    def put_item(self, **kwargs):
+        item = kwargs.get("Item", {})
+        if self.request_id and item.get("status", {}).get("S") == "INPROGRESS" and "ConditionExpression" in kwargs:
+            kwargs["Item"] = {**item, "owner": {"S": self.request_id}}
+            kwargs["ConditionExpression"] = (
+                f"({kwargs['ConditionExpression']}) OR (#status = :inprogress AND #owner = :owner)"
+            )
+            kwargs["ExpressionAttributeNames"] = {**kwargs.get("ExpressionAttributeNames", {}), "#owner": "owner"}
+            kwargs["ExpressionAttributeValues"] = {
+                **kwargs.get("ExpressionAttributeValues", {}),
+                ":owner": {"S": self.request_id},
+            }
+        return self._client.put_item(**kwargs)
+
+
+DYNAMODB = OwnedInProgress(boto3.client("dynamodb"))
+PERSISTENCE = DynamoDBPersistenceLayer(table_name=SETTINGS.idempotency_table, key_attr="id", boto3_client=DYNAMODB)
 
 
 @idempotent_function(data_keyword_argument="obj", persistence_store=PERSISTENCE, config=IDEMPOTENCY)
@@ -88,6 +119,7 @@ def emit(outcome: BatchOutcome) -> None:
 @event_source(data_class=S3Event)
 def handler(event: S3Event, context: Any) -> dict:
     IDEMPOTENCY.register_lambda_context(context)
+    DYNAMODB.request_id = getattr(context, "aws_request_id", None)
     results = []
     for record in event.records:
         key = urllib.parse.unquote_plus(record.s3.get_object.key)

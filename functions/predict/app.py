@@ -92,7 +92,11 @@ def precheck(event: dict) -> dict | None:
             415, "Content-Type must be application/json", "Content-Type", f"got {content_type[:60]!r}", "content_type"
         )
     raw = event.get("body") or ""
-    if len(raw.encode()) > SETTINGS.max_body_bytes:
+    try:
+        size = len(raw.encode("utf-8"))
+    except UnicodeEncodeError:  # lone surrogates: not text any client could have sent as UTF-8
+        return _raw(400, "request body is not UTF-8 text", "body", "send JSON encoded as UTF-8", "invalid_body")
+    if size > SETTINGS.max_body_bytes:
         return _raw(
             413,
             f"request body larger than {SETTINGS.max_body_bytes} bytes",

@@ -154,12 +154,34 @@ def test_bridge_bundle_runs_its_real_handler_in_isolation(tmp_path):
     assert summary["buffered"] == 5 and "unreachable" in summary["error"]
 
 
+def lambda_runtime_path(tmp_path: Path) -> Path:
+    """What the Lambda python3.13 runtime adds to a zip: boto3 and its dependencies, and nothing else (links into
+    this venv's copies)."""
+    import importlib.util
+
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(exist_ok=True)
+    for name in ("boto3", "botocore", "s3transfer", "urllib3", "dateutil", "jmespath", "six"):
+        origin = Path(importlib.util.find_spec(name).origin)
+        source = origin.parent if origin.name == "__init__.py" else origin
+        link = runtime / source.name
+        if not link.exists():
+            link.symlink_to(source)
+    return runtime
+
+
+ISOLATED = (
+    "import sys; leaked = sorted({m.split('.')[0] for m, mod in list(sys.modules.items())"
+    " if 'site-packages' in (getattr(mod, '__file__', None) or '')});"
+    "print('LEAKED', leaked)"
+)
+
+
 def _run_handler(bundle: Path, module: str, event: dict, env: dict, tmp_path: Path) -> dict:
     """The real handler, from the bundle folder alone: `python -S` (no site-packages) with the bundle first on
-    sys.path and only boto3/botocore added (the Lambda runtime provides them). AWS calls go to a closed port."""
+    sys.path and only what the Lambda runtime provides (boto3 and its dependencies) added. AWS calls go to a closed
+    port. Fails if any module came from elsewhere."""
     import json
-
-    import boto3
 
     event_file = tmp_path / f"{module}.json"
     event_file.write_text(json.dumps(event))
@@ -170,7 +192,7 @@ def _run_handler(bundle: Path, module: str, event: dict, env: dict, tmp_path: Pa
         "ctx = N(function_name='f', memory_limit_in_mb=512, aws_request_id='r',"
         " invoked_function_arn='arn:aws:lambda:us-east-1:000000000000:function:f',"
         " get_remaining_time_in_millis=lambda: 10000);"
-        "print(json.dumps(app.handler(json.load(open(sys.argv[3])), ctx)))"
+        "print(json.dumps(app.handler(json.load(open(sys.argv[3])), ctx)));" + ISOLATED
     )
     base = {
         "PATH": "/usr/bin:/bin",
@@ -182,7 +204,7 @@ def _run_handler(bundle: Path, module: str, event: dict, env: dict, tmp_path: Pa
         "POWERTOOLS_METRICS_NAMESPACE": "DiabetesRisk",
     }
     out = subprocess.run(
-        [sys.executable, "-S", "-c", code, str(bundle), str(Path(boto3.__file__).parents[1]), str(event_file)],
+        [sys.executable, "-S", "-c", code, str(bundle), str(lambda_runtime_path(tmp_path)), str(event_file)],
         capture_output=True,
         text=True,
         check=False,
@@ -191,7 +213,9 @@ def _run_handler(bundle: Path, module: str, event: dict, env: dict, tmp_path: Pa
         timeout=120,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    lines = out.stdout.strip().splitlines()
+    assert lines[-1] == "LEAKED []", lines[-1]  # nothing from the project's venv
+    return json.loads(lines[-2])
 
 
 def test_predict_bundle_runs_its_real_handler_in_isolation(tmp_path):
@@ -212,7 +236,6 @@ def test_batch_bundle_runs_its_real_handler_in_isolation(tmp_path):
 
     event = load_event("s3_put_inbox")
     event["Records"][0]["s3"]["object"]["key"] = "outbox/not-for-me.csv"  # the handler's own filter, no S3 call
-    result = _run_handler(
-        build_bundle("batch"), "batch_score.app", event, {"DR_BATCH_BUCKET": "b", "DR_ARTIFACTS_BUCKET": "a"}, tmp_path
-    )
+    env = {"DR_BATCH_BUCKET": "b", "DR_ARTIFACTS_BUCKET": "a", "DR_IDEMPOTENCY_TABLE": "t"}
+    result = _run_handler(build_bundle("batch"), "batch_score.app", event, env, tmp_path)
     assert result == {"results": []}

@@ -68,12 +68,13 @@ def manifests(aws, bucket: str, upload: Upload) -> list[str]:
     return [o["Key"] for o in listing if o["Key"].endswith("manifest.json")]
 
 
-def test_a_duplicate_after_completion_and_during_a_live_invocation_do_nothing(aws, batch):
+def test_a_duplicate_after_completion_and_during_a_live_invocation_do_nothing(aws, batch, local_cloud):
     bucket, fn = batch["BatchBucket"], batch["BatchFunctionName"]
     upload = put(aws, bucket, "inbox/idempotent/twice.csv", csv_rows(1_500_000))  # a few seconds of work
     event = json.dumps(s3_event(bucket, upload.key, upload.version_id)).encode()
     aws.lambda_.invoke(FunctionName=fn, InvocationType="Event", Payload=event)
-    time.sleep(1.0)  # the first invocation is scoring now
+    wait_until(lambda: in_progress_records(local_cloud, batch), 60, "the first invocation to start scoring")
+    assert manifests(aws, bucket, upload) == []  # still working on it
     during = json.loads(aws.lambda_.invoke(FunctionName=fn, Payload=event)["Payload"].read())
     assert during["results"][0]["status"] == "in_progress"
     kind, manifest = wait_for_result(aws.s3, upload, 120, poll_s=0.5)
@@ -88,10 +89,17 @@ def test_a_timed_out_invocation_is_completed_by_lambdas_retry(aws, batch):
     bucket, fn = batch["BatchBucket"], batch["BatchFunctionName"]
     upload = put(aws, bucket, "inbox/idempotent/killed.csv", csv_rows(1_500_000))
     event = json.dumps(s3_event(bucket, upload.key, upload.version_id)).encode()
+    group = aws.lambda_.get_function_configuration(FunctionName=fn)["LoggingConfig"]["LogGroup"]
+    since = int(time.time() * 1000)
     before = reconfigure(aws, fn, Timeout=2)
     try:
         aws.lambda_.invoke(FunctionName=fn, InvocationType="Event", Payload=event)
-        time.sleep(3)  # the first attempt has timed out
+
+        def timed_out() -> bool:
+            events = aws.logs.filter_log_events(logGroupName=group, startTime=since)["events"]
+            return any("Task timed out" in e["message"] for e in events)
+
+        wait_until(timed_out, 60, "the first attempt to time out")
     finally:
         reconfigure(aws, fn, Timeout=before["Timeout"])  # the retry runs with the real timeout
     assert manifests(aws, bucket, upload) == []
@@ -125,6 +133,23 @@ def test_an_always_failing_file_ends_in_the_dead_letter_queue_with_its_reason(aw
     failed = json.loads(aws.s3.get_object(Bucket=bucket, Key=upload.prefix + "failed.json")["Body"].read())
     assert failed["kind"] == "internal" and "no-scratch-space-here" in failed["reason"]
     assert manifests(aws, bucket, upload) == []
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def in_progress_records(cloud, outputs: dict) -> list[dict]:
+    from localcloud.smoke import clients
+
+    (ddb,) = clients(cloud, "dynamodb")
+    items = ddb.scan(TableName=outputs["IdempotencyTableName"])["Items"]
+    return [i for i in items if i.get("status", {}).get("S") == "INPROGRESS"]
 
 
 def before_env(aws, fn: str) -> dict:

@@ -24,7 +24,7 @@ from batch_scoring.reader import UnreadableFile, open_csv, open_parquet
 from batch_scoring.service import BatchScorer, result_name
 from batch_scoring.settings import BatchSettings
 from inference_core.contracts import Patient, ServingPointer
-from inference_core.model_store import LoadedModel, ModelStore, make_session
+from inference_core.model_store import LoadedModel, ModelStore, ModelUnavailable, make_session
 from inference_core.schema import FEATURES, RANGES
 from tests.events.loader import FakeContext, load_event
 from tests.unit.predict_fixtures import BUCKET, build_champion, publish
@@ -81,11 +81,20 @@ GOOD = {"pregnancies": 2, "glucose": 138, "blood_pressure": 62, "skin_thickness"
 
 
 # --- rows -------------------------------------------------------------------------------------------------
+def test_spreadsheet_safe_covers_every_formula_start_and_leaves_the_rest():
+    from batch_scoring.core import spreadsheet_safe
+
+    cells = ["=1", "+1", "-1", "@x", "\tx", "\rx", "x=1", "", None]
+    out = spreadsheet_safe(pa.table({"v": cells, "n": list(range(len(cells)))}))
+    assert out["v"].to_pylist() == ["'=1", "'+1", "'-1", "'@x", "'\tx", "'\rx", "x=1", "", None]
+    assert out["n"].to_pylist() == list(range(len(cells)))
+
+
 def test_csv_outputs_neutralise_cells_a_spreadsheet_would_run_as_formulas(model, tmp_path):
     features = model.pointer.features
     ids = ['=HYPERLINK("http://x")', "+1+1", "-2", "@SUM(A1)", "\tTAB", "plain", "a=b"]
     rows = [{"patient_id": i, **GOOD} for i in ids]
-    text = rows_csv(rows, ["patient_id", *features]).replace("\t", "\t")
+    text = rows_csv(rows, ["patient_id", *features])
     _, predictions, _ = score_csv(text, model, tmp_path)
     assert predictions["patient_id"].tolist() == ids  # Parquet keeps the values exactly
     csv_out = pd.read_csv(tmp_path / "out" / "predictions.csv", keep_default_na=False)
@@ -360,6 +369,16 @@ def test_a_parquet_patient_id_of_an_unsupported_type_is_quarantined_with_its_rea
     assert "'patient_id'" in outcome.failure.reason and "must be text or numbers" in outcome.failure.reason
 
 
+def test_a_parquet_category_patient_id_is_accepted(service, s3):
+    scorer = service()
+    ids = pa.array(["A", "B"]).dictionary_encode()
+    table = pa.table({"patient_id": ids, **{f: [GOOD[f]] * 2 for f in GOOD}})
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    put = s3.put_object(Bucket=BATCH, Key="inbox/cat.parquet", Body=sink.getvalue())
+    assert scorer.batch_score("inbox/cat.parquet", put["VersionId"]).status == "scored"
+
+
 @pytest.mark.parametrize("data, reason", [(b"%PDF-1.7\n\x00\x01binary", "binary content"), (b"", "the file is empty")])
 def test_unreadable_file_moves_to_quarantine_with_its_reason(service, s3, data, reason):
     scorer = service()
@@ -391,10 +410,12 @@ def test_too_large_and_no_model_fail_with_a_reason_and_keep_the_input(service, s
     assert "inbox/big.csv" in keys(s3, "inbox/")
 
     s3.delete_object(Bucket=BUCKET, Key="serving/champion.json")
-    outcome = service().batch_score("inbox/big.csv", put["VersionId"])
-    assert outcome.status == "failed" and outcome.failure.kind == "no_model"
-    assert "no champion model" in outcome.failure.reason
-    assert keys(s3, f"outbox/{outcome.name}/") == [f"outbox/{outcome.name}/failed.json"]
+    with pytest.raises(ModelUnavailable):  # raised: Lambda retries (a model may be on its way), then dead-letters
+        service().batch_score("inbox/big.csv", put["VersionId"])
+    name = result_name("inbox/big.csv", put["VersionId"], put["ETag"])
+    assert keys(s3, f"outbox/{name}/") == [f"outbox/{name}/failed.json"]
+    failed = json.loads(s3.get_object(Bucket=BATCH, Key=f"outbox/{name}/failed.json")["Body"].read())
+    assert failed["kind"] == "no_model" and "no champion model" in failed["reason"]
 
 
 def test_failure_midway_leaves_no_manifest_and_no_partial_output(service, s3, monkeypatch):
@@ -432,7 +453,7 @@ def inbox_event(s3, key: str = "inbox/clinic north/day 1.csv", rows: int = 3) ->
     return event, put
 
 
-def test_a_repeated_delivery_after_completion_does_nothing(handler_module, s3):
+def test_a_repeated_delivery_after_completion_does_nothing(handler_module, s3, capfd):
     event, _ = inbox_event(s3)
     first = handler_module.handler(event, FakeContext())["results"][0]
     assert first["status"] == "scored"
@@ -443,6 +464,9 @@ def test_a_repeated_delivery_after_completion_does_nothing(handler_module, s3):
     handler_module.SCORER.batch_score = lambda *a, **k: calls.append(a) or real(*a, **k)
     again = handler_module.handler(load_event("s3_put_inbox") | {"Records": event["Records"]}, FakeContext())
     assert again["results"][0]["status"] == "duplicate" and calls == []  # answered from DynamoDB, no S3 work
+    records = [json.loads(x) for x in capfd.readouterr().out.splitlines() if '"_aws"' in x]
+    assert sum(r.get("RowsScored", [0])[0] for r in records) == 3  # counted once, by the first delivery
+    assert [r["status"] for r in records if "Batches" in r] == ["scored", "duplicate"]
     assert s3.head_object(Bucket=BATCH, Key=manifest_key)["LastModified"] == before
 
 
@@ -465,10 +489,17 @@ class Killed(BaseException):
     """What a timeout or an out-of-memory kill looks like from inside: no `except Exception` runs."""
 
 
-@pytest.mark.parametrize(("remaining_ms", "retry_status"), [(50, "scored"), (600_000, "in_progress")])
-def test_a_retry_after_a_killed_invocation_proceeds_once_its_time_is_up(handler_module, s3, remaining_ms, retry_status):
-    """The in-progress record expires with the killed invocation's remaining time: Lambda's retry (a minute later)
-    scores the file; a delivery while that invocation could still be running is told 'in progress'."""
+@pytest.mark.parametrize(
+    ("remaining_ms", "retry_id", "retry_status"),
+    [
+        (50, "another-delivery", "scored"),  # timed out: its in-progress record has expired
+        (600_000, "req-killed", "scored"),  # killed early (out of memory): Lambda's retry keeps the request id
+        (600_000, "another-delivery", "in_progress"),  # a second S3 delivery while it may still be running
+    ],
+)
+def test_a_retry_after_a_killed_invocation_proceeds(handler_module, s3, remaining_ms, retry_id, retry_status):
+    """The in-progress record expires with the killed invocation's remaining time, and the same request (Lambda's
+    retry of the event) may take it over at once; another delivery is told 'in progress' until then."""
     import time
 
     event, _ = inbox_event(s3)
@@ -479,10 +510,10 @@ def test_a_retry_after_a_killed_invocation_proceeds_once_its_time_is_up(handler_
 
     handler_module.SCORER.batch_score = killed
     with pytest.raises(Killed):
-        handler_module.handler(event, FakeContext(remaining_ms=remaining_ms))
+        handler_module.handler(event, FakeContext(request_id="req-killed", remaining_ms=remaining_ms))
     handler_module.SCORER.batch_score = real
     time.sleep(0.2)
-    retry = handler_module.handler(event, FakeContext(request_id="retry"))["results"][0]
+    retry = handler_module.handler(event, FakeContext(request_id=retry_id))["results"][0]
     assert retry["status"] == retry_status
     manifests = [k for k in keys(s3, "outbox/") if k.endswith("manifest.json")]
     assert len(manifests) == (1 if retry_status == "scored" else 0)
@@ -703,3 +734,21 @@ def test_the_dead_letter_of_an_upload_is_found_and_left_for_the_operator(aws_env
         assert found["error"]["errorMessage"] == "S3 went away"
         assert dead_letter(sqs, url, BATCH, "inbox/clinic north/a.csv", "another-version") is None
         assert len(dead_letters(sqs, url)) == 2  # still there: peeked, not consumed
+
+
+def test_waiting_stops_when_the_function_gave_up_and_keeps_waiting_through_retries(service, s3):
+    from diabetes_risk.batch_client import Upload, wait_for_result
+
+    put = s3.put_object(Bucket=BATCH, Key="inbox/w.csv", Body=b"x")
+    upload = Upload(BATCH, "inbox/w.csv", put["VersionId"], result_name("inbox/w.csv", put["VersionId"], put["ETag"]))
+    failed = {"kind": "internal", "reason": "RuntimeError: S3 went away"}
+    s3.put_object(Bucket=BATCH, Key=upload.prefix + "failed.json", Body=json.dumps(failed).encode())
+    checks = []
+
+    def gave_up():  # the third look finds the event in the dead-letter queue
+        checks.append(1)
+        return {"condition": "RetriesExhausted", "attempts": 3, "error": {}} if len(checks) >= 3 else None
+
+    kind, record = wait_for_result(s3, upload, 10, poll_s=0.01, dead_letters=gave_up)
+    assert kind == "dead_letter" and record["attempts"] == 3 and record["failed"] == failed
+    assert len(checks) == 3  # an internal failure alone did not end the wait: Lambda retries it

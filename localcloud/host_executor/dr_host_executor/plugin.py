@@ -24,7 +24,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 
-from .process import WorkerProcess, check_supported, free_port, python_for, timeout_message, tree_rss_mb
+from .process import WorkerProcess, check_supported, free_port, peak_mb, python_for, timeout_message, tree_rss_mb
 
 LOG = logging.getLogger(__name__)
 
@@ -260,6 +260,9 @@ def _executor_class():
                         used = tree_rss_mb(self.process.pid) if self.process.pid else 0.0
                         if used > memory_mb:
                             return self._out_of_memory(request_id, memory_mb, used)
+                peak = peak_mb(self.process.pid) if self.process.pid else 0.0
+                if peak > memory_mb:  # a spike between two readings: AWS would have ended it too
+                    return self._out_of_memory(request_id, memory_mb, peak)
                 result.logs = self.process.invocation_output(request_id)
                 return result
 

@@ -188,3 +188,16 @@ def tree_rss_mb(pid: int) -> float:
         except (OSError, ValueError):
             continue
     return total_kb / 1024
+
+
+def peak_mb(pid: int) -> float:
+    """A process's own peak resident memory (VmHWM), 0 where there is no /proc: catches a spike between two of
+    the watchdog's readings."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
