@@ -236,6 +236,6 @@ def test_batch_bundle_runs_its_real_handler_in_isolation(tmp_path):
 
     event = load_event("s3_put_inbox")
     event["Records"][0]["s3"]["object"]["key"] = "outbox/not-for-me.csv"  # the handler's own filter, no S3 call
-    env = {"DR_BATCH_BUCKET": "b", "DR_ARTIFACTS_BUCKET": "a", "DR_IDEMPOTENCY_TABLE": "t"}
+    env = {"DR_BATCH_BUCKET": "batch", "DR_ARTIFACTS_BUCKET": "artifacts", "DR_IDEMPOTENCY_TABLE": "idempotency"}
     result = _run_handler(build_bundle("batch"), "batch_score.app", event, env, tmp_path)
     assert result == {"results": []}
