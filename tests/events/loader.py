@@ -70,3 +70,17 @@ def logs_subscription_event(message: dict | None = None, **overrides) -> dict:
     body = message if message is not None else load_event("logs_subscription", **overrides)
     data = gzip.compress(json.dumps(body).encode())
     return {"awslogs": {"data": base64.b64encode(data).decode()}}
+
+
+def s3_event(bucket: str, key: str, version_id: str | None) -> dict:
+    """The ObjectCreated notification S3 sends for one object (version), as a handler receives it."""
+    obj = {"key": key, **({"versionId": version_id} if version_id else {})}
+    return {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": bucket}, "object": obj},
+            }
+        ]
+    }

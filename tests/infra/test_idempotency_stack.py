@@ -7,17 +7,6 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 
-@pytest.fixture(scope="module")
-def stacks():
-    from infra_cdk.app import build
-
-    out = {}
-    for target in ("local", "aws"):
-        _, stack = build({"target": target})
-        out[target] = (stack, Template.from_stack(stack))
-    return out
-
-
 def _logical(stack, construct) -> str:
     return stack.get_logical_id(construct.node.default_child)
 

@@ -14,17 +14,6 @@ from aws_cdk.assertions import Annotations, Match, Template
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def stacks():
-    from infra_cdk.app import build
-
-    out = {}
-    for target in ("local", "aws"):
-        _, stack = build({"target": target})
-        out[target] = (stack, Template.from_stack(stack))
-    return out
-
-
 def _definition(template: Template) -> dict:
     """The ASL with CDK tokens (function ARNs) replaced by placeholders, parsed."""
     (sm,) = template.find_resources("AWS::StepFunctions::StateMachine").values()

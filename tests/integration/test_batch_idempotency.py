@@ -17,6 +17,7 @@ import pytest
 from batch_scoring.service import result_name
 from diabetes_risk.batch_client import Upload, dead_letter, wait_for_result
 from inference_core.contracts import EXAMPLE_PATIENT
+from tests.events.loader import s3_event
 
 pytestmark = pytest.mark.integration
 FEATURES = list(EXAMPLE_PATIENT)
@@ -31,19 +32,6 @@ def batch(aws, deployed, champion_run):
     aws.s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
     yield deployed
     aws.s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=saved)
-
-
-def s3_event(bucket: str, key: str, version_id: str | None) -> dict:
-    obj = {"key": key, **({"versionId": version_id} if version_id else {})}
-    return {
-        "Records": [
-            {
-                "eventSource": "aws:s3",
-                "eventName": "ObjectCreated:Put",
-                "s3": {"bucket": {"name": bucket}, "object": obj},
-            }
-        ]
-    }
 
 
 def csv_rows(n: int) -> bytes:

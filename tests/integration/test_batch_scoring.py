@@ -17,6 +17,7 @@ import pytest
 from batch_scoring.service import result_name
 from diabetes_risk.batch_client import Upload, wait_for_result
 from inference_core.contracts import EXAMPLE_PATIENT
+from tests.events.loader import s3_event
 from tests.integration.conftest import cli_env
 
 pytestmark = pytest.mark.integration
@@ -39,19 +40,6 @@ def drop(
         aws.lambda_.invoke(FunctionName=deliver, Payload=json.dumps(s3_event(bucket, key, upload.version_id)).encode())
     kind, record = wait_for_result(aws.s3, upload, timeout, poll_s=0.5)
     return upload, kind, record
-
-
-def s3_event(bucket: str, key: str, version_id: str | None) -> dict:
-    obj = {"key": key, **({"versionId": version_id} if version_id else {})}
-    return {
-        "Records": [
-            {
-                "eventSource": "aws:s3",
-                "eventName": "ObjectCreated:Put",
-                "s3": {"bucket": {"name": bucket}, "object": obj},
-            }
-        ]
-    }
 
 
 def listing(aws, bucket: str, prefix: str) -> list[str]:
