@@ -24,14 +24,17 @@ from .storage import Storage, bucket_arn, bucket_name, invoke_on_created
 ROOT = Path(__file__).resolve().parents[1]
 ASL = ROOT / "statemachines" / "training.asl.json"
 
-# step → (handler, timeout s, memory MB, S3 access)
+# step → (handler, timeout s, memory MB, S3 access). Sized from the functions' own peaks on the bundled data
+# (REPORT's VmHWM on the local cloud, 2026-11-30): validate 254 MB, features 350, train 262, evaluate 301,
+# export 312, register 387, promote 350. CPU grows with memory on Lambda, so the CPU-bound steps (Feast, the
+# cross-validated search, the plots) keep ~1.7 vCPUs; the I/O-bound ones get 1 GB: ~3x their peak for larger files.
 STEPS: dict[str, tuple[str, int, int, tuple[str, ...]]] = {
-    "Validate": ("validate", 300, 2048, ("read_data", "runs")),
+    "Validate": ("validate", 300, 1024, ("read_data", "runs")),
     "Features": ("features", 600, 3008, ("runs",)),
     "Train": ("train", 900, 3008, ("runs",)),
     "Evaluate": ("evaluate", 600, 3008, ("runs",)),
-    "Export": ("export", 300, 2048, ("runs",)),
-    "Register": ("register", 300, 2048, ("runs",)),
+    "Export": ("export", 300, 1024, ("runs",)),
+    "Register": ("register", 300, 1024, ("runs",)),
     "Promote": ("promote", 120, 1024, ("runs", "publish")),
     "RecordFailure": ("record_failure", 60, 512, ("runs",)),
 }
