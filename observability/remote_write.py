@@ -6,6 +6,7 @@ with botocore, which every Lambda runtime has."""
 
 from __future__ import annotations
 
+import functools
 import http.client
 import urllib.error
 import urllib.request
@@ -89,13 +90,19 @@ HEADERS = {
 }
 
 
+@functools.cache
+def _botocore_session():
+    import botocore.session
+
+    return botocore.session.get_session()
+
+
 def sigv4_headers(url: str, body: bytes, region: str) -> dict[str, str]:
     """Headers signed for Amazon Managed Service for Prometheus with the function's credentials."""
-    import botocore.session
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
 
-    credentials = botocore.session.get_session().get_credentials()
+    credentials = _botocore_session().get_credentials()  # refreshable credentials, resolved once per container
     request = AWSRequest(method="POST", url=url, data=body, headers=dict(HEADERS))
     SigV4Auth(credentials, "aps", region).add_auth(request)
     return dict(request.headers.items())

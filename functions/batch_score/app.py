@@ -127,6 +127,7 @@ def handler(event: S3Event, context: Any) -> dict:
             logger.info("not in the inbox; ignored", extra={"key": key})
             continue
         version_id = record.s3.get_object.version_id
+        version_id = None if version_id in (None, "", "null") else version_id  # "null": not versioned, use the ETag
         obj = {
             "bucket": record.s3.bucket.name,
             "key": key,

@@ -470,6 +470,17 @@ def test_a_repeated_delivery_after_completion_does_nothing(handler_module, s3, c
     assert s3.head_object(Bucket=BATCH, Key=manifest_key)["LastModified"] == before
 
 
+def test_an_unversioned_delivery_is_keyed_by_its_etag_not_by_null(handler_module, s3):
+    """S3 sends versionId "null" for a bucket without versioning: two different uploads of one key are two files."""
+    event, _ = inbox_event(s3)
+    obj = event["Records"][0]["s3"]["object"]
+    obj["versionId"], obj["eTag"] = "null", "etag-one"
+    assert handler_module.handler(event, FakeContext())["results"][0]["status"] == "scored"
+    s3.put_object(Bucket=BATCH, Key="inbox/clinic north/day 1.csv", Body=rows_csv([GOOD] * 4, list(GOOD)).encode())
+    obj["eTag"] = "etag-two"
+    assert handler_module.handler(event, FakeContext(request_id="second"))["results"][0]["status"] == "scored"
+
+
 def test_a_duplicate_delivery_during_a_live_invocation_does_nothing(handler_module, s3):
     event, _ = inbox_event(s3)
     real = handler_module.SCORER.batch_score
