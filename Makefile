@@ -10,6 +10,7 @@ PYTHON ?= $(shell \
 UV_VERSION := 0.13.8
 STATE := .state
 UV := $(STATE)/tools/bin/uv
+SAM_VENV := $(STATE)/tools/sam
 VENV := .venv
 BIN := $(VENV)/bin
 CLI := $(BIN)/diabetes-risk
@@ -18,7 +19,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 
-.PHONY: help install monitoring-tools up down status demo test lint format unit integration bench openapi dashboards clean
+.PHONY: help install monitoring-tools up down status demo test lint format unit integration bench openapi dashboards synth compose-up compose-down clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -42,8 +43,15 @@ node_modules/.installed: package.json package-lock.json
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: $(VENV)/.installed node_modules/.installed monitoring-tools ## Create .venv and node_modules (pinned by uv.lock and package-lock.json), LocalStack's venv, Prometheus
+install: $(VENV)/.installed node_modules/.installed $(SAM_VENV)/.installed monitoring-tools ## Create .venv and node_modules (pinned by uv.lock and package-lock.json), LocalStack's venv, SAM CLI's, Prometheus
 	@$(CLI) local install
+
+# AWS SAM CLI in a tool environment of its own (it pins old click and boto3), from hashed pins.
+$(SAM_VENV)/.installed: $(UV) config_checks/sam-requirements.txt
+	@echo "installing AWS SAM CLI into its own environment ($(SAM_VENV))"
+	@rm -rf $(SAM_VENV) && $(UV) venv --quiet --python $(PYTHON) $(SAM_VENV)
+	@$(UV) pip install --quiet --python $(SAM_VENV)/bin/python --require-hashes -r config_checks/sam-requirements.txt
+	@touch $@
 
 # Prometheus (+ promtool) and Alertmanager (+ amtool) are OS packages: installed when this machine allows it.
 APT_MONITORING := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager
@@ -88,9 +96,10 @@ demo: up ## Set up everything and run the story on the local cloud
 	@$(CLI) alerts
 	@echo; $(CLI) local up
 
-lint: install ## ruff check and format check
+lint: install ## ruff, then the config checks: compose, Dockerfiles, workflows, dependabot, SAM, cfn-lint (offline)
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
+	@$(BIN)/python -m config_checks
 
 format: install ## Format and fix with ruff
 	@$(BIN)/ruff format .
@@ -113,6 +122,22 @@ openapi: install ## Regenerate docs/openapi.json from the prediction API's model
 
 dashboards: install ## Regenerate the Grafana dashboards (observability/grafana/dashboards/*.json)
 	@$(BIN)/python -m observability.dashboards
+
+synth: install ## Synthesize both targets' templates with bundled assets into cdk.out/aws and cdk.out/local (for SAM)
+	@$(BIN)/python -m config_checks.synth
+
+COMPOSE ?= docker compose
+COMPOSE_ENV := DR_EXTERNAL=true DR_FUNCTIONS_MLFLOW_URL=http://mlflow:5000 DR_FUNCTIONS_REMOTE_WRITE_URL=http://prometheus:9090/api/v1/write
+compose-up: $(VENV)/.installed node_modules/.installed ## With Docker: build and start docker-compose.yml's stack, wait until healthy, deploy into it
+	@command -v docker >/dev/null || { echo "compose-up needs Docker with Compose v2; without Docker run: make up"; exit 1; }
+	@$(COMPOSE) up --build --detach --wait --wait-timeout 900
+	@$(COMPOSE_ENV) $(CLI) deploy
+	@echo "stack up: LocalStack http://127.0.0.1:4566, MLflow http://127.0.0.1:5000, Prometheus http://127.0.0.1:9090,"
+	@echo "          Grafana http://127.0.0.1:3000, Alertmanager http://127.0.0.1:9093"
+	@echo "use the CLI against it with DR_EXTERNAL=true, e.g.: DR_EXTERNAL=true $(CLI) train"
+
+compose-down: ## Stop the docker-compose stack (its named volumes are kept; docker compose down -v removes them)
+	@$(COMPOSE) down
 
 clean: down ## Remove all local state and the venv
 	rm -rf $(STATE) $(VENV) cdk.out

@@ -41,6 +41,15 @@ def _settings(localstack_port: int | None, mlflow_port: int | None, **ports: int
         raise typer.Exit(2) from exc
 
 
+def _refuse_external(settings: LocalCloudSettings) -> None:
+    if settings.external:
+        err.print(
+            "[red]DR_EXTERNAL is set[/red]: docker compose runs the services; "
+            "use `make compose-up` / `make compose-down` (or unset DR_EXTERNAL for the embedded local cloud)"
+        )
+        raise typer.Exit(2)
+
+
 def _require_up(cloud: LocalCloudSettings) -> None:
     if not runtime.is_up(cloud):
         err.print("[red]the local cloud is not running[/red]: start it with `diabetes-risk local up`")
@@ -102,6 +111,7 @@ def local_up(
         alertmanager_port=alertmanager_port,
         alerts_port=alerts_port,
     )
+    _refuse_external(settings)
     with console.status("starting the local cloud") as spinner:
         try:
             seconds = runtime.up(settings, progress=lambda m: spinner.update(m))
@@ -147,6 +157,7 @@ def _print_endpoints(settings: LocalCloudSettings) -> None:
 def local_down() -> None:
     """Stop everything `local up` started, including Lambda environments."""
     settings = _settings(None, None)
+    _refuse_external(settings)
     stopped = runtime.down(settings, progress=lambda m: console.print(m))
     console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 

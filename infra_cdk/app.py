@@ -13,9 +13,15 @@ from cdk_nag import AwsSolutionsChecks  # noqa: E402
 from .config import DeployConfig  # noqa: E402
 from .stack import DiabetesRiskStack  # noqa: E402
 
+# Feature flags the app is written against (also when synthesized by tests, which do not read cdk.json).
+FEATURE_FLAGS = {
+    # S3 access logs granted by a bucket policy instead of the legacy LogDeliveryWrite ACL (cfn-lint W3045).
+    "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
+}
 
-def build(context: dict | None = None) -> tuple[cdk.App, DiabetesRiskStack]:
-    app = cdk.App(context=context or {})
+
+def build(context: dict | None = None, outdir: str | None = None) -> tuple[cdk.App, DiabetesRiskStack]:
+    app = cdk.App(context={**FEATURE_FLAGS, **(context or {})}, outdir=outdir)
     config = DeployConfig.from_context(app.node)
     stack = DiabetesRiskStack(app, config.stack_name, config, description="Diabetes Risk: serverless MLOps")
     cdk.Tags.of(stack).add("project", "diabetes-risk")

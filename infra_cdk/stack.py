@@ -16,6 +16,9 @@ from .training import TrainingPipeline
 class DiabetesRiskStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, config: DeployConfig, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
+        # cfn-lint (and `sam validate --lint`, which has no other way to take a setting) reads this: W3005 flags the
+        # DependsOn that CDK itself adds from each function to its role next to the GetAtt; it is redundant, not wrong.
+        self.template_options.metadata = {"cfn-lint": {"config": {"ignore_checks": ["W3005"]}}}
         self.storage = Storage(self, "Storage", config)
         self.training = TrainingPipeline(self, "Training", config, self.storage)
         self.serving = PredictionApi(self, "Serving", config)

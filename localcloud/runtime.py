@@ -298,7 +298,11 @@ CORE = ("localstack", "mlflow")
 
 def is_up(settings: LocalCloudSettings) -> bool:
     """LocalStack and MLflow answer: enough to deploy, train, predict and score (monitoring is checked by
-    `local status`; a stopped Prometheus must not stop the rest)."""
+    `local status`; a stopped Prometheus must not stop the rest). Services run by docker compose
+    (DR_EXTERNAL) have no pids here: their health alone counts."""
+    if settings.external:
+        urls = health_urls(settings)
+        return all(http_ok(urls[name]) for name in CORE)
     return all(s.healthy for s in status(settings) if s.name in CORE)
 
 

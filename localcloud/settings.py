@@ -50,6 +50,16 @@ class LocalCloudSettings(BaseSettings):
     lambda_python: Path = Field(Path(sys.executable), description="Interpreter that runs Lambda handlers.")
     mlflow_bucket: str = "mlflow-artifacts"
     region: str = "us-east-1"
+    external: bool = Field(
+        False,
+        description="The services run elsewhere (docker compose): check their health, never start or stop them.",
+    )
+    functions_mlflow_url: str | None = Field(
+        None, description="MLflow as the deployed functions reach it (docker compose: http://mlflow:5000)."
+    )
+    functions_remote_write_url: str | None = Field(
+        None, description="Prometheus remote write as the functions reach it (compose: http://prometheus:9090/...)."
+    )
     start_timeout_s: float = 90.0
 
     @field_validator("host")

@@ -188,3 +188,71 @@ def test_cli_train_needs_the_local_cloud(settings):
     result = runner.invoke(app, ["train", "--in-process"])
     assert result.exit_code == 1
     assert "local cloud is not running" in result.output
+
+
+# --- services run by docker compose (DR_EXTERNAL) ---------------------------------------------------------
+@pytest.fixture
+def healthy_server():
+    """A loopback HTTP server answering 200 to every GET: stands in for a compose-run service's health URL."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Ok(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def test_external_services_count_as_up_by_health_alone(tmp_path, monkeypatch, healthy_server):
+    monkeypatch.setenv("DR_STATE_DIR", str(tmp_path))
+    ports = {"localstack_port": healthy_server, "mlflow_port": healthy_server}
+    assert runtime.is_up(LocalCloudSettings(**ports)) is False  # no pids: not ours, so not up
+    assert runtime.is_up(LocalCloudSettings(external=True, **ports)) is True
+    with socket.socket() as sock:  # an external service that does not answer is down
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    assert runtime.is_up(LocalCloudSettings(external=True, localstack_port=closed, mlflow_port=healthy_server)) is False
+
+
+def test_cli_local_up_and_down_refuse_external_services(settings, monkeypatch):
+    monkeypatch.setenv("DR_EXTERNAL", "true")
+    for command in ("up", "down"):
+        result = runner.invoke(app, ["local", command])
+        assert result.exit_code == 2, command
+        assert "docker compose runs the services" in result.output
+
+
+def test_deploy_local_gives_functions_the_compose_addresses(settings, monkeypatch):
+    from diabetes_risk import deploy
+
+    seen = []
+
+    def fake_run(cmd, env, log, on_line):
+        seen.append(cmd)
+        out = cmd[cmd.index("--outputs-file") + 1]
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(out, "w") as fh:
+            json.dump({"DiabetesRisk": {"ApiId": "x"}}, fh)
+
+    monkeypatch.setattr(deploy, "_run", fake_run)
+    monkeypatch.setattr(deploy, "is_bootstrapped", lambda cloud: True)
+    deploy.deploy_local(settings, lambda line: None)
+    assert f"mlflow_uri={settings.mlflow_url}" in seen[-1]  # default: the host's addresses
+    compose = settings.model_copy(
+        update={
+            "functions_mlflow_url": "http://mlflow:5000",
+            "functions_remote_write_url": "http://prometheus:9090/api/v1/write",
+        }
+    )
+    deploy.deploy_local(compose, lambda line: None)
+    assert "mlflow_uri=http://mlflow:5000" in seen[-1]
+    assert "remote_write_url=http://prometheus:9090/api/v1/write" in seen[-1]
