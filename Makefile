@@ -19,7 +19,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 
-.PHONY: help install monitoring-tools up down status demo test lint format unit integration bench openapi dashboards synth compose-up compose-down clean
+.PHONY: help install monitoring-tools up down status demo test lint format unit integration bench openapi dashboards synth compose-up compose-down deploy-tools clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -127,17 +127,19 @@ synth: install ## Synthesize both targets' templates with bundled assets into cd
 	@$(BIN)/python -m config_checks.synth
 
 COMPOSE ?= docker compose
-COMPOSE_ENV := DR_EXTERNAL=true DR_FUNCTIONS_MLFLOW_URL=http://mlflow:5000 DR_FUNCTIONS_REMOTE_WRITE_URL=http://prometheus:9090/api/v1/write
 compose-up: $(VENV)/.installed node_modules/.installed ## With Docker: build and start docker-compose.yml's stack, wait until healthy, deploy into it
 	@command -v docker >/dev/null || { echo "compose-up needs Docker with Compose v2; without Docker run: make up"; exit 1; }
 	@$(COMPOSE) up --build --detach --wait --wait-timeout 900
-	@$(COMPOSE_ENV) $(CLI) deploy
+	@DR_EXTERNAL=true $(CLI) deploy
 	@echo "stack up: LocalStack http://127.0.0.1:4566, MLflow http://127.0.0.1:5000, Prometheus http://127.0.0.1:9090,"
 	@echo "          Grafana http://127.0.0.1:3000, Alertmanager http://127.0.0.1:9093"
 	@echo "use the CLI against it with DR_EXTERNAL=true, e.g.: DR_EXTERNAL=true $(CLI) train"
+	@echo "code changes reach the functions' libraries only through the image: make compose-up rebuilds it"
 
 compose-down: ## Stop the docker-compose stack (its named volumes are kept; docker compose down -v removes them)
 	@$(COMPOSE) down
+
+deploy-tools: $(VENV)/.installed node_modules/.installed ## Only what `cdk deploy` needs (.venv and the CDK CLI)
 
 clean: down ## Remove all local state and the venv
 	rm -rf $(STATE) $(VENV) cdk.out

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from . import checks
 from .checks import ROOT, Result, ToolMissing
 
-WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+WORKFLOWS = sorted(p for p in (ROOT / ".github" / "workflows").iterdir() if p.suffix in (".yml", ".yaml"))
 DOCKERFILES = [ROOT / "compose" / "localstack.Dockerfile", ROOT / "functions" / "training.Dockerfile"]
 SHELL_SCRIPTS = [ROOT / ".ci" / "run"]
 
@@ -49,7 +49,10 @@ CHECKS: dict[str, Callable[[], Result]] = {
     "sam-allowlist": checks.sam_allowlist_current,
     "cdk-nag": _cdk_nag,
     "cfn-lint": lambda: checks.cfn_lint(list(_synthesized()[0].values())),
-    "sam-validate": lambda: checks.sam_validate(_synthesized()[0]["aws"]),
+    "sam-validate": lambda: checks.sam_validate(_synthesized()[0]["aws"], "default", ROOT / "samconfig.toml"),
+    "sam-validate-local": lambda: checks.sam_validate(
+        _synthesized()[0]["local"], "localstack", ROOT / "samconfig.toml"
+    ),
 }
 
 

@@ -95,7 +95,9 @@ def shellcheck(files: list[Path]) -> Result:
 def zizmor(files: list[Path]) -> Result:
     """zizmor's offline audits (pinning, permissions, credential persistence, template injection, ...)."""
     env = {**os.environ, "NO_COLOR": "1"}
-    return _run("zizmor", [_tool("zizmor"), "--offline", "--no-progress", *map(str, files)], env)
+    return _run(
+        "zizmor", [_tool("zizmor"), "--offline", "--no-progress", "--persona", "pedantic", *map(str, files)], env
+    )
 
 
 def pre_commit_config(file: Path) -> Result:
@@ -122,11 +124,16 @@ def sam_binary() -> str:
     return str(path)
 
 
-def sam_validate(template: Path, region: str = "us-east-1") -> Result:
-    """`sam validate --lint` (cfn-lint as SAM runs it: any match fails)."""
-    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": region}
-    cmd = [sam_binary(), "validate", "--lint", "--template-file", str(template), "--region", region]
-    result = _run("sam validate --lint", cmd, env)
+def sam_validate(template: Path, config_env: str = "default", config_file: Path | None = None) -> Result:
+    """`sam validate --lint` (cfn-lint as SAM runs it: any match fails), reading samconfig.toml's environment
+    (so SAM itself parses the file) with the template given explicitly."""
+    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
+    cmd = [sam_binary(), "validate", "--lint", "--template-file", str(template)]
+    if config_file is not None:
+        cmd += ["--config-file", str(config_file), "--config-env", config_env]
+    else:
+        cmd += ["--region", "us-east-1"]
+    result = _run(f"sam validate --lint ({config_env})", cmd, env)
     if result.ok and "is a valid SAM Template" not in result.output:
         result.ok = False
     return result
@@ -185,9 +192,6 @@ def sam_allowlist_current(allowlist: Path = SAM_ALLOWLIST) -> Result:
     return Result("sam allow-list", True)
 
 
-ONE_SHOT = {"no", '"no"'}
-
-
 def _locked_version(package: str) -> str | None:
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
     return next((p["version"] for p in lock.get("package", []) if p["name"] == package), None)
@@ -219,6 +223,13 @@ def compose_policy(file: Path, dockerfile: Path | None = None) -> Result:
     model = json.loads(proc.stdout)
     problems: list[str] = []
     mlflow = _locked_version("mlflow")
+    # A one-shot job is one that others wait on to complete; everything else runs for good and needs a healthcheck.
+    one_shot = {
+        dep
+        for service in model["services"].values()
+        for dep, spec in (service.get("depends_on") or {}).items()
+        if spec.get("condition") == "service_completed_successfully"
+    }
     for name, service in model["services"].items():
         for port in service.get("ports", []):
             if port.get("host_ip") != "127.0.0.1":
@@ -229,7 +240,10 @@ def compose_policy(file: Path, dockerfile: Path | None = None) -> Result:
             problems.append(f"{name}: image {image!r} has no exact tag")
         if "mlflow/mlflow" in image and tag != f"v{mlflow}-full":
             problems.append(f"{name}: MLflow image {tag!r} differs from uv.lock's mlflow {mlflow} (v{mlflow}-full)")
-        if str(service.get("restart", "no")) not in ONE_SHOT and "healthcheck" not in service:
+        if name in one_shot:
+            if service.get("restart", "no") != "no":
+                problems.append(f"{name}: a one-shot job must not restart")
+        elif "healthcheck" not in service or service["healthcheck"].get("disable"):
             problems.append(f"{name}: long-running service without a healthcheck")
         for dep, spec in (service.get("depends_on") or {}).items():
             if spec.get("condition") not in ("service_healthy", "service_completed_successfully"):
@@ -237,6 +251,8 @@ def compose_policy(file: Path, dockerfile: Path | None = None) -> Result:
         for volume in service.get("volumes", []):
             if volume.get("type") == "bind" and not volume.get("read_only"):
                 problems.append(f"{name}: host path {volume.get('source')} mounted writable (use a named volume)")
+            elif volume.get("type") == "volume" and not volume.get("source"):
+                problems.append(f"{name}: anonymous volume at {volume.get('target')} (name it under volumes:)")
     if dockerfile is None:
         build = model["services"].get("localstack", {}).get("build", {})
         dockerfile = Path(build.get("context", ROOT)) / build.get("dockerfile", "Dockerfile")

@@ -18,8 +18,6 @@ TARGETS = ("aws", "local")
 def synthesize(outdir: Path, bundle: bool = False) -> tuple[dict[str, Path], list[str]]:
     """Templates per target, and cdk-nag's errors (rule and path), if any."""
     warnings.filterwarnings("ignore")
-    from aws_cdk.assertions import Annotations, Match
-
     from infra_cdk.app import build
 
     templates, errors = {}, []
@@ -28,9 +26,16 @@ def synthesize(outdir: Path, bundle: bool = False) -> tuple[dict[str, Path], lis
         app, stack = build(context, outdir=str(outdir / target))
         assembly = app.synth()
         templates[target] = Path(assembly.get_stack_artifact(stack.artifact_id).template_full_path)
-        for message in Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*")):
-            errors.append(f"{target}: {message.id}: {str(message.entry.data)[:200]}")
+        errors += [f"{target}: {error}" for error in nag_errors(stack)]
     return templates, errors
+
+
+def nag_errors(stack) -> list[str]:
+    """cdk-nag's error annotations on a synthesized stack (rule, path)."""
+    from aws_cdk.assertions import Annotations, Match
+
+    found = Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
+    return [f"{message.id}: {str(message.entry.data)[:200]}" for message in found]
 
 
 def main() -> int:

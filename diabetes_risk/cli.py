@@ -44,8 +44,8 @@ def _settings(localstack_port: int | None, mlflow_port: int | None, **ports: int
 def _refuse_external(settings: LocalCloudSettings) -> None:
     if settings.external:
         err.print(
-            "[red]DR_EXTERNAL is set[/red]: docker compose runs the services; "
-            "use `make compose-up` / `make compose-down` (or unset DR_EXTERNAL for the embedded local cloud)"
+            "[red]DR_EXTERNAL is set[/red]: docker compose runs the services; this command is for the embedded "
+            "local cloud (use `make compose-up` / `make compose-down`, or unset DR_EXTERNAL)"
         )
         raise typer.Exit(2)
 
@@ -201,6 +201,7 @@ def local_check() -> None:
     from localcloud.smoke import run_check
 
     settings = _settings(None, None)
+    _refuse_external(settings)  # it looks for MLflow's artifacts in LocalStack's S3 (compose keeps them in MinIO)
     _require_up(settings)
     with console.status("checking the local cloud") as spinner:
         try:

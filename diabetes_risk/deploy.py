@@ -103,7 +103,7 @@ def deploy_local(cloud: LocalCloudSettings, on_line: Callable[[str], None]) -> d
             "-c",
             f"mlflow_uri={cloud.functions_mlflow_url or cloud.mlflow_url}",
             "-c",
-            f"s3_endpoint={cloud.localstack_url}",
+            f"s3_endpoint={cloud.functions_s3_endpoint or cloud.localstack_url}",
             "-c",
             f"remote_write_url={cloud.functions_remote_write_url or cloud.remote_write_url}",
             "--outputs-file",

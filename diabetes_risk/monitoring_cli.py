@@ -21,6 +21,21 @@ def register(app: typer.Typer) -> None:
     app.command("metrics")(metrics_command)
 
 
+def _received(settings: LocalCloudSettings, limit: int) -> list[dict]:
+    """The inbox's file, or under docker compose (DR_EXTERNAL) its HTTP view: the file is in a volume there."""
+    if not settings.external:
+        return read_alerts(settings.alerts_file, limit)
+    import requests
+
+    try:
+        reply = requests.get(f"{settings.alerts_url}/alerts", timeout=5)
+        reply.raise_for_status()
+    except requests.RequestException as exc:
+        err.print(f"[red]the alert inbox at {settings.alerts_url} did not answer[/red]: {exc}")
+        raise typer.Exit(1) from exc
+    return reply.json()[-limit:]
+
+
 def alerts_command(
     limit: int = typer.Option(20, min=1, help="How many received notifications to show."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
@@ -32,7 +47,7 @@ def alerts_command(
     except PrometheusError as exc:
         err.print(f"[red]{exc}[/red] (start the local cloud with `diabetes-risk local up`)")
         raise typer.Exit(1) from exc
-    received = read_alerts(settings.alerts_file, limit)
+    received = _received(settings, limit)
     if as_json:
         typer.echo(json.dumps({"active": active, "received": received}, indent=2))
         return

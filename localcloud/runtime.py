@@ -274,6 +274,12 @@ def _monitoring_commands(settings: LocalCloudSettings) -> dict[str, list[str]]:
 def status(settings: LocalCloudSettings) -> list[ServiceStatus]:
     pids = _read_pids(settings)
     urls = health_urls(settings)
+    if settings.external:  # run by docker compose: no process of ours, only health to report
+        return [
+            ServiceStatus(name=name, pid=None, running=ok, healthy=ok, url=url, rss_mb=0.0, processes=0)
+            for name, url in urls.items()
+            for ok in (http_ok(url),)
+        ]
     result = []
     for name, url in urls.items():
         record = pids.get(name)
@@ -300,9 +306,6 @@ def is_up(settings: LocalCloudSettings) -> bool:
     """LocalStack and MLflow answer: enough to deploy, train, predict and score (monitoring is checked by
     `local status`; a stopped Prometheus must not stop the rest). Services run by docker compose
     (DR_EXTERNAL) have no pids here: their health alone counts."""
-    if settings.external:
-        urls = health_urls(settings)
-        return all(http_ok(urls[name]) for name in CORE)
     return all(s.healthy for s in status(settings) if s.name in CORE)
 
 

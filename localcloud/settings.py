@@ -6,7 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -55,11 +55,25 @@ class LocalCloudSettings(BaseSettings):
         description="The services run elsewhere (docker compose): check their health, never start or stop them.",
     )
     functions_mlflow_url: str | None = Field(
-        None, description="MLflow as the deployed functions reach it (docker compose: http://mlflow:5000)."
+        None, description="MLflow as the deployed functions reach it (external: http://mlflow:5000)."
     )
     functions_remote_write_url: str | None = Field(
-        None, description="Prometheus remote write as the functions reach it (compose: http://prometheus:9090/...)."
+        None, description="Prometheus remote write as the functions reach it (external: http://prometheus:9090/...)."
     )
+    functions_s3_endpoint: str | None = Field(
+        None, description="LocalStack as the functions reach it (external: http://127.0.0.1:4566, in its container)."
+    )
+
+    @model_validator(mode="after")
+    def _compose_addresses(self) -> LocalCloudSettings:
+        """Under docker compose the functions run inside the LocalStack container: they reach MLflow and
+        Prometheus by service name and LocalStack on the container's own port, whatever the host maps."""
+        if self.external:
+            self.functions_mlflow_url = self.functions_mlflow_url or "http://mlflow:5000"
+            self.functions_remote_write_url = self.functions_remote_write_url or "http://prometheus:9090/api/v1/write"
+            self.functions_s3_endpoint = self.functions_s3_endpoint or "http://127.0.0.1:4566"
+        return self
+
     start_timeout_s: float = 90.0
 
     @field_validator("host")

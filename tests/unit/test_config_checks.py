@@ -89,13 +89,30 @@ def test_compose_policy_fails_on_each_broken_promise(tmp_path, old, new, message
     assert message in result.output
 
 
-def test_compose_policy_fails_on_a_service_without_healthcheck(tmp_path):
+def _service_block(service: str, key: str, until: str) -> str:
     text = COMPOSE.read_text()
-    grafana_health = text[text.index("  grafana:") :]
-    block = grafana_health[grafana_health.index("    healthcheck:") : grafana_health.index("    restart:")]
+    rest = text[text.index(f"  {service}:") :]
+    return rest[rest.index(f"    {key}:") : rest.index(f"    {until}:")]
+
+
+def test_compose_policy_fails_on_a_service_without_healthcheck(tmp_path):
+    result = checks.compose_policy(compose_copy(tmp_path, _service_block("grafana", "healthcheck", "restart"), ""))
+    assert not result.ok
+    assert "grafana: long-running service without a healthcheck" in result.output
+
+
+def test_compose_policy_is_not_fooled_by_a_service_without_restart(tmp_path):
+    """Only a job others wait on to complete may go without a healthcheck, not any service lacking `restart`."""
+    block = _service_block("grafana", "healthcheck", "restart") + "    restart: unless-stopped\n"
     result = checks.compose_policy(compose_copy(tmp_path, block, ""))
     assert not result.ok
     assert "grafana: long-running service without a healthcheck" in result.output
+
+
+def test_compose_policy_fails_on_an_anonymous_volume(tmp_path):
+    result = checks.compose_policy(compose_copy(tmp_path, "      - prometheus-data:/prometheus", "      - /prometheus"))
+    assert not result.ok
+    assert "anonymous volume at /prometheus" in result.output
 
 
 def test_compose_policy_ties_localstack_image_to_the_embedded_cloud_pin(tmp_path):
@@ -195,6 +212,8 @@ def test_zizmor_fails_on_each_insecure_pattern(tmp_path, old, new, audit):
 def test_every_action_is_pinned_by_sha_with_its_tag_noted():
     for path in WORKFLOWS:
         for use in re.findall(r"uses:\s*(\S+.*)", path.read_text()):
+            if use.startswith("$/.github/workflows/"):  # this repository's own reusable workflow
+                continue
             assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40} # v[\d.]+", use), f"{path.name}: {use}"
 
 
@@ -205,6 +224,8 @@ def test_every_job_has_a_timeout_and_workflows_read_only_by_default():
         workflow = yaml.safe_load(path.read_text())
         assert workflow["permissions"] == {"contents": "read"}, path.name
         for name, job in workflow["jobs"].items():
+            if "uses" in job:  # a reusable workflow's jobs carry their own timeouts (checked in its file)
+                continue
             assert isinstance(job.get("timeout-minutes"), int), f"{path.name}: job {name} has no timeout-minutes"
 
 
@@ -214,6 +235,11 @@ def test_deploy_uses_oidc_and_a_guarded_environment():
     deploy = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())
     job = deploy["jobs"]["deploy"]
     assert job["environment"] == "production"
+    assert job["needs"] == "ci" and deploy["jobs"]["ci"]["uses"].endswith("/ci.yml")  # tests pass first
+    assert job["if"] == "github.ref == 'refs/heads/main'"
+    names = [s.get("name", s.get("uses", "")) for s in job["steps"]]
+    install = next(i for i, n in enumerate(names) if n.startswith("install"))
+    assert install < next(i for i, n in enumerate(names) if "configure-aws-credentials" in n)
     assert job["permissions"]["id-token"] == "write"
     creds = next(s for s in job["steps"] if "configure-aws-credentials" in s.get("uses", ""))
     assert "role-to-assume" in creds["with"]
@@ -260,7 +286,7 @@ def test_samconfig_passes_and_points_at_synthesized_templates():
     config = tomllib.loads(SAMCONFIG.read_text())
     for command in ("validate", "local_invoke", "local_start_api"):
         assert config["default"][command]["parameters"]["template_file"] == "cdk.out/aws/DiabetesRisk.template.json"
-    assert config["localstack"]["local_invoke"]["parameters"]["template_file"].startswith("cdk.out/local/")
+    assert config["localstack"]["validate"]["parameters"]["template_file"] == "cdk.out/local/DiabetesRisk.template.json"
     assert "deploy" not in config["default"]  # deploys go through cdk deploy
 
 
@@ -316,7 +342,7 @@ def test_cfn_lint_passes_a_clean_template_and_fails_on_an_error(tmp_path):
     bad = _template(tmp_path, "bad.json", Fn={"Type": "AWS::Lambda::Function", "Properties": {"Runtime": "python2.0"}})
     result = checks.cfn_lint([bad])
     assert not result.ok
-    assert "E" in result.output  # an error rule (missing Role/Code, unknown runtime)
+    assert re.search(r":E\d{4}:", result.output), result.output  # an error rule (missing Role/Code, bad runtime)
 
 
 def test_cfn_lint_only_warns_on_warnings(tmp_path):
@@ -331,6 +357,17 @@ def test_cfn_lint_only_warns_on_warnings(tmp_path):
     assert "W3045" in result.output
 
 
+def test_sam_validate_reads_samconfig_environments(tmp_path):
+    """SAM itself parses samconfig.toml here, in both environments; a file it cannot read fails the check."""
+    ok = _template(tmp_path, "ok.json")
+    assert checks.sam_validate(ok, "default", SAMCONFIG).ok
+    assert checks.sam_validate(ok, "localstack", SAMCONFIG).ok
+    bad = broken(tmp_path, SAMCONFIG, "[localstack.validate.parameters]", "[localstack.validate.parameters")
+    result = checks.sam_validate(ok, "localstack", bad)
+    assert not result.ok
+    assert "Unexpected character" in result.output
+
+
 def test_sam_validate_lint_fails_on_any_match(tmp_path):
     bad = _template(
         tmp_path, "bad.json", Bucket={"Type": "AWS::S3::Bucket", "Properties": {"AccessControl": "Private"}}
@@ -339,3 +376,65 @@ def test_sam_validate_lint_fails_on_any_match(tmp_path):
     assert not result.ok
     assert "W3045" in result.output
     assert checks.sam_validate(_template(tmp_path, "ok.json")).ok
+
+
+def test_zizmor_runs_the_pedantic_audits(tmp_path):
+    """An elevated permission without a comment saying why is only flagged by the pedantic persona."""
+    deploy = ROOT / ".github" / "workflows" / "deploy.yml"
+    text = deploy.read_text()
+    comment = text[text.index("id-token: write") + len("id-token: write") :].split("\n", 1)[0]
+    assert comment.strip().startswith("#")
+    result = checks.zizmor([broken(tmp_path, deploy, "id-token: write" + comment, "id-token: write")])
+    assert not result.ok
+    assert "undocumented-permissions" in result.output
+
+
+# --- the runner ---------------------------------------------------------------------------------------------
+def test_runner_covers_every_workflow_and_dockerfile():
+    from config_checks import __main__ as runner
+
+    on_disk = {p for p in (ROOT / ".github" / "workflows").iterdir() if p.suffix in (".yml", ".yaml")}
+    assert on_disk and set(runner.WORKFLOWS) == on_disk
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    dockerfiles = {ROOT / name for name in tracked.splitlines() if name.endswith("Dockerfile")}
+    assert set(runner.DOCKERFILES) == dockerfiles
+
+
+def test_runner_exits_1_when_a_check_fails_and_names_it(tmp_path, monkeypatch, capsys):
+    from config_checks import __main__ as runner
+
+    bad = broken(tmp_path, SAMCONFIG, "lint = true", "lnit = true")
+    monkeypatch.setitem(runner.CHECKS, "samconfig", lambda: checks.samconfig_keys(bad))
+    assert runner.main(["samconfig"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL samconfig" in out and "lnit" in out and "0 passed, 1 failed" in out
+    assert runner.main(["compose-policy", "shellcheck"]) == 0
+
+
+def test_runner_reports_a_missing_tool_as_a_failure(monkeypatch, capsys):
+    from config_checks import __main__ as runner
+
+    def missing():
+        raise checks.ToolMissing("hadolint not found: run `make install`")
+
+    monkeypatch.setitem(runner.CHECKS, "hadolint", missing)
+    assert runner.main(["hadolint"]) == 1
+    assert "make install" in capsys.readouterr().out
+
+
+def test_cdk_nag_errors_are_found_on_a_violating_stack():
+    """The cdk-nag check's reader sees an error on a stack that breaks a rule (a bucket without SSL enforced)."""
+    import aws_cdk as cdk
+    from aws_cdk import aws_s3 as s3
+    from cdk_nag import AwsSolutionsChecks
+
+    from config_checks.synth import nag_errors
+
+    app = cdk.App()
+    stack = cdk.Stack(app, "Bad")
+    s3.Bucket(stack, "Open")
+    cdk.Aspects.of(app).add(AwsSolutionsChecks())
+    errors = nag_errors(stack)
+    assert any("AwsSolutions-S10" in e for e in errors), errors

@@ -193,7 +193,8 @@ def test_cli_train_needs_the_local_cloud(settings):
 # --- services run by docker compose (DR_EXTERNAL) ---------------------------------------------------------
 @pytest.fixture
 def healthy_server():
-    """A loopback HTTP server answering 200 to every GET: stands in for a compose-run service's health URL."""
+    """A loopback HTTP server answering 200 to every GET (a JSON list of one alert): stands in for compose-run
+    services' health URLs and the alert inbox."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -201,7 +202,7 @@ def healthy_server():
         def do_GET(self):
             self.send_response(200)
             self.end_headers()
-            self.wfile.write(b"{}")
+            self.wfile.write(b'[{"alertname": "HighLatency", "status": "firing"}]')
 
         def log_message(self, *args):
             pass
@@ -225,10 +226,45 @@ def test_external_services_count_as_up_by_health_alone(tmp_path, monkeypatch, he
 
 def test_cli_local_up_and_down_refuse_external_services(settings, monkeypatch):
     monkeypatch.setenv("DR_EXTERNAL", "true")
-    for command in ("up", "down"):
+    for command in ("up", "down", "check"):
         result = runner.invoke(app, ["local", command])
         assert result.exit_code == 2, command
         assert "docker compose runs the services" in result.output
+
+
+def test_external_status_reports_health_without_pids(tmp_path, monkeypatch, healthy_server):
+    monkeypatch.setenv("DR_STATE_DIR", str(tmp_path))
+    states = runtime.status(
+        LocalCloudSettings(external=True, localstack_port=healthy_server, mlflow_port=healthy_server)
+    )
+    by_name = {s.name: s for s in states}
+    assert by_name["localstack"].healthy and by_name["mlflow"].healthy
+    assert by_name["localstack"].pid is None
+    assert by_name["prometheus"].url.endswith("/-/ready")
+
+
+def test_external_settings_default_to_the_compose_service_addresses(tmp_path, monkeypatch):
+    monkeypatch.setenv("DR_STATE_DIR", str(tmp_path))
+    plain = LocalCloudSettings()
+    assert plain.functions_mlflow_url is None and plain.functions_s3_endpoint is None
+    compose = LocalCloudSettings(external=True, localstack_port=4600)
+    assert compose.functions_mlflow_url == "http://mlflow:5000"
+    assert compose.functions_remote_write_url == "http://prometheus:9090/api/v1/write"
+    assert compose.functions_s3_endpoint == "http://127.0.0.1:4566"  # inside the container, not the host's 4600
+    monkeypatch.setenv("DR_FUNCTIONS_MLFLOW_URL", "http://tracking:5000")
+    assert LocalCloudSettings(external=True).functions_mlflow_url == "http://tracking:5000"
+
+
+def test_cli_alerts_reads_the_compose_inbox_over_http(tmp_path, monkeypatch, healthy_server):
+    from diabetes_risk import monitoring_cli
+
+    monkeypatch.setenv("DR_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("DR_EXTERNAL", "true")
+    monkeypatch.setenv("DR_ALERTS_PORT", str(healthy_server))
+    monkeypatch.setattr(monitoring_cli, "alerts", lambda url: [])
+    result = runner.invoke(app, ["alerts", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["received"] == [{"alertname": "HighLatency", "status": "firing"}]
 
 
 def test_deploy_local_gives_functions_the_compose_addresses(settings, monkeypatch):
@@ -247,12 +283,10 @@ def test_deploy_local_gives_functions_the_compose_addresses(settings, monkeypatc
     monkeypatch.setattr(deploy, "is_bootstrapped", lambda cloud: True)
     deploy.deploy_local(settings, lambda line: None)
     assert f"mlflow_uri={settings.mlflow_url}" in seen[-1]  # default: the host's addresses
-    compose = settings.model_copy(
-        update={
-            "functions_mlflow_url": "http://mlflow:5000",
-            "functions_remote_write_url": "http://prometheus:9090/api/v1/write",
-        }
-    )
-    deploy.deploy_local(compose, lambda line: None)
+    assert f"s3_endpoint={settings.localstack_url}" in seen[-1]
+    monkeypatch.setenv("DR_EXTERNAL", "true")
+    monkeypatch.setenv("DR_LOCALSTACK_PORT", "4600")
+    deploy.deploy_local(LocalCloudSettings(), lambda line: None)
     assert "mlflow_uri=http://mlflow:5000" in seen[-1]
     assert "remote_write_url=http://prometheus:9090/api/v1/write" in seen[-1]
+    assert "s3_endpoint=http://127.0.0.1:4566" in seen[-1]
