@@ -89,8 +89,8 @@ demo: up ## Set up everything and run the story on the local cloud
 	@echo; $(CLI) runs --limit 3
 	@echo; echo "== a prediction through API Gateway and the ONNX Lambda"
 	@$(CLI) predict --json '{"pregnancies": 2, "glucose": 148, "blood_pressure": 72, "skin_thickness": 35, "bmi": 33.6, "diabetes_pedigree": 0.627, "age": 50}'
-	@echo; echo "== a batch: a clinic's export dropped into the inbox, scored by the batch Lambda; its manifest"
-	@$(CLI) score examples/clinic-export.csv --wait --json
+	@echo; echo "== a batch: a clinic's export dropped into the inbox, scored by the batch Lambda; a summary of its manifest"
+	@$(CLI) score examples/clinic-export.csv --wait
 	@echo; echo "== monitoring: the functions' metrics in Prometheus (via the log subscription and the bridge)"
 	@sleep 2; $(CLI) metrics 'sum by (service) (count_over_time(diabetes_risk_latency[1h]))'
 	@$(CLI) alerts

@@ -141,7 +141,7 @@ def to_dot(graph: Graph) -> str:
         "start": ', style=dashed, color="#5b6b86"',
         "choice": "",
         "default": ", style=dashed",
-        "catch": ', style=dashed, color="#c0392b", fontcolor="#c0392b", constraint=false',
+        "catch": ', style=dashed, color="#c0392b", fontcolor="#c0392b", weight=0',
         "retry": ', style=dotted, color="#b7791f", fontcolor="#b7791f", dir=back',
     }
     for edge in graph.edges:

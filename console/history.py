@@ -23,6 +23,7 @@ FAILED_TYPES = (
     "TaskSubmitFailed",
 )
 SCHEDULED_TYPES = ("TaskScheduled", "LambdaFunctionScheduled")
+MAP_END = ("MapStateSucceeded", "MapStateFailed", "MapStateAborted", "MapStateExited")
 
 
 @dataclass
@@ -131,6 +132,7 @@ def analyse(events: list[dict], graph: Graph) -> ExecutionView:
         return context.get(prev, (None, None)) if prev else (None, None)
 
     current_entry: dict[int, int] = {}  # event id → StateEntered id of the state it belongs to
+    map_entries: dict[str, int] = {}  # Map/Parallel path → the id of its (latest) StateEntered event
 
     for event in sorted(events, key=lambda e: e["id"]):
         kind = event["type"]
@@ -147,15 +149,26 @@ def analyse(events: list[dict], graph: Graph) -> ExecutionView:
             runs.append(run)
             open_runs[event["id"]] = run
             current_entry[event["id"]] = event["id"]
+            if kind in ("MapStateEntered", "ParallelStateEntered"):
+                map_entries[path] = event["id"]
             continue
+        if kind in MAP_END and parent_ctx[0] in map_entries and not (owner and owner == map_entries[parent_ctx[0]]):
+            # the Map's end may point at the last event of an iteration: it belongs to the Map, in its context
+            owner = map_entries[parent_ctx[0]]
+            context[event["id"]] = context[owner]
         if owner is not None:
             current_entry[event["id"]] = owner
         run = open_runs.get(owner) if owner is not None else None
-        if kind in ("MapIterationStarted", "MapIterationSucceeded", "MapIterationFailed", "MapIterationAborted"):
-            map_path = run.path if run else None
-            if kind == "MapIterationStarted":
-                context[event["id"]] = (map_path, details.get("index"))
-                current_entry.pop(event["id"], None)  # events in the iteration belong to inner states
+        if kind == "MapIterationStarted":
+            context[event["id"]] = (run.path if run else None, details.get("index"))
+            current_entry.pop(event["id"], None)  # the iteration's events belong to its inner states
+            continue
+        if kind in ("MapIterationSucceeded", "MapIterationFailed", "MapIterationAborted"):
+            # back outside the iteration: what follows belongs to the Map state itself, in the Map's own context
+            entered = map_entries.get(parent_ctx[0])
+            if entered is not None:
+                context[event["id"]] = context[entered]
+                current_entry[event["id"]] = entered
             continue
         if kind == "ParallelStateStarted" and run:
             context[event["id"]] = (run.path, None)
@@ -163,6 +176,7 @@ def analyse(events: list[dict], graph: Graph) -> ExecutionView:
             continue
         if kind in SCHEDULED_TYPES and run:
             run.attempts.append(Attempt(started=_ts(event)))
+            run.status, run.error, run.cause = "running", None, None  # a retry: the earlier failure stays in attempts
         elif kind in FAILED_TYPES and run:
             if not run.attempts:
                 run.attempts.append(Attempt(started=_ts(event)))

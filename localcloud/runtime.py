@@ -203,7 +203,7 @@ INSTALL_HINT = (
     "install it with `sudo apt-get install prometheus prometheus-alertmanager` (Debian/Ubuntu) or "
     "`brew install prometheus alertmanager` (macOS); `make install` does it when it can"
 )
-SERVICES = ("localstack", "mlflow", "alert_receiver", "alertmanager", "prometheus")
+SERVICES = ("localstack", "mlflow", "alert_receiver", "alertmanager", "prometheus", "console")
 
 
 def health_urls(settings: LocalCloudSettings) -> dict[str, str]:
@@ -213,6 +213,7 @@ def health_urls(settings: LocalCloudSettings) -> dict[str, str]:
         "alert_receiver": f"{settings.alerts_url}/-/healthy",
         "alertmanager": f"{settings.alertmanager_url}/-/ready",
         "prometheus": f"{settings.prometheus_url}/-/ready",
+        "console": f"{settings.console_url}/healthz",
     }
 
 
@@ -224,6 +225,7 @@ def _ports(settings: LocalCloudSettings) -> list[tuple[str, str, int]]:
         ("Prometheus", "PROMETHEUS", settings.prometheus_port),
         ("Alertmanager", "ALERTMANAGER", settings.alertmanager_port),
         ("the alert inbox", "ALERTS", settings.alerts_port),
+        ("The console", "CONSOLE", settings.console_port),
     ]
 
 
@@ -380,9 +382,13 @@ def up(settings: LocalCloudSettings, progress: Progress = _noop) -> float:
             "1",
         ]
         record = _start("mlflow", cmd, env, settings)
+        progress(f"starting the console on {settings.console_url}")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DR_"))} | settings.dr_env()
+        console = _start("console", [sys.executable, "-m", "console"], env, settings)
         for name, monitor in monitors.items():
             _wait_healthy(name, urls[name], monitor, deadline)
         _wait_healthy("MLflow", f"{settings.mlflow_url}/health", record, deadline)
+        _wait_healthy("the console", urls["console"], console, deadline)
     except BaseException:
         down(settings)
         raise
@@ -421,7 +427,7 @@ def down(settings: LocalCloudSettings, progress: Progress = _noop) -> list[str]:
     return stopped
 
 
-MONITORING = ("alert_receiver", "alertmanager", "prometheus")
+MONITORING = ("alert_receiver", "alertmanager", "prometheus")  # can be stopped alone (outage drills)
 
 
 def stop_service(settings: LocalCloudSettings, name: str) -> bool:

@@ -39,6 +39,7 @@ class LocalCloudSettings(BaseSettings):
     prometheus_port: int = Field(9090, ge=1, le=65535)
     alertmanager_port: int = Field(9093, ge=1, le=65535)
     alerts_port: int = Field(9095, ge=1, le=65535, description="the operator's alert inbox (webhook receiver)")
+    console_port: int = Field(8088, ge=1, le=65535, description="the browser console (Step Functions runs, models)")
     prometheus_bin: Path | None = Field(default_factory=lambda: _which("prometheus"))
     alertmanager_bin: Path | None = Field(default_factory=lambda: _which("prometheus-alertmanager", "alertmanager"))
     logs_subscription_window_s: float = Field(1.0, ge=0, le=60, description="local batching of log subscriptions")
@@ -122,6 +123,16 @@ class LocalCloudSettings(BaseSettings):
     @property
     def alerts_url(self) -> str:
         return f"http://{self.host}:{self.alerts_port}"
+
+    @property
+    def console_url(self) -> str:
+        return f"http://{self.host}:{self.console_port}"
+
+    def dr_env(self) -> dict[str, str]:
+        """These settings as DR_* variables: a child process (the console) then reads the same local cloud."""
+        names = ("state_dir", "instance", "localstack_port", "mlflow_port", "prometheus_port", "alertmanager_port")
+        names += ("alerts_port", "console_port", "region")
+        return {f"DR_{name.upper()}": str(getattr(self, name)) for name in names}
 
     @property
     def alerts_file(self) -> Path:

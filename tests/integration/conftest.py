@@ -21,6 +21,7 @@ def local_cloud() -> LocalCloudSettings:
         prometheus_port=free_port(),
         alertmanager_port=free_port(),
         alerts_port=free_port(),
+        console_port=free_port(),
         lambda_retry_base_delay_s=5,  # asynchronous retries after 5 s and 10 s (about 1 and 2 minutes on AWS)
     )
     runtime.up(settings, progress=print)
@@ -60,6 +61,7 @@ def cli_env(cloud) -> dict[str, str]:
         "DR_PROMETHEUS_PORT": str(cloud.prometheus_port),
         "DR_ALERTMANAGER_PORT": str(cloud.alertmanager_port),
         "DR_ALERTS_PORT": str(cloud.alerts_port),
+        "DR_CONSOLE_PORT": str(cloud.console_port),
         "COLUMNS": "200",
     }
 

@@ -33,7 +33,8 @@ def alive(pid: int) -> bool:
 
 def test_up_twice_status_port_clash_and_down_leaves_nothing_running():
     ports = {
-        f"DR_{name}_PORT": str(free_port()) for name in ("LOCALSTACK", "MLFLOW", "PROMETHEUS", "ALERTMANAGER", "ALERTS")
+        f"DR_{name}_PORT": str(free_port())
+        for name in ("LOCALSTACK", "MLFLOW", "PROMETHEUS", "ALERTMANAGER", "ALERTS", "CONSOLE")
     }
     env = {**os.environ, **ports, "DR_INSTANCE": "lifecycle", "COLUMNS": "200"}
     settings = LocalCloudSettings(
@@ -43,6 +44,7 @@ def test_up_twice_status_port_clash_and_down_leaves_nothing_running():
         prometheus_port=int(ports["DR_PROMETHEUS_PORT"]),
         alertmanager_port=int(ports["DR_ALERTMANAGER_PORT"]),
         alerts_port=int(ports["DR_ALERTS_PORT"]),
+        console_port=int(ports["DR_CONSOLE_PORT"]),
     )
     family: set[int] = set()
     recorded: dict = {}
@@ -57,7 +59,14 @@ def test_up_twice_status_port_clash_and_down_leaves_nothing_running():
         status = cli(env, "local", "status", "--json")
         assert status.returncode == 0
         states = json.loads(status.stdout)
-        assert [s["name"] for s in states] == ["localstack", "mlflow", "alert_receiver", "alertmanager", "prometheus"]
+        assert [s["name"] for s in states] == [
+            "localstack",
+            "mlflow",
+            "alert_receiver",
+            "alertmanager",
+            "prometheus",
+            "console",
+        ]
         assert all(s["healthy"] for s in states)
 
         clash = cli({**env, "DR_INSTANCE": "intruder"}, "local", "up")

@@ -87,7 +87,14 @@ def test_missing_prometheus_says_how_to_install_it(settings):
 
 def test_status_when_nothing_runs(settings):
     states = runtime.status(settings)
-    assert [s.name for s in states] == ["localstack", "mlflow", "alert_receiver", "alertmanager", "prometheus"]
+    assert [s.name for s in states] == [
+        "localstack",
+        "mlflow",
+        "alert_receiver",
+        "alertmanager",
+        "prometheus",
+        "console",
+    ]
     assert not any(s.running or s.healthy for s in states)
     assert runtime.down(settings) == []
 
@@ -256,7 +263,7 @@ def test_external_settings_default_to_the_compose_service_addresses(tmp_path, mo
 
 
 def test_cli_alerts_reads_the_compose_inbox_over_http(tmp_path, monkeypatch, healthy_server):
-    from diabetes_risk import monitoring_cli
+    from diabetes_risk.cli import monitoring as monitoring_cli
 
     monkeypatch.setenv("DR_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("DR_EXTERNAL", "true")

@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from diabetes_risk.cli.common import console, err, print_table
 from localcloud.settings import LocalCloudSettings
 from observability.alert_receiver import read_alerts
 from observability.prometheus_api import PrometheusError, alerts, query
-
-console = Console()
-err = Console(stderr=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -60,11 +57,11 @@ def alerts_command(
             (a.get("activeAt") or "")[:19],
             a.get("annotations", {}).get("summary", ""),
         )
-    console.print(table if active else "[green]no active alerts[/green]")
+    print_table(table) if active else console.print("[green]no active alerts[/green]")
     inbox = Table("received", "status", "alert", "summary", title=f"Delivered by Alertmanager ({settings.alerts_file})")
     for r in received:
         inbox.add_row(r["received_at"], r["status"], r["alertname"] or "?", r.get("summary") or "")
-    console.print(inbox if received else "no notifications delivered yet")
+    print_table(inbox) if received else console.print("no notifications delivered yet")
 
 
 def metrics_command(
@@ -85,4 +82,4 @@ def metrics_command(
     for row in rows:
         labels = ", ".join(f"{k}={v}" for k, v in sorted(row["metric"].items()))
         table.add_row(labels or "{}", str(row["value"][1]))
-    console.print(table if rows else "[yellow]no data[/yellow] (nothing matched in the lookback window)")
+    print_table(table) if rows else console.print("[yellow]no data[/yellow] (nothing matched in the lookback window)")

@@ -1,0 +1,269 @@
+"""Everything the console shows, read through the AWS APIs (CloudFormation, Step Functions, S3) and MLflow's REST
+API, with the same clients as the CLI: so the same pages serve the embedded local cloud and a stack on AWS."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from functools import cached_property
+
+import boto3
+import requests
+from botocore.exceptions import ClientError
+
+from localcloud.settings import LocalCloudSettings
+
+from .settings import ConsoleSettings
+
+MODEL_NAME = "diabetes-risk"
+STEPS = ("validate", "features", "train", "evaluate", "export", "register", "promote")
+FAMILIES = ("logistic_regression", "random_forest", "xgboost")
+
+
+class NotDeployed(RuntimeError):
+    """The stack (or a part of it) is not there yet; the message says what to run."""
+
+
+class Unavailable(RuntimeError):
+    """A service did not answer (MLflow down, the local cloud stopped); the message names it."""
+
+
+@dataclass
+class Upload:
+    bucket: str
+    key: str
+    version_id: str | None
+    name: str  # the result folder under outbox/ (batch scoring's result_name)
+
+
+class Sources:
+    def __init__(self, settings: ConsoleSettings, cloud: LocalCloudSettings | None = None) -> None:
+        self.settings = settings
+        self.cloud = cloud if settings.target == "local" else None
+        if self.cloud is not None:
+            from localcloud.smoke import clients
+
+            self.cfn, self.sfn, self.s3 = clients(self.cloud, "cloudformation", "stepfunctions", "s3")
+            self.mlflow_url = settings.mlflow_url or self.cloud.mlflow_url
+            self.prometheus_url = settings.prometheus_url or self.cloud.prometheus_url
+        else:
+            self.cfn, self.sfn, self.s3 = (boto3.client(n) for n in ("cloudformation", "stepfunctions", "s3"))
+            self.mlflow_url = settings.mlflow_url
+            self.prometheus_url = settings.prometheus_url
+        self.http = requests.Session()
+        self._outputs: tuple[float, dict] | None = None
+        self._definitions: dict[str, dict] = {}
+
+    # --- the stack ---------------------------------------------------------------------------------------
+    def outputs(self) -> dict[str, str]:
+        """The stack's outputs, cached for 10 s (every page needs them; a redeploy shows within seconds)."""
+        if self._outputs and time.monotonic() - self._outputs[0] < 10:
+            return self._outputs[1]
+        try:
+            stack = self.cfn.describe_stacks(StackName=self.settings.stack_name)["Stacks"][0]
+        except ClientError as exc:
+            raise NotDeployed(
+                f"the {self.settings.stack_name} stack is not deployed: run `diabetes-risk deploy`"
+            ) from exc
+        except Exception as exc:  # connection refused, timeouts
+            raise Unavailable(
+                f"the AWS endpoint did not answer ({type(exc).__name__}): is the local cloud up?"
+            ) from exc
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        self._outputs = (time.monotonic(), outputs)
+        return outputs
+
+    @cached_property
+    def state_machine_arn(self) -> str:
+        return self.outputs()["TrainingStateMachineArn"]
+
+    def definition(self, arn: str | None = None) -> dict:
+        """The deployed definition (DescribeStateMachine), or the one an execution ran with."""
+        arn = arn or self.state_machine_arn
+        if arn not in self._definitions:
+            if ":execution:" in arn:
+                description = self.sfn.describe_state_machine_for_execution(executionArn=arn)
+            else:
+                description = self.sfn.describe_state_machine(stateMachineArn=arn)
+            self._definitions[arn] = json.loads(description["definition"])
+        return self._definitions[arn]
+
+    # --- executions ----------------------------------------------------------------------------------------
+    def executions(self, status: str | None = None, limit: int = 50) -> list[dict]:
+        kwargs = {"stateMachineArn": self.state_machine_arn, "maxResults": limit}
+        if status:
+            kwargs["statusFilter"] = status
+        items = self.sfn.list_executions(**kwargs)["executions"]
+        return [
+            {
+                "arn": e["executionArn"],
+                "name": e["name"],
+                "status": e["status"],
+                "started": e["startDate"],
+                "stopped": e.get("stopDate"),
+                "seconds": round(((e.get("stopDate") or _now(e["startDate"])) - e["startDate"]).total_seconds(), 1),
+            }
+            for e in items
+        ]
+
+    def describe(self, arn: str) -> dict:
+        return self.sfn.describe_execution(executionArn=arn)
+
+    def history(self, arn: str) -> list[dict]:
+        events, kwargs = [], {"executionArn": arn, "maxResults": 1000}
+        while True:
+            page = self.sfn.get_execution_history(**kwargs)
+            events += page["events"]
+            if not page.get("nextToken"):
+                return events
+            kwargs["nextToken"] = page["nextToken"]
+
+    def default_input(self) -> dict:
+        return {"train_uri": "bundled", "holdout_uri": "bundled", "families": list(FAMILIES)}
+
+    def start(self, payload: dict) -> dict:
+        name = time.strftime("console-%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
+        started = self.sfn.start_execution(stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(payload))
+        return {"arn": started["executionArn"], "name": name}
+
+    def stop(self, arn: str, cause: str = "stopped from the console") -> None:
+        self.sfn.stop_execution(executionArn=arn, error="Console.Stopped", cause=cause)
+
+    def failure_record(self, name: str) -> dict | None:
+        bucket = self.outputs()["ArtifactsBucket"]
+        try:
+            return json.loads(self.s3.get_object(Bucket=bucket, Key=f"runs/{name}/failure.json")["Body"].read())
+        except ClientError:
+            return None
+
+    # --- models (MLflow's REST API) -----------------------------------------------------------------------
+    def _mlflow(self, path: str, **params) -> dict:
+        if not self.mlflow_url:
+            raise Unavailable("no MLflow tracking server configured (DR_CONSOLE_MLFLOW_URL)")
+        try:
+            reply = self.http.get(f"{self.mlflow_url}/api/2.0/mlflow/{path}", params=params, timeout=10)
+        except requests.RequestException as exc:
+            raise Unavailable(f"MLflow at {self.mlflow_url} did not answer ({type(exc).__name__})") from exc
+        if reply.status_code == 404 or (reply.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in reply.text):
+            return {}
+        if not reply.ok:
+            raise Unavailable(f"MLflow answered {reply.status_code}: {reply.text[:200]}")
+        return reply.json()
+
+    def models(self) -> dict:
+        registered = self._mlflow("registered-models/get", name=MODEL_NAME).get("registered_model")
+        if not registered:
+            return {"aliases": {}, "versions": []}
+        aliases = {a["alias"]: a["version"] for a in registered.get("aliases", [])}
+        found = self._mlflow("model-versions/search", filter=f"name='{MODEL_NAME}'", max_results=100)
+        versions = []
+        for v in sorted(found.get("model_versions", []), key=lambda v: int(v["version"]), reverse=True):
+            tags = {t["key"]: t["value"] for t in v.get("tags", [])}
+            versions.append(
+                {
+                    "version": v["version"],
+                    "run_id": v.get("run_id"),
+                    "created": v.get("creation_timestamp"),
+                    "aliases": [a for a, ver in aliases.items() if ver == v["version"]],
+                    "tags": tags,
+                }
+            )
+        return {"aliases": aliases, "versions": versions}
+
+    def run(self, run_id: str) -> dict:
+        run = self._mlflow("runs/get", run_id=run_id).get("run") or {}
+        data = run.get("data", {})
+        return {
+            "run_id": run_id,
+            "experiment_id": run.get("info", {}).get("experiment_id"),
+            "metrics": {m["key"]: m["value"] for m in data.get("metrics", [])},
+            "params": {p["key"]: p["value"] for p in data.get("params", [])},
+            "tags": {t["key"]: t["value"] for t in data.get("tags", [])},
+        }
+
+    def artifacts(self, run_id: str, path: str = "") -> list[str]:
+        listing = self._mlflow("artifacts/list", run_id=run_id, path=path)
+        return [f["path"] for f in listing.get("files", [])]
+
+    def artifact(self, run_id: str, path: str) -> bytes:
+        try:
+            reply = self.http.get(
+                f"{self.mlflow_url}/get-artifact", params={"run_uuid": run_id, "path": path}, timeout=30
+            )
+        except requests.RequestException as exc:
+            raise Unavailable(f"MLflow at {self.mlflow_url} did not answer ({type(exc).__name__})") from exc
+        if not reply.ok:
+            raise FileNotFoundError(f"no artifact {path!r} in run {run_id}")
+        return reply.content
+
+    def run_link(self, experiment_id: str | None, run_id: str) -> str | None:
+        if not (self.mlflow_url and experiment_id):
+            return None
+        return f"{self.mlflow_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    # --- batches -------------------------------------------------------------------------------------------
+    def batches(self, limit: int = 30) -> list[dict]:
+        bucket = self.outputs()["BatchBucket"]
+        found: dict[str, dict] = {}
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix="outbox/"):
+            for obj in page.get("Contents", []):
+                name, _, leaf = obj["Key"][len("outbox/") :].rpartition("/")
+                if leaf in ("manifest.json", "failed.json"):
+                    found.setdefault(name, {"name": name, "modified": obj["LastModified"]})[leaf] = obj["Key"]
+        newest = sorted(found.values(), key=lambda b: b["modified"], reverse=True)[:limit]
+        for item in newest:
+            key = item.get("manifest.json") or item.get("failed.json")
+            item["kind"] = "manifest" if "manifest.json" in item else "failed"
+            item["document"] = json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return newest
+
+    def quarantined(self, limit: int = 30) -> list[dict]:
+        bucket = self.outputs()["BatchBucket"]
+        reasons = []
+        paginator = self.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix="quarantine/"):
+            for obj in page.get("Contents", []):
+                if obj["Key"].endswith("/reason.json"):
+                    reasons.append(obj)
+        reasons.sort(key=lambda o: o["LastModified"], reverse=True)
+        out = []
+        for obj in reasons[:limit]:
+            doc = json.loads(self.s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+            out.append({"key": obj["Key"], "modified": obj["LastModified"], "reason": doc})
+        return out
+
+    def errors_preview(self, key: str, lines: int = 20) -> str:
+        bucket = self.outputs()["BatchBucket"]
+        body = self.s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-65535")["Body"].read()
+        return "\n".join(body.decode("utf-8", "replace").splitlines()[:lines])
+
+    def upload(self, file_name: str, body: bytes) -> Upload:
+        """Into inbox/console/: S3's notification starts batch scoring, as for any other drop."""
+        from batch_scoring.service import result_name
+
+        bucket = self.outputs()["BatchBucket"]
+        key = f"inbox/console/{time.strftime('%Y%m%dT%H%M%S')}-{file_name}"
+        put = self.s3.put_object(Bucket=bucket, Key=key, Body=body)
+        version = put.get("VersionId")
+        version = None if version in (None, "null") else version
+        return Upload(bucket, key, version, result_name(key, version, put["ETag"]))
+
+    def batch_result(self, name: str) -> dict:
+        """A result folder's manifest or failure record; pending while neither exists."""
+        bucket = self.outputs()["BatchBucket"]
+        for kind in ("manifest", "failed"):
+            try:
+                body = self.s3.get_object(Bucket=bucket, Key=f"outbox/{name}/{kind}.json")["Body"].read()
+            except ClientError:
+                continue
+            return {"name": name, "kind": kind, "document": json.loads(body)}
+        return {"name": name, "kind": "pending"}
+
+
+def _now(like):
+    from datetime import datetime
+
+    return datetime.now(like.tzinfo)
