@@ -139,11 +139,11 @@ class Sources:
             return None
 
     # --- models (MLflow's REST API) -----------------------------------------------------------------------
-    def _mlflow(self, path: str, **params) -> dict:
+    def _mlflow(self, endpoint: str, **params) -> dict:
         if not self.mlflow_url:
             raise Unavailable("no MLflow tracking server configured (DR_CONSOLE_MLFLOW_URL)")
         try:
-            reply = self.http.get(f"{self.mlflow_url}/api/2.0/mlflow/{path}", params=params, timeout=10)
+            reply = self.http.get(f"{self.mlflow_url}/api/2.0/mlflow/{endpoint}", params=params, timeout=10)
         except requests.RequestException as exc:
             raise Unavailable(f"MLflow at {self.mlflow_url} did not answer ({type(exc).__name__})") from exc
         if reply.status_code == 404 or (reply.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in reply.text):
@@ -259,7 +259,12 @@ class Sources:
                 body = self.s3.get_object(Bucket=bucket, Key=f"outbox/{name}/{kind}.json")["Body"].read()
             except ClientError:
                 continue
-            return {"name": name, "kind": kind, "document": json.loads(body)}
+            document = json.loads(body)
+            result = {"name": name, "kind": kind, "document": document}
+            errors = next((k for k in (document.get("output_keys") or {}).values() if k.endswith("errors.csv")), None)
+            if errors and document.get("rows_rejected"):
+                result["errors_preview"] = self.errors_preview(errors)
+            return result
         return {"name": name, "kind": "pending"}
 
 

@@ -147,9 +147,9 @@ const Console = (() => {
         const head = `${run.iteration !== null ? `iteration ${run.iteration} · ` : ""}${run.status}` +
           `${run.seconds !== null ? ` · ${run.seconds} s` : ""}${run.retries ? ` · retried ${run.retries}×` : ""}`;
         const block = el("div", { class: `run ${run.status}` }, el("h4", {}, head));
-        if (run.error) block.append(el("p", { class: "problem error" }, `${run.error}: ${run.cause || ""}`));
+        if (run.error) block.append(el("p", { class: "problem error" }, errorText(run)));
         run.attempts.forEach((a, i) => {
-          if (a.error) block.append(el("p", { class: "attempt" }, `attempt ${i + 1}: ${a.error}: ${a.cause || ""}`));
+          if (a.error) block.append(el("p", { class: "attempt" }, `attempt ${i + 1}: ${errorText(a)}`));
         });
         block.append(el("h5", {}, "input"), el("pre", {}, pretty(run.input)));
         if (run.output !== null) block.append(el("h5", {}, "output"), el("pre", {}, pretty(run.output)));
@@ -187,6 +187,7 @@ const Console = (() => {
 
     function header() {
       const badge = $("#exec-status");
+      if (view.status !== "RUNNING") document.querySelectorAll("button.stop").forEach((b) => b.remove());
       badge.textContent = view.status;
       badge.className = `badge ${view.status.toLowerCase()}`;
       $("#exec-seconds").textContent = view.seconds;
@@ -240,6 +241,12 @@ const Console = (() => {
     });
   }
 
+  function errorText(item) {
+    // a Lambda error's cause already starts with its type ("TransientError: ..."): say it once
+    const cause = item.cause || "";
+    return cause.startsWith(item.error) ? cause : `${item.error}: ${cause}`;
+  }
+
   function pretty(text) {
     if (text === null || text === undefined) return "";
     try {
@@ -265,6 +272,7 @@ const Console = (() => {
       el("p", {}, `risk bands: ${bands}`),
       rejected ? el("p", {}, `rejected by field: ${rejected}`) : "",
       el("p", {}, `drift: ${drift.status}`),
+      result.errors_preview ? el("details", { class: "errors" }, el("summary", {}, "rejected rows (errors.csv)"), el("pre", {}, result.errors_preview)) : "",
       rows.length ? el("table", { class: "drift" }, el("thead", {}, el("tr", {}, el("th", {}, "feature"), el("th", {}, "PSI"), el("th", {}, "KS"), el("th", {}, "drifted"))), el("tbody", {}, ...rows)) : "",
     );
   }

@@ -1,0 +1,359 @@
+"""The console without a browser or a cloud: ASL → graph, recorded histories → per-state status, the ASL linted,
+the package's dependency rule, and the app's routes and error paths on a stand-in for its AWS/MLflow sources."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from console.app import create_app
+from console.graph import build_graph, element_id, to_dot
+from console.history import analyse
+from console.settings import ConsoleSettings
+from console.sources import NotDeployed, Unavailable
+
+ROOT = Path(__file__).resolve().parents[2]
+ASL = json.loads((ROOT / "statemachines" / "training.asl.json").read_text())
+EVENTS = ROOT / "tests" / "events"
+
+
+def all_states(states: dict, prefix: str = "") -> set[str]:
+    found = set()
+    for name, state in states.items():
+        found.add(prefix + name)
+        inner = state.get("ItemProcessor") or state.get("Iterator")
+        if inner:
+            found |= all_states(inner["States"], f"{prefix}{name}/")
+        for i, branch in enumerate(state.get("Branches", [])):
+            found |= all_states(branch["States"], f"{prefix}{name}/{i}/")
+    return found
+
+
+# --- ASL → graph ------------------------------------------------------------------------------------------------
+def test_every_state_of_the_training_definition_is_a_node():
+    graph = build_graph(ASL)
+    assert set(graph.nodes) == all_states(ASL["States"])
+    assert graph.start == ASL["StartAt"]
+    assert graph.nodes["Train families/Train"].parent == "Train families"
+    assert graph.nodes["Train families"].type == "Map"
+
+
+def test_catch_and_retry_edges_follow_the_definition():
+    graph = build_graph(ASL)
+    catches = {(e.source, e.target) for e in graph.edges if e.kind == "catch"}
+    expected = {(n, c["Next"]) for n, s in ASL["States"].items() for c in s.get("Catch", [])}
+    assert catches == expected and len(expected) == 7
+    retried = {e.source for e in graph.edges if e.kind == "retry"}
+    assert "Train families/Train" in retried and "Validate" in retried
+    assert "Init" not in retried
+    assert ("Train families", "Train families/Train") in {
+        (e.source, e.target) for e in graph.edges if e.kind == "start"
+    }
+
+
+def test_parallel_branches_and_choices_nest_and_label():
+    definition = {
+        "StartAt": "Fan",
+        "States": {
+            "Fan": {
+                "Type": "Parallel",
+                "Branches": [
+                    {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}},
+                    {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}},
+                ],
+                "Next": "Pick",
+            },
+            "Pick": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.x", "NumericGreaterThan": 1, "Next": "Done"}],
+                "Default": "Done",
+            },
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    graph = build_graph(definition)
+    assert {"Fan/0/A", "Fan/1/A"} <= set(graph.nodes)
+    assert graph.nodes["Fan/1/A"].parent == "Fan" and graph.nodes["Fan/1/A"].branch == 1
+    kinds = {(e.source, e.target, e.kind) for e in graph.edges}
+    assert ("Pick", "Done", "choice") in kinds and ("Pick", "Done", "default") in kinds
+    assert ("Fan", "Fan/0/A", "start") in kinds
+
+
+def test_dot_has_a_cluster_per_map_and_an_id_per_state_and_escapes_names():
+    dot = to_dot(build_graph(ASL))
+    assert dot.count("subgraph ") == 1
+    for path in all_states(ASL["States"]):
+        assert f'id="{element_id(path)}"' in dot
+    odd = {"StartAt": 'Say "hi"\\', "States": {'Say "hi"\\': {"Type": "Pass", "End": True}}}
+    odd_dot = to_dot(build_graph(odd))
+    assert '"Say \\"hi\\"\\\\"' in odd_dot  # quotes and backslashes escaped for Graphviz
+    assert len({element_id(p) for p in all_states(ASL["States"])}) == len(all_states(ASL["States"]))
+
+
+def test_the_definition_passes_statelint_and_the_lint_catches_a_broken_one():
+    from statelint.linter import Linter
+
+    def deployed(definition: dict) -> dict:  # CDK substitutes the ${...} function ARNs at deploy time
+        text = re.sub(r"\$\{\w+\}", "arn:aws:lambda:us-east-1:000000000000:function:step", json.dumps(definition))
+        return json.loads(text)
+
+    assert Linter.validate(deployed(ASL)) == []
+    broken = deployed(ASL) | {"StartAt": "Nowhere"}
+    assert any("Nowhere" in problem for problem in Linter.validate(broken))
+
+
+# --- history → per-state status --------------------------------------------------------------------------------
+def recorded(name: str) -> list[dict]:
+    """A history recorded from the local cloud (GetExecutionHistory), timestamps as datetimes again."""
+    events = json.loads((EVENTS / name).read_text())["events"]
+    for event in events:
+        event["timestamp"] = datetime.fromisoformat(event["timestamp"])
+    return events
+
+
+def statuses(view) -> dict[str, tuple[str, int, int]]:
+    return {s["path"]: (s["status"], s["retries"], s["iterations"]) for s in view.states.values()}
+
+
+def test_retry_inside_one_map_iteration_then_success():
+    view = analyse(recorded("history_retry_in_map.json"), build_graph(ASL))
+    got = statuses(view)
+    assert view.status == "SUCCEEDED" and view.failed_state is None
+    assert got["Train families/Train"] == ("succeeded", 1, 3)  # three families, one retried once
+    assert got["Train families"] == ("succeeded", 0, 0)
+    assert got["Evaluate"] == ("succeeded", 0, 0)  # after the Map: no iteration leaks into later states
+    assert got["Validate failed"][0] == "not_reached"
+    train = [r for r in view.runs if r.path == "Train families/Train"]
+    assert sorted(r.iteration for r in train) == [0, 1, 2]
+    retried = next(r for r in train if r.retries)
+    assert retried.attempts[0].error == "TransientError" and "injected" in retried.attempts[0].cause
+
+
+def test_a_caught_task_failure_and_the_failure_path():
+    view = analyse(recorded("history_caught_failure.json"), build_graph(ASL))
+    got = statuses(view)
+    assert view.status == "FAILED"
+    assert got["Validate"] == ("caught", 2, 0)  # three attempts, then the Catch
+    assert got["Validate failed"][0] == "succeeded" and got["Record failure"][0] == "succeeded"
+    assert got["Training failed"][0] == "failed" and got["Features"][0] == "not_reached"
+    validate = next(r for r in view.runs if r.path == "Validate")
+    assert validate.error == "TransientError" and "always" in validate.cause
+
+
+def test_a_failed_map_iteration_fails_the_map_which_is_caught():
+    view = analyse(recorded("history_map_failure_caught.json"), build_graph(ASL))
+    got = statuses(view)
+    assert got["Train families"][0] == "caught"
+    assert got["Train families/Train"][0] == "failed"
+    assert got["Train families failed"][0] == "succeeded"
+    assert got["Evaluate"][0] == "not_reached"
+
+
+def test_a_running_execution_mid_retry_shows_running_not_failed():
+    events = recorded("history_retry_in_map.json")
+    # cut just after the retry was scheduled (the second LambdaFunctionScheduled of the failed iteration)
+    failed = next(e for e in events if e["type"] == "LambdaFunctionFailed")
+    retry = next(e for e in events if e.get("previousEventId") == failed["id"])
+    view = analyse([e for e in events if e["id"] <= retry["id"]], build_graph(ASL))
+    got = statuses(view)
+    assert view.status == "RUNNING"
+    assert got["Train families"][0] == "running" and got["Train families/Train"][0] == "running"
+    assert got["Evaluate"][0] == "not_reached"
+    json.dumps(view.to_json(datetime.now(UTC)))  # what the page receives serialises
+
+
+def test_timeline_seconds_come_from_the_events():
+    view = analyse(recorded("history_retry_in_map.json"), build_graph(ASL))
+    data = view.to_json(datetime.now(UTC) + timedelta(days=1))
+    evaluate = next(r for r in data["runs"] if r["path"] == "Evaluate")
+    assert 0 < evaluate["seconds"] < 60  # exited: not measured against "now"
+    assert evaluate["element"] == element_id("Evaluate")
+
+
+# --- dependency rule -------------------------------------------------------------------------------------------
+def test_console_imports_no_training_model_or_lambda_code():
+    code = "import sys, console.app, console.__main__; print('\\n'.join(sorted(sys.modules)))"
+    loaded = set(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    )
+    forbidden = {"training", "sklearn", "xgboost", "feast", "mlflow", "onnxruntime", "pandas", "diabetes_risk.cli"}
+    forbidden |= {"functions", "inference_core.scoring", "aws_lambda_powertools"}
+    assert not {m for m in loaded if m.split(".")[0] in forbidden or m in forbidden}
+
+
+# --- the app, on stand-in sources ---------------------------------------------------------------------------------
+MACHINE = "arn:aws:states:us-east-1:000000000000:stateMachine:DiabetesRisk-training"
+
+
+class FakeSources:
+    """What console.sources.Sources offers, from memory."""
+
+    mlflow_url = "http://127.0.0.1:5000"
+    prometheus_url = "http://127.0.0.1:9090"
+    state_machine_arn = MACHINE
+
+    def __init__(self, deployed: bool = True) -> None:
+        self.deployed = deployed
+        self.started: list[dict] = []
+        self.uploads: list[tuple[str, bytes]] = []
+        self.events = recorded("history_caught_failure.json")
+
+        class Sfn:
+            class exceptions:
+                class ExecutionDoesNotExist(Exception):
+                    pass
+
+        self.sfn = Sfn
+
+    def definition(self, arn=None):
+        if not self.deployed:
+            raise NotDeployed("the DiabetesRisk stack is not deployed: run `diabetes-risk deploy`")
+        return ASL
+
+    def executions(self, status=None, limit=50):
+        start = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+        items = [
+            {"arn": f"{MACHINE}:ok", "name": "ok", "status": "SUCCEEDED", "started": start, "seconds": 30.0},
+            {"arn": f"{MACHINE}:bad", "name": "bad", "status": "FAILED", "started": start, "seconds": 7.0},
+        ]
+        return [i for i in items if status in (None, i["status"])]
+
+    def failure_record(self, name):
+        return (
+            {"failed_step": "Validate", "message": "TransientError: injected always fault"} if name == "bad" else None
+        )
+
+    def default_input(self):
+        return {"train_uri": "bundled", "holdout_uri": "bundled", "families": ["xgboost"]}
+
+    def start(self, payload):
+        self.started.append(payload)
+        return {"arn": f"{MACHINE}:new", "name": "new"}
+
+    def stop(self, arn):
+        pass
+
+    def describe(self, arn):
+        if not arn.endswith(":bad"):
+            raise self.sfn.exceptions.ExecutionDoesNotExist()
+        start = self.events[0]["timestamp"]
+        return {"status": "FAILED", "startDate": start, "stopDate": start + timedelta(seconds=7)}
+
+    def history(self, arn):
+        return self.events
+
+    def models(self):
+        raise Unavailable("MLflow at http://127.0.0.1:5000 did not answer (ConnectionError)")
+
+    def batches(self):
+        return []
+
+    def quarantined(self):
+        return []
+
+    def upload(self, name, body):
+        self.uploads.append((name, body))
+        from console.sources import Upload
+
+        return Upload("b", f"inbox/console/{name}", None, f"console/{name}-abc")
+
+    def batch_result(self, name):
+        return {"name": name, "kind": "pending"}
+
+
+@pytest.fixture
+def client_and_sources():
+    sources = FakeSources()
+    return TestClient(create_app(ConsoleSettings(), sources)), sources
+
+
+def test_pages_render_and_list_failed_executions_with_their_cause(client_and_sources):
+    client, _ = client_and_sources
+    pipeline = client.get("/pipeline")
+    assert pipeline.status_code == 200 and "digraph training" in pipeline.text
+    listing = client.get("/executions?status=FAILED")
+    assert listing.status_code == 200
+    assert "Validate: TransientError: injected always fault" in listing.text and ">ok<" not in listing.text
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_execution_view_json(client_and_sources):
+    client, _ = client_and_sources
+    view = client.get("/api/executions/bad").json()
+    assert view["status"] == "FAILED" and view["failure"]["failed_step"] == "Validate"
+    assert view["states"][element_id("Validate")]["status"] == "caught"
+    assert view["history"][0]["type"] == "ExecutionStarted"
+    events = client.get("/api/executions/bad/events")
+    assert events.headers["content-type"].startswith("text/event-stream")
+    first = events.text.split("\n\n")[0]
+    assert first.startswith("data: ") and json.loads(first[6:])["status"] == "FAILED"
+    assert "event: end" in events.text  # a finished execution's stream ends
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "status", "message"),
+    [
+        ("get", "/executions/no$such", None, 400, "execution name"),
+        ("get", "/executions/missing", None, 404, "no execution 'missing'"),
+        ("get", "/api/executions/missing/events", None, 404, "no execution"),
+        ("get", "/executions?status=SLEEPING", None, 400, "status must be one of"),
+        ("post", "/api/executions", {"input": [1, 2]}, 400, "JSON object"),
+        ("post", "/api/executions", {"input": {}, "fault": "teach:always"}, 400, "STEP:once|always"),
+        ("post", "/api/batches?filename=x.csv", b"", 400, "empty"),
+        ("get", "/api/runs/not-a-run/artifacts/plots/roc.png", None, 400, "bad run id"),
+    ],
+)
+def test_client_mistakes_get_clear_4xx_answers(client_and_sources, method, url, body, status, message):
+    client, _ = client_and_sources
+    kwargs = {"json": body} if isinstance(body, dict | list) else ({"content": body} if body is not None else {})
+    reply = getattr(client, method)(url, **kwargs)
+    assert reply.status_code == status
+    assert message in reply.text
+
+
+def test_start_passes_the_input_and_the_fault(client_and_sources):
+    client, sources = client_and_sources
+    reply = client.post("/api/executions", json={"input": {"families": ["xgboost"]}, "fault": "validate:always"})
+    assert reply.status_code == 201 and reply.json()["url"] == "/executions/new"
+    assert sources.started == [{"families": ["xgboost"], "fault": {"step": "validate", "mode": "always"}}]
+    bad_json = client.post("/api/executions", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert bad_json.status_code == 400 and "not JSON" in bad_json.text
+
+
+def test_upload_names_are_made_safe_and_size_is_limited(client_and_sources):
+    client, sources = client_and_sources
+    reply = client.post("/api/batches?filename=../../etc/pass wd.csv", content=b"glucose\n1\n")
+    assert reply.status_code == 201
+    assert sources.uploads == [("pass_wd.csv", b"glucose\n1\n")]
+    small = TestClient(create_app(ConsoleSettings(max_upload_mb=1), sources))
+    assert small.post("/api/batches?filename=big.csv", content=b"x" * (1024 * 1024 + 1)).status_code == 413
+
+
+def test_a_service_down_or_no_stack_is_a_page_saying_so(client_and_sources):
+    client, _ = client_and_sources
+    models = client.get("/models")
+    assert models.status_code == 503 and "MLflow at http://127.0.0.1:5000 did not answer" in models.text
+    empty = TestClient(create_app(ConsoleSettings(), FakeSources(deployed=False)))
+    page = empty.get("/pipeline")
+    assert page.status_code == 409 and "run `diabetes-risk deploy`" in page.text
+
+
+def test_console_settings_refuse_a_public_host():
+    with pytest.raises(ValueError, match="loopback only"):
+        ConsoleSettings(host="0.0.0.0")
+
+
+def test_viz_is_served_by_the_app_itself(client_and_sources):
+    client, _ = client_and_sources
+    reply = client.get("/vendor/viz-global.js")
+    assert reply.status_code == 200 and "Viz.js 3.31" in reply.text[:200]
+    page = client.get("/pipeline").text
+    # no CDN: every script, stylesheet and image comes from this app (links to MLflow/Prometheus are navigation)
+    assert not re.search(r"""src=["']https?://|<link[^>]+href=["']https?://""", page)
