@@ -4,10 +4,11 @@ shows on the execution page, and what the console process costs in memory.
 - page load: navigation to `body[data-ready]` (HTML, CSS, JS, the 1.3 MB Graphviz wasm bundle, the graph drawn
   and, on an execution page, the first server-sent view coloured), LOADS times each, the browser's cache warm as
   a user's would be after the first visit;
-- state change → page: for every state entered/exited during an execution started from the page, the moment
-  the page's graph showed the new status (a MutationObserver in the page) minus the event's timestamp in the
-  execution history. Baseline, in the same run: a client polling GetExecutionHistory itself at the console's
-  rate (0.5 s), as `diabetes-risk train` does — the moment it first saw the event, minus the same timestamp;
+- state change → page: for every change of a state's status during an execution started from the page (the
+  history replayed event by event through the page's own analysis), the moment the page's graph showed the new
+  status (a MutationObserver in the page) minus the timestamp of the event that caused it. Baseline, in the
+  same run: a client polling GetExecutionHistory itself at the console's rate (0.5 s), as `diabetes-risk
+  train` does — the moment it first saw that event, minus the same timestamp;
 - memory: the console process's RSS after the runs (psutil), and its peak (VmHWM).
 Needs Chromium (the OS package). Prints one final JSON line."""
 
@@ -65,12 +66,29 @@ def poll_history(sfn, arn: str, seen: dict[int, float], stop: threading.Event) -
         time.sleep(POLL_S)
 
 
+def status_flips(events: list[dict], graph) -> list[tuple[str, str, float, int]]:
+    """(state element, its new status, the timestamp and id of the event that made it so): the history replayed
+    event by event through the same analysis the page uses, so a Map state that stays "running" until its last
+    iteration ends is timed from that last event, not the first."""
+    from console.history import analyse
+
+    ordered = sorted(events, key=lambda e: e["id"])
+    flips, before = [], {}
+    for k, event in enumerate(ordered):
+        now = {i: s["status"] for i, s in analyse(ordered[: k + 1], graph).states.items()}
+        for element, status in now.items():
+            if status != before.get(element, "not_reached"):
+                flips.append((element, status, event["timestamp"].timestamp(), event["id"]))
+        before = now
+    return flips
+
+
 def main() -> None:
     import psutil
     from dr_host_executor.process import free_port
     from playwright.sync_api import sync_playwright
 
-    from console.graph import build_graph, element_id
+    from console.graph import build_graph
     from diabetes_risk.deploy import deploy_local
     from localcloud import runtime
     from localcloud.settings import LocalCloudSettings
@@ -90,7 +108,7 @@ def main() -> None:
         definition = json.loads(
             sfn.describe_state_machine(stateMachineArn=outputs["TrainingStateMachineArn"])["definition"]
         )
-        ids = {element_id(p): p for p in build_graph(definition).nodes}
+        graph = build_graph(definition)
         page_delays, poll_delays, loads = [], [], {"pipeline": [], "executions": [], "execution": []}
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
@@ -125,21 +143,11 @@ def main() -> None:
                 poller.join(10)
                 changes = page.evaluate("window.__changes")
                 events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-                # each state's entered/exited event → its status change on the page (first change after it)
-                for event in events:
-                    kind = event["type"]
-                    if not (kind.endswith("StateEntered") or kind.endswith("StateExited")):
-                        continue
-                    details = next(v for k, v in event.items() if k.endswith("EventDetails"))
-                    at = event["timestamp"].timestamp()
-                    wanted = "running" if kind.endswith("Entered") else "succeeded"
-                    targets = [i for i, p in ids.items() if p.rsplit("/", 1)[-1] == details["name"]]
-                    shown = [
-                        c[2] / 1000 for c in changes if c[0] in targets and c[1] == wanted and c[2] / 1000 >= at - 1
-                    ]
-                    if shown and event["id"] in seen:
+                for element, status, at, event_id in status_flips(events, graph):
+                    shown = [c[2] / 1000 for c in changes if c[0] == element and c[1] == status and c[2] / 1000 >= at]
+                    if shown and event_id in seen:
                         page_delays.append(min(shown) - at)
-                        poll_delays.append(seen[event["id"]] - at)
+                        poll_delays.append(seen[event_id] - at)
                 print(f"  run {run + 1}: {name}, {len(page_delays)} state changes so far", flush=True)
             for _ in range(LOADS):
                 for kind, path in (

@@ -21,7 +21,10 @@ def serve(port: int | None = None, target: str | None = None, mlflow_url: str | 
     settings = ConsoleSettings(**{k: v for k, v in given.items() if v is not None})
     cloud = LocalCloudSettings() if settings.target == "local" else None
     app = create_app(settings, Sources(settings, cloud))
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    # open live streams must not hold a shutdown (`local down`, Ctrl-C) for more than a second
+    uvicorn.run(
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False, timeout_graceful_shutdown=1
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,15 +4,18 @@ model registry and the batches, through the AWS APIs and MLflow's. Every asset i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from .graph import build_graph, element_id, to_dot
 from .history import analyse
@@ -26,11 +29,40 @@ NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
 STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 PLOTS = ("roc", "pr", "calibration", "confusion_matrix", "feature_importance")
+CSRF_HEADER = "X-Console-Request"
+# AWS error codes a client's request can cause, and what the console answers
+CLIENT_ERRORS = {
+    "ExecutionDoesNotExist": 404,
+    "StateMachineDoesNotExist": 404,
+    "NoSuchKey": 404,
+    "InvalidName": 400,
+    "InvalidExecutionInput": 400,
+    "ValidationException": 400,
+    "ExecutionAlreadyExists": 409,
+    "ExecutionLimitExceeded": 429,
+    "ThrottlingException": 503,
+}
 
 
 def create_app(settings: ConsoleSettings, sources: Sources) -> FastAPI:
     app = FastAPI(title="Diabetes Risk console", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sources = sources
+    # Another site must not drive the console through the user's browser: requests naming another host (DNS
+    # rebinding) are refused, and every POST must carry a header a cross-site form or a no-CORS fetch cannot send.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=sorted({"127.0.0.1", "localhost", "[::1]", settings.host}))
+
+    @app.middleware("http")
+    async def same_origin_posts(request: Request, call_next):
+        if request.method not in ("GET", "HEAD", "OPTIONS") and request.headers.get(CSRF_HEADER) != "1":
+            return JSONResponse(
+                {
+                    "error": "Forbidden",
+                    "detail": f"a POST needs the header {CSRF_HEADER}: 1 (sent by the console's pages)",
+                },
+                status_code=403,
+            )
+        return await call_next(request)
+
     templates = Jinja2Templates(directory=HERE / "templates")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -49,6 +81,16 @@ def create_app(settings: ConsoleSettings, sources: Sources) -> FastAPI:
     @app.exception_handler(Unavailable)
     async def unavailable(request: Request, exc: Unavailable):
         return _problem(request, templates, 503, "A service did not answer", str(exc))
+
+    @app.exception_handler(ClientError)
+    async def aws_error(request: Request, exc: ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", str(exc))
+        return _problem(request, templates, CLIENT_ERRORS.get(code, 502), f"AWS answered {code}", message)
+
+    @app.exception_handler(BotoCoreError)
+    async def aws_down(request: Request, exc: BotoCoreError):
+        return _problem(request, templates, 503, "The AWS endpoint did not answer", f"{type(exc).__name__}: {exc}")
 
     @app.get("/favicon.ico")
     def favicon() -> Response:
@@ -126,6 +168,7 @@ def create_app(settings: ConsoleSettings, sources: Sources) -> FastAPI:
     @app.post("/api/executions/{name}/stop")
     def stop(name: str) -> dict:
         arn = _execution_arn(sources, name)
+        _describe(sources, arn)  # 404 for an execution that does not exist
         sources.stop(arn)
         return {"stopped": name}
 
@@ -160,7 +203,12 @@ def create_app(settings: ConsoleSettings, sources: Sources) -> FastAPI:
         async def stream():
             last = None
             while not await request.is_disconnected():
-                view = await asyncio.to_thread(_view, sources, arn)
+                try:
+                    view = await asyncio.to_thread(_view, sources, arn)
+                except Exception as exc:  # the cloud stopped, throttling: say so on the page, end this stream
+                    problem = {"detail": f"{type(exc).__name__}: {exc}"[:500]}
+                    yield f"event: problem\ndata: {json.dumps(problem)}\n\n"
+                    return
                 key = (view["events"], view["status"])
                 if key != last:
                     last = key
@@ -279,14 +327,12 @@ def _view(sources: Sources, arn: str) -> dict:
     view["history"] = [_event_row(e, started) for e in events]
     if view["status"] == "FAILED":  # the pipeline's own record: which step failed and why, in its words
         view["failure"] = sources.failure_record(arn.rsplit(":", 1)[-1])
-    output = description.get("output")
-    view["output"] = output
-    if output:
-        try:
-            doc = json.loads(output)
-            view["mlflow_run_id"] = doc.get("mlflow_run_id") or doc.get("register", {}).get("mlflow_run_id")
-        except (ValueError, AttributeError):
-            pass
+    view["output"] = description.get("output")
+    # the MLflow run exists once Register has run: its output carries the run id (before the execution ends)
+    for run in view["runs"]:
+        if run["name"] == "Register" and run["output"]:
+            with contextlib.suppress(ValueError, AttributeError):
+                view["mlflow_run_id"] = json.loads(run["output"]).get("register", {}).get("mlflow_run_id")
     return view
 
 

@@ -23,7 +23,10 @@ FAILED_TYPES = (
     "TaskSubmitFailed",
 )
 SCHEDULED_TYPES = ("TaskScheduled", "LambdaFunctionScheduled")
-MAP_END = ("MapStateSucceeded", "MapStateFailed", "MapStateAborted", "MapStateExited")
+CONTAINER_END = (
+    *("MapStateSucceeded", "MapStateFailed", "MapStateAborted", "MapStateExited"),
+    *("ParallelStateSucceeded", "ParallelStateFailed", "ParallelStateAborted", "ParallelStateExited"),
+)
 
 
 @dataclass
@@ -124,15 +127,22 @@ def analyse(events: list[dict], graph: Graph) -> ExecutionView:
     runs: list[StateRun] = []
     open_runs: dict[int, StateRun] = {}  # the StateEntered event id → its run
     status, error, cause = "RUNNING", None, None
-    # context of each event: (enclosing Map path or None, iteration index or None)
-    context: dict[int, tuple[str | None, int | None]] = {}
+    # context of each event: (enclosing Map/Parallel path, Map iteration index, that Map/Parallel's StateEntered
+    # event id) — the id, not the path, ties an iteration to its own Map (nested or concurrent ones included)
+    Context = tuple[str | None, int | None, int | None]
+    context: dict[int, Context] = {}
+    top: Context = (None, None, None)
 
-    def ctx_of(event: dict) -> tuple[str | None, int | None]:
+    def ctx_of(event: dict) -> Context:
         prev = event.get("previousEventId")
-        return context.get(prev, (None, None)) if prev else (None, None)
+        return context.get(prev, top) if prev else top
+
+    def is_container(entered: int | None) -> bool:
+        run = open_runs.get(entered) if entered is not None else None
+        node = graph.nodes.get(run.path) if run else None
+        return bool(node and node.type in ("Map", "Parallel"))
 
     current_entry: dict[int, int] = {}  # event id → StateEntered id of the state it belongs to
-    map_entries: dict[str, int] = {}  # Map/Parallel path → the id of its (latest) StateEntered event
 
     for event in sorted(events, key=lambda e: e["id"]):
         kind = event["type"]
@@ -142,36 +152,35 @@ def analyse(events: list[dict], graph: Graph) -> ExecutionView:
         prev = event.get("previousEventId")
         owner = current_entry.get(prev) if prev else None
         if kind.endswith("StateEntered"):
-            enclosing, iteration = parent_ctx
+            enclosing, iteration, _ = parent_ctx
             name = details.get("name", "")
             path = paths.get((enclosing, name)) or paths.get((None, name)) or name
             run = StateRun(path=path, name=name, iteration=iteration, entered=_ts(event), input=details.get("input"))
             runs.append(run)
             open_runs[event["id"]] = run
             current_entry[event["id"]] = event["id"]
-            if kind in ("MapStateEntered", "ParallelStateEntered"):
-                map_entries[path] = event["id"]
             continue
-        if kind in MAP_END and parent_ctx[0] in map_entries and not (owner and owner == map_entries[parent_ctx[0]]):
-            # the Map's end may point at the last event of an iteration: it belongs to the Map, in its context
-            owner = map_entries[parent_ctx[0]]
+        if kind in CONTAINER_END and not is_container(owner) and parent_ctx[2] is not None:
+            # a Map's/Parallel's end may point at the last event of an iteration or branch: it belongs to the
+            # Map/Parallel itself, in that state's own context
+            owner = parent_ctx[2]
             context[event["id"]] = context[owner]
         if owner is not None:
             current_entry[event["id"]] = owner
         run = open_runs.get(owner) if owner is not None else None
         if kind == "MapIterationStarted":
-            context[event["id"]] = (run.path if run else None, details.get("index"))
+            context[event["id"]] = (run.path if run else None, details.get("index"), owner)
             current_entry.pop(event["id"], None)  # the iteration's events belong to its inner states
             continue
         if kind in ("MapIterationSucceeded", "MapIterationFailed", "MapIterationAborted"):
             # back outside the iteration: what follows belongs to the Map state itself, in the Map's own context
-            entered = map_entries.get(parent_ctx[0])
+            entered = parent_ctx[2]
             if entered is not None:
                 context[event["id"]] = context[entered]
                 current_entry[event["id"]] = entered
             continue
         if kind == "ParallelStateStarted" and run:
-            context[event["id"]] = (run.path, None)
+            context[event["id"]] = (run.path, parent_ctx[1], owner)
             current_entry.pop(event["id"], None)
             continue
         if kind in SCHEDULED_TYPES and run:
@@ -222,8 +231,13 @@ def analyse(events: list[dict], graph: Graph) -> ExecutionView:
         if node and node.type == "Fail":
             run.status = "failed" if status == "FAILED" else run.status
             run.exited = run.exited or run.entered
-    if status == "FAILED" and failed_state is None:
-        failed_state = next((r.path for r in reversed(runs) if r.status == "failed"), None)
+    if status == "FAILED":
+        # a failure with no state-failure event (States.Runtime from a bad path, say): where it stood is where it failed
+        for run in runs:
+            if run.status == "running":
+                run.status, run.exited = "failed", run.exited or run.entered
+        if failed_state is None:
+            failed_state = next((r.path for r in reversed(runs) if r.status == "failed"), None)
     if status in ("ABORTED", "TIMED_OUT"):
         for run in runs:
             if run.status == "running":

@@ -13,6 +13,7 @@ import boto3
 import requests
 from botocore.exceptions import ClientError
 
+from batch_scoring.naming import result_name
 from localcloud.settings import LocalCloudSettings
 
 from .settings import ConsoleSettings
@@ -55,6 +56,7 @@ class Sources:
         self.http = requests.Session()
         self._outputs: tuple[float, dict] | None = None
         self._definitions: dict[str, dict] = {}
+        self._histories: dict[str, list[dict]] = {}
 
     # --- the stack ---------------------------------------------------------------------------------------
     def outputs(self) -> dict[str, str]:
@@ -112,13 +114,22 @@ class Sources:
         return self.sfn.describe_execution(executionArn=arn)
 
     def history(self, arn: str) -> list[dict]:
-        events, kwargs = [], {"executionArn": arn, "maxResults": 1000}
+        """The whole history, read once; after that only what is new (newest first, until a known event), so a
+        live page costs one small GetExecutionHistory per poll however long the history is."""
+        known = self._histories.get(arn, [])
+        last = known[-1]["id"] if known else 0
+        fresh, kwargs = [], {"executionArn": arn, "maxResults": 100 if known else 1000, "reverseOrder": bool(known)}
         while True:
             page = self.sfn.get_execution_history(**kwargs)
-            events += page["events"]
-            if not page.get("nextToken"):
-                return events
+            fresh += [e for e in page["events"] if e["id"] > last]
+            if not page.get("nextToken") or (known and any(e["id"] <= last for e in page["events"])):
+                break
             kwargs["nextToken"] = page["nextToken"]
+        events = known + sorted(fresh, key=lambda e: e["id"])
+        if len(self._histories) > 200:  # many executions viewed: keep memory bounded
+            self._histories.clear()
+        self._histories[arn] = events
+        return events
 
     def default_input(self) -> dict:
         return {"train_uri": "bundled", "holdout_uri": "bundled", "families": list(FAMILIES)}
@@ -242,8 +253,6 @@ class Sources:
 
     def upload(self, file_name: str, body: bytes) -> Upload:
         """Into inbox/console/: S3's notification starts batch scoring, as for any other drop."""
-        from batch_scoring.service import result_name
-
         bucket = self.outputs()["BatchBucket"]
         key = f"inbox/console/{time.strftime('%Y%m%dT%H%M%S')}-{file_name}"
         put = self.s3.put_object(Bucket=bucket, Key=key, Body=body)

@@ -276,10 +276,11 @@ def _monitoring_commands(settings: LocalCloudSettings) -> dict[str, list[str]]:
 def status(settings: LocalCloudSettings) -> list[ServiceStatus]:
     pids = _read_pids(settings)
     urls = health_urls(settings)
-    if settings.external:  # run by docker compose: no process of ours, only health to report
+    if settings.external:  # run by docker compose (which has no console): no process of ours, only health
         return [
             ServiceStatus(name=name, pid=None, running=ok, healthy=ok, url=url, rss_mb=0.0, processes=0)
             for name, url in urls.items()
+            if name != "console"
             for ok in (http_ok(url),)
         ]
     result = []
@@ -321,6 +322,10 @@ def up(settings: LocalCloudSettings, progress: Progress = _noop) -> float:
     if all(s.healthy for s in current):
         progress("already running")
         return 0.0
+    if all(s.healthy for s in current if s.name != "console"):  # only the console is gone: start it alone
+        progress(f"starting the console on {settings.console_url}")
+        _start_console(settings, time.monotonic() + settings.start_timeout_s)
+        return time.monotonic() - started
     if any(s.running for s in current):
         progress("a previous start is half up; stopping it first")
         down(settings)
@@ -383,16 +388,23 @@ def up(settings: LocalCloudSettings, progress: Progress = _noop) -> float:
         ]
         record = _start("mlflow", cmd, env, settings)
         progress(f"starting the console on {settings.console_url}")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DR_"))} | settings.dr_env()
-        console = _start("console", [sys.executable, "-m", "console"], env, settings)
         for name, monitor in monitors.items():
             _wait_healthy(name, urls[name], monitor, deadline)
         _wait_healthy("MLflow", f"{settings.mlflow_url}/health", record, deadline)
-        _wait_healthy("the console", urls["console"], console, deadline)
+        _start_console(settings, deadline)
     except BaseException:
         down(settings)
         raise
     return time.monotonic() - started
+
+
+def _start_console(settings: LocalCloudSettings, deadline: float) -> None:
+    """The console reads this local cloud (its ports and state folder as DR_* variables); the user's own
+    DR_CONSOLE_* settings pass through."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DR_")) or k.startswith("DR_CONSOLE_")}
+    env |= settings.dr_env()
+    record = _start("console", [sys.executable, "-m", "console"], env, settings)
+    _wait_healthy("the console", health_urls(settings)["console"], record, deadline)
 
 
 def _stop(proc: psutil.Process) -> None:

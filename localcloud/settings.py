@@ -130,9 +130,10 @@ class LocalCloudSettings(BaseSettings):
 
     def dr_env(self) -> dict[str, str]:
         """These settings as DR_* variables: a child process (the console) then reads the same local cloud."""
-        names = ("state_dir", "instance", "localstack_port", "mlflow_port", "prometheus_port", "alertmanager_port")
+        names = ("state_dir", "instance", "host", "localstack_port", "mlflow_port", "prometheus_port")
+        names += ("alertmanager_port",)
         names += ("alerts_port", "console_port", "region")
-        return {f"DR_{name.upper()}": str(getattr(self, name)) for name in names}
+        return {f"DR_{name.upper()}": str(getattr(self, name)) for name in names} | {"DR_CONSOLE_HOST": self.host}
 
     @property
     def alerts_file(self) -> Path:

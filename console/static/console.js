@@ -56,7 +56,7 @@ const Console = (() => {
   async function post(url, body) {
     const reply = await fetch(url, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", "X-Console-Request": "1" },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const doc = await reply.json().catch(() => ({}));
@@ -235,6 +235,12 @@ const Console = (() => {
         document.body.dataset.ready = "true";
       };
       source.addEventListener("end", () => source.close());
+      source.addEventListener("problem", (event) => {
+        source.close();
+        const problem = $("#exec-error");
+        problem.textContent = `the live view stopped: ${JSON.parse(event.data).detail} (reload to retry)`;
+        problem.hidden = false;
+      });
       source.onerror = () => {
         if (view && ["SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"].includes(view.status)) source.close();
       };
@@ -301,7 +307,11 @@ const Console = (() => {
       $("#upload-button").disabled = true;
       status.textContent = `uploading ${file.name} (${file.size} bytes) …`;
       try {
-        const reply = await fetch(`/api/batches?filename=${encodeURIComponent(file.name)}`, { method: "POST", body: file });
+        const reply = await fetch(`/api/batches?filename=${encodeURIComponent(file.name)}`, {
+          method: "POST",
+          body: file,
+          headers: { "X-Console-Request": "1" },
+        });
         const doc = await reply.json();
         if (!reply.ok) throw new Error(doc.detail || doc.error || `HTTP ${reply.status}`);
         status.textContent = `dropped into s3://…/${doc.key}; waiting for its result`;

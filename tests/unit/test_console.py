@@ -179,7 +179,7 @@ def test_timeline_seconds_come_from_the_events():
 
 # --- dependency rule -------------------------------------------------------------------------------------------
 def test_console_imports_no_training_model_or_lambda_code():
-    code = "import sys, console.app, console.__main__; print('\\n'.join(sorted(sys.modules)))"
+    code = "import sys, console.app, console.__main__, console.sources; print('\\n'.join(sorted(sys.modules)))"
     loaded = set(
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     )
@@ -268,10 +268,15 @@ class FakeSources:
         return {"name": name, "kind": "pending"}
 
 
+def console_client(app) -> TestClient:
+    """A client as the console's own pages are: on 127.0.0.1, sending the POST header."""
+    return TestClient(app, base_url="http://127.0.0.1:8088", headers={"X-Console-Request": "1"})
+
+
 @pytest.fixture
 def client_and_sources():
     sources = FakeSources()
-    return TestClient(create_app(ConsoleSettings(), sources)), sources
+    return console_client(create_app(ConsoleSettings(), sources)), sources
 
 
 def test_pages_render_and_list_failed_executions_with_their_cause(client_and_sources):
@@ -332,7 +337,7 @@ def test_upload_names_are_made_safe_and_size_is_limited(client_and_sources):
     reply = client.post("/api/batches?filename=../../etc/pass wd.csv", content=b"glucose\n1\n")
     assert reply.status_code == 201
     assert sources.uploads == [("pass_wd.csv", b"glucose\n1\n")]
-    small = TestClient(create_app(ConsoleSettings(max_upload_mb=1), sources))
+    small = console_client(create_app(ConsoleSettings(max_upload_mb=1), sources))
     assert small.post("/api/batches?filename=big.csv", content=b"x" * (1024 * 1024 + 1)).status_code == 413
 
 
@@ -340,7 +345,7 @@ def test_a_service_down_or_no_stack_is_a_page_saying_so(client_and_sources):
     client, _ = client_and_sources
     models = client.get("/models")
     assert models.status_code == 503 and "MLflow at http://127.0.0.1:5000 did not answer" in models.text
-    empty = TestClient(create_app(ConsoleSettings(), FakeSources(deployed=False)))
+    empty = console_client(create_app(ConsoleSettings(), FakeSources(deployed=False)))
     page = empty.get("/pipeline")
     assert page.status_code == 409 and "run `diabetes-risk deploy`" in page.text
 
@@ -357,3 +362,241 @@ def test_viz_is_served_by_the_app_itself(client_and_sources):
     page = client.get("/pipeline").text
     # no CDN: every script, stylesheet and image comes from this app (links to MLflow/Prometheus are navigation)
     assert not re.search(r"""src=["']https?://|<link[^>]+href=["']https?://""", page)
+
+
+# --- synthetic histories in AWS's shape, for what the project's own machine never does ----------------------------
+def history(*rows: tuple) -> list[dict]:
+    """(type, previousEventId, details) rows → events with ids from 1 and timestamps a second apart."""
+    start = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    events = []
+    for i, (kind, prev, details) in enumerate(rows, start=1):
+        event = {"id": i, "previousEventId": prev, "type": kind, "timestamp": start + timedelta(seconds=i)}
+        if details:
+            key = "stateEnteredEventDetails" if kind.endswith("StateEntered") else "stateExitedEventDetails"
+            if kind.startswith(("MapIteration",)):
+                key = "mapIterationStartedEventDetails"
+            elif kind.endswith("Failed"):
+                key = "executionFailedEventDetails"
+            event[key] = details
+        events.append(event)
+    return events
+
+
+PARALLEL = {
+    "StartAt": "Fan",
+    "States": {
+        "Fan": {
+            "Type": "Parallel",
+            "Branches": [
+                {"StartAt": "Left", "States": {"Left": {"Type": "Pass", "End": True}}},
+                {"StartAt": "Right", "States": {"Right": {"Type": "Pass", "End": True}}},
+            ],
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Handled"}],
+            "Next": "After",
+        },
+        "After": {"Type": "Succeed"},
+        "Handled": {"Type": "Succeed"},
+    },
+}
+
+
+def test_a_parallel_state_finishes_when_its_branches_do():
+    events = history(
+        ("ExecutionStarted", 0, None),
+        ("ParallelStateEntered", 1, {"name": "Fan"}),
+        ("ParallelStateStarted", 2, None),
+        ("PassStateEntered", 3, {"name": "Left"}),
+        ("PassStateEntered", 3, {"name": "Right"}),
+        ("PassStateExited", 4, {"name": "Left", "output": "{}"}),
+        ("PassStateExited", 5, {"name": "Right", "output": "{}"}),
+        ("ParallelStateSucceeded", 7, None),  # AWS points it at the last branch event
+        ("ParallelStateExited", 8, {"name": "Fan", "output": "[]"}),
+        ("SucceedStateEntered", 9, {"name": "After"}),
+        ("SucceedStateExited", 10, {"name": "After"}),
+        ("ExecutionSucceeded", 11, None),
+    )
+    got = statuses(analyse(events, build_graph(PARALLEL)))
+    assert got["Fan"][0] == "succeeded"
+    assert got["Fan/0/Left"][0] == "succeeded" and got["Fan/1/Right"][0] == "succeeded"
+    assert got["After"][0] == "succeeded" and got["Handled"][0] == "not_reached"
+
+
+def test_a_failed_parallel_branch_is_caught_at_the_parallel():
+    events = history(
+        ("ExecutionStarted", 0, None),
+        ("ParallelStateEntered", 1, {"name": "Fan"}),
+        ("ParallelStateStarted", 2, None),
+        ("PassStateEntered", 3, {"name": "Left"}),
+        ("PassStateExited", 4, {"name": "Left", "output": "{}"}),
+        ("ParallelStateFailed", 5, {"error": "Boom", "cause": "right went wrong"}),
+        ("ParallelStateExited", 6, {"name": "Fan", "output": "{}"}),
+        ("SucceedStateEntered", 7, {"name": "Handled"}),
+        ("SucceedStateExited", 8, {"name": "Handled"}),
+        ("ExecutionSucceeded", 9, None),
+    )
+    view = analyse(events, build_graph(PARALLEL))
+    got = statuses(view)
+    assert got["Fan"][0] == "caught" and got["Handled"][0] == "succeeded" and got["After"][0] == "not_reached"
+    fan = next(r for r in view.runs if r.path == "Fan")
+    assert fan.error == "Boom" and fan.cause == "right went wrong"
+
+
+NESTED = {
+    "StartAt": "Outer",
+    "States": {
+        "Outer": {
+            "Type": "Map",
+            "ItemProcessor": {
+                "StartAt": "Inner",
+                "States": {
+                    "Inner": {
+                        "Type": "Map",
+                        "ItemProcessor": {"StartAt": "Leaf", "States": {"Leaf": {"Type": "Pass", "End": True}}},
+                        "Next": "AfterInner",
+                    },
+                    "AfterInner": {"Type": "Pass", "End": True},
+                },
+            },
+            "Next": "Done",
+        },
+        "Done": {"Type": "Succeed"},
+    },
+}
+
+
+def test_nested_maps_keep_their_iterations_apart():
+    events = history(
+        ("ExecutionStarted", 0, None),  # 1
+        ("MapStateEntered", 1, {"name": "Outer"}),  # 2
+        ("MapStateStarted", 2, None),  # 3
+        ("MapIterationStarted", 3, {"name": "Outer", "index": 0}),  # 4
+        ("MapIterationStarted", 3, {"name": "Outer", "index": 1}),  # 5
+        ("MapStateEntered", 4, {"name": "Inner"}),  # 6: outer iteration 0
+        ("MapStateEntered", 5, {"name": "Inner"}),  # 7: outer iteration 1
+        ("MapStateStarted", 6, None),  # 8
+        ("MapIterationStarted", 8, {"name": "Inner", "index": 0}),  # 9
+        ("PassStateEntered", 9, {"name": "Leaf"}),  # 10
+        ("PassStateExited", 10, {"name": "Leaf", "output": "{}"}),  # 11
+        ("MapIterationSucceeded", 11, {"name": "Inner", "index": 0}),  # 12
+        ("MapStateSucceeded", 11, None),  # 13: points into the inner iteration
+        ("MapStateExited", 13, {"name": "Inner", "output": "[]"}),  # 14
+        ("PassStateEntered", 14, {"name": "AfterInner"}),  # 15: still outer iteration 0
+        ("PassStateExited", 15, {"name": "AfterInner", "output": "{}"}),  # 16
+        ("MapIterationSucceeded", 16, {"name": "Outer", "index": 0}),  # 17
+    )
+    view = analyse(events, build_graph(NESTED))
+    got = statuses(view)
+    after = next(r for r in view.runs if r.path == "Outer/AfterInner")
+    assert after.iteration == 0 and after.status == "succeeded"
+    inner = [r for r in view.runs if r.path == "Outer/Inner"]
+    assert sorted((r.iteration, r.status) for r in inner) == [(0, "succeeded"), (1, "running")]
+    assert got["Outer"][0] == "running"  # iteration 1 is still going
+    assert got["Outer/Inner/Leaf"][0] == "succeeded"
+
+
+def test_a_runtime_failure_without_a_state_event_fails_the_state_it_stood_in():
+    events = history(
+        ("ExecutionStarted", 0, None),
+        ("PassStateEntered", 1, {"name": "Init"}),
+        ("ExecutionFailed", 2, {"error": "States.Runtime", "cause": "An error occurred while executing the state"}),
+    )
+    view = analyse(events, build_graph(ASL))
+    assert view.status == "FAILED" and view.failed_state == "Init"
+    assert statuses(view)["Init"][0] == "failed"
+    assert view.error == "States.Runtime"
+
+
+def test_an_aborted_execution_marks_what_was_running():
+    events = history(
+        ("ExecutionStarted", 0, None),
+        ("TaskStateEntered", 1, {"name": "Validate"}),
+        ("LambdaFunctionScheduled", 2, None),
+        ("ExecutionAborted", 3, None),
+    )
+    view = analyse(events, build_graph(ASL))
+    assert view.status == "ABORTED" and statuses(view)["Validate"][0] == "aborted"
+
+
+# --- guards: another site, a foreign host name, AWS errors, a stream that fails ------------------------------------
+def test_a_post_without_the_console_header_is_refused(client_and_sources):
+    _, sources = client_and_sources
+    bare = TestClient(create_app(ConsoleSettings(), sources), base_url="http://127.0.0.1:8088")
+    # what a cross-site form or no-CORS fetch can send: a simple content type, no custom header
+    for url, body in (("/api/executions", b'{"input": {}}'), ("/api/batches?filename=x.csv", b"a\n1\n")):
+        reply = bare.post(url, content=body, headers={"Content-Type": "text/plain", "Origin": "https://evil.example"})
+        assert reply.status_code == 403 and "X-Console-Request" in reply.text
+    assert bare.post("/api/executions/bad/stop").status_code == 403
+    assert sources.started == [] and sources.uploads == []
+
+
+def test_a_request_naming_another_host_is_refused(client_and_sources):
+    _, sources = client_and_sources
+    rebound = TestClient(create_app(ConsoleSettings(), sources), base_url="http://evil.example:8088")
+    assert rebound.get("/pipeline").status_code == 400
+    assert rebound.post("/api/executions", json={"input": {}}, headers={"X-Console-Request": "1"}).status_code == 400
+    assert sources.started == []
+
+
+def test_aws_errors_become_clear_answers_not_500(client_and_sources):
+    from botocore.exceptions import ClientError, EndpointConnectionError
+
+    client, sources = client_and_sources
+    assert client.post("/api/executions/missing/stop").status_code == 404
+
+    def refuse(payload):
+        raise ClientError({"Error": {"Code": "InvalidExecutionInput", "Message": "input too large"}}, "StartExecution")
+
+    sources.start = refuse
+    reply = client.post("/api/executions", json={"input": {}})
+    assert reply.status_code == 400 and "input too large" in reply.text
+
+    def down(status=None, limit=50):
+        raise EndpointConnectionError(endpoint_url="http://127.0.0.1:4566")
+
+    sources.executions = down
+    page = client.get("/executions")
+    assert page.status_code == 503 and "127.0.0.1:4566" in page.text
+
+
+def test_a_stream_that_fails_says_so_and_ends(client_and_sources):
+    client, sources = client_and_sources
+    calls = {"n": 0}
+
+    def flaky(arn):
+        calls["n"] += 1
+        if calls["n"] > 1:  # the pre-stream check passes, then the cloud goes away
+            raise ConnectionError("LocalStack stopped")
+        return FakeSources.describe(sources, arn)
+
+    sources.describe = flaky
+    reply = client.get("/api/executions/bad/events")
+    assert reply.status_code == 200
+    assert "event: problem" in reply.text and "LocalStack stopped" in reply.text
+
+
+def test_history_is_read_whole_once_then_only_what_is_new():
+    """A live page polls every 0.5 s: after the first read, only the newest page of events is asked for."""
+    from console.sources import Sources
+
+    events = recorded("history_retry_in_map.json")
+    calls = []
+
+    class Sfn:
+        shown = 40
+
+        def get_execution_history(self, executionArn, maxResults, reverseOrder=False, nextToken=None):
+            calls.append((maxResults, reverseOrder, nextToken))
+            visible = events[: self.shown]
+            ordered = list(reversed(visible)) if reverseOrder else visible
+            start = int(nextToken or 0)
+            page = ordered[start : start + maxResults]
+            more = start + maxResults < len(ordered)
+            return {"events": page, **({"nextToken": str(start + maxResults)} if more else {})}
+
+    sources = Sources.__new__(Sources)
+    sources.sfn, sources._histories = Sfn(), {}
+    assert [e["id"] for e in sources.history("arn")] == list(range(1, 41))
+    Sfn.shown = len(events)
+    assert [e["id"] for e in sources.history("arn")] == [e["id"] for e in events]
+    assert calls[0] == (1000, False, None) and calls[1] == (100, True, None)  # one small newest-first read
+    assert len(calls) == 2

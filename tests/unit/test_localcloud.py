@@ -297,3 +297,23 @@ def test_deploy_local_gives_functions_the_compose_addresses(settings, monkeypatc
     assert "mlflow_uri=http://mlflow:5000" in seen[-1]
     assert "remote_write_url=http://prometheus:9090/api/v1/write" in seen[-1]
     assert "s3_endpoint=http://127.0.0.1:4566" in seen[-1]
+
+
+def test_the_console_child_reads_this_local_cloud(tmp_path, monkeypatch):
+    monkeypatch.setenv("DR_STATE_DIR", str(tmp_path))
+    settings = LocalCloudSettings(host="127.0.0.2", console_port=9999, localstack_port=4600, instance="x")
+    env = settings.dr_env()
+    monkeypatch.delenv("DR_STATE_DIR")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    from console.settings import ConsoleSettings
+
+    child, console = LocalCloudSettings(), ConsoleSettings()
+    assert (child.localstack_url, child.run_dir) == (settings.localstack_url, settings.run_dir)
+    assert (console.host, console.port) == ("127.0.0.2", 9999)  # it listens where `up` waits for it
+
+
+def test_external_status_leaves_out_the_console(tmp_path, monkeypatch, healthy_server):
+    monkeypatch.setenv("DR_STATE_DIR", str(tmp_path))
+    names = [s.name for s in runtime.status(LocalCloudSettings(external=True))]
+    assert "console" not in names and "localstack" in names
