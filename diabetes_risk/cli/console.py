@@ -30,5 +30,19 @@ def console_command(
     except ValidationError as exc:
         err.print(f"[red]bad console settings[/red]: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
         raise typer.Exit(2) from exc
+    from botocore.exceptions import NoRegionError
+
+    from localcloud.runtime import port_in_use
+
+    if port_in_use(settings.host, settings.port):
+        err.print(
+            f"[red]port {settings.port} is in use[/red]: `local up` starts a console there "
+            f"(http://{settings.host}:{settings.port}/); choose another with --port or DR_CONSOLE_PORT"
+        )
+        raise typer.Exit(1)
     console.print(f"console on http://{settings.host}:{settings.port}/  (Ctrl-C stops it)")
-    serve(settings.port, target, mlflow_url)
+    try:
+        serve(settings.port, target, mlflow_url)
+    except NoRegionError as exc:
+        err.print("[red]no AWS region configured[/red]: set AWS_REGION (or a profile's region) for --target aws")
+        raise typer.Exit(2) from exc

@@ -55,3 +55,28 @@ def test_deploy_prints_the_local_api_url_that_resolves(tmp_path, monkeypatch):
     assert "ServingApiEndpointBB85FF1E: http://127.0.0.1:4566/_aws/execute-api/abc123/prod/" in result.output
     assert "execute-api.localhost" not in result.output
     assert json.dumps(outputs)  # the stack's own outputs are untouched
+
+
+def test_console_on_a_taken_port_says_so(tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.setenv("DR_STATE_DIR", str(tmp_path))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = CliRunner().invoke(app, ["console", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"port {port} is in use" in result.output
+
+
+def test_console_for_aws_without_a_region_says_what_to_set(tmp_path, monkeypatch):
+    from localcloud import runtime
+
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setattr(runtime, "port_in_use", lambda host, port: False)
+    result = CliRunner().invoke(app, ["console", "--target", "aws"])
+    assert result.exit_code == 2
+    assert "AWS_REGION" in result.output
