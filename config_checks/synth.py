@@ -32,6 +32,7 @@ def synthesize(outdir: Path, bundle: bool = False) -> tuple[dict[str, Path], lis
 
 def nag_errors(stack) -> list[str]:
     """cdk-nag's error annotations on a synthesized stack (rule, path)."""
+    import aws_cdk.cloud_assembly_schema  # noqa: F401 - registers the jsii type find_error's messages come back as
     from aws_cdk.assertions import Annotations, Match
 
     found = Annotations.from_stack(stack).find_error("*", Match.string_like_regexp("AwsSolutions-.*"))
