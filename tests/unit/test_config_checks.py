@@ -424,17 +424,22 @@ def test_runner_reports_a_missing_tool_as_a_failure(monkeypatch, capsys):
     assert "make install" in capsys.readouterr().out
 
 
-def test_cdk_nag_errors_are_found_on_a_violating_stack():
-    """The cdk-nag check's reader sees an error on a stack that breaks a rule (a bucket without SSL enforced)."""
+def test_cdk_nag_errors_are_found_on_a_violating_stack(tmp_path):
+    """The cdk-nag check's reader sees an error in a stack that breaks a rule (a bucket without SSL enforced),
+    and none in one that does not."""
     import aws_cdk as cdk
     from aws_cdk import aws_s3 as s3
     from cdk_nag import AwsSolutionsChecks
 
     from config_checks.synth import nag_errors
 
-    app = cdk.App()
-    stack = cdk.Stack(app, "Bad")
-    s3.Bucket(stack, "Open")
-    cdk.Aspects.of(app).add(AwsSolutionsChecks())
-    errors = nag_errors(stack)
+    def synth(name: str, **bucket) -> Path:
+        app = cdk.App(outdir=str(tmp_path / name))
+        stack = cdk.Stack(app, name)
+        s3.Bucket(stack, "Data", **bucket)
+        cdk.Aspects.of(app).add(AwsSolutionsChecks())
+        return Path(app.synth().directory)
+
+    errors = nag_errors(synth("Bad"))
     assert any("AwsSolutions-S10" in e for e in errors), errors
+    assert not any("AwsSolutions-S10" in e for e in nag_errors(synth("Good", enforce_ssl=True)))
