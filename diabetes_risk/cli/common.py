@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.errors import MarkupError
 from rich.table import Table
 from rich.text import Text
 
@@ -75,9 +76,17 @@ def print_table(table: Table, out: Console | None = None) -> None:
     if out.is_terminal:
         out.print(table)
         return
-    cells = [[Text.from_markup(str(c)).plain for c in column._cells] for column in table.columns]
-    lines = [Text.from_markup(str(table.title)).plain] if table.title else []
+    cells = [[_plain(c) for c in column._cells] for column in table.columns]
+    lines = [_plain(table.title)] if table.title else []
     lines.append("\t".join(str(c.header) for c in table.columns))
     lines += ["\t".join(row) for row in zip(*cells, strict=True)]
     out.file.write("\n".join(lines) + "\n")  # written as is: the console would expand the tabs
     out.file.flush()
+
+
+def _plain(cell) -> str:
+    """A cell's text without its colour markup; data that only looks like markup ("[/x]") is kept as it is."""
+    try:
+        return Text.from_markup(str(cell)).plain
+    except MarkupError:
+        return str(cell)

@@ -80,3 +80,11 @@ def test_console_for_aws_without_a_region_says_what_to_set(tmp_path, monkeypatch
     result = CliRunner().invoke(app, ["console", "--target", "aws"])
     assert result.exit_code == 2
     assert "AWS_REGION" in result.output
+
+
+def test_piped_cells_that_look_like_markup_are_kept():
+    table = Table("cause")
+    table.add_row("KeyError: [/glucose] missing")
+    out = io.StringIO()
+    print_table(table, Console(file=out, force_terminal=False))
+    assert out.getvalue().splitlines()[1] == "KeyError: [/glucose] missing"
