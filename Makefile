@@ -71,7 +71,7 @@ monitoring-tools: ## Install Prometheus and Alertmanager (apt as root or with su
 	  exit 1; \
 	fi
 
-up: install ## Start the embedded local cloud (LocalStack host mode, MLflow, Prometheus, Alertmanager)
+up: install ## Start the embedded local cloud (LocalStack host mode, MLflow, Prometheus, Alertmanager, the console)
 	@$(CLI) local up
 
 down: ## Stop the local cloud and everything it started
