@@ -88,7 +88,7 @@ def test_up_twice_status_port_clash_and_down_leaves_nothing_running():
     finally:
         down = cli(env, "local", "down")
     assert down.returncode == 0, down.stderr
-    assert "stopped: prometheus, alertmanager, alert_receiver, mlflow, localstack" in down.stdout
+    assert "stopped: console, prometheus, alertmanager, alert_receiver, mlflow, localstack" in down.stdout
     assert [pid for pid in family if alive(pid)] == []
     assert not settings.pids_file.exists()
     assert Path(recorded["localstack"]["log"]).exists()  # logs stay for the post-mortem
