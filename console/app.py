@@ -194,6 +194,26 @@ def create_app(settings: ConsoleSettings, sources: Sources) -> FastAPI:
     def execution_view(name: str) -> dict:
         return _view(sources, _execution_arn(sources, name))
 
+    @app.get("/api/executions/{name}/artifacts")
+    def execution_artifacts(name: str) -> list[dict]:
+        _execution_arn(sources, name)  # validates the name
+        return sources.run_artifacts(name)
+
+    @app.get("/api/executions/{name}/artifacts/{path:path}")
+    def execution_artifact(name: str, path: str) -> Response:
+        _execution_arn(sources, name)
+        if ".." in path.split("/") or not path:
+            raise HTTPException(400, "bad artifact path")
+        try:
+            body = sources.run_artifact(name, path)
+        except FileNotFoundError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        if len(body) > 50 * 2**20:
+            raise HTTPException(413, "larger than 50 MB: fetch it from the artifacts bucket directly")
+        media = {".json": "application/json", ".png": "image/png", ".md": "text/markdown; charset=utf-8"}
+        kind = next((m for ext, m in media.items() if path.endswith(ext)), "application/octet-stream")
+        return Response(body, media_type=kind)
+
     @app.get("/api/executions/{name}/events")
     async def execution_events(name: str, request: Request) -> StreamingResponse:
         """Server-sent events: the execution's view whenever its history grows, until it ends."""

@@ -149,6 +149,19 @@ class Sources:
         except ClientError:
             return None
 
+    def run_artifacts(self, name: str) -> list[dict]:
+        """What the pipeline kept for one run in the artifacts bucket (runs/<name>/...): step outputs, features."""
+        bucket = self.outputs()["ArtifactsBucket"]
+        listing = self.s3.list_objects_v2(Bucket=bucket, Prefix=f"runs/{name}/", MaxKeys=200)
+        return [{"path": o["Key"][len(f"runs/{name}/") :], "bytes": o["Size"]} for o in listing.get("Contents", [])]
+
+    def run_artifact(self, name: str, path: str) -> bytes:
+        bucket = self.outputs()["ArtifactsBucket"]
+        try:
+            return self.s3.get_object(Bucket=bucket, Key=f"runs/{name}/{path}")["Body"].read()
+        except ClientError as exc:
+            raise FileNotFoundError(f"no artifact {path!r} for run {name}") from exc
+
     # --- models (MLflow's REST API) -----------------------------------------------------------------------
     def _mlflow(self, endpoint: str, **params) -> dict:
         if not self.mlflow_url:

@@ -220,6 +220,16 @@ const Console = (() => {
       document.body.dataset.updated = String(Date.now());
     }
 
+    async function artifacts() {
+      const reply = await fetch(`/api/executions/${encodeURIComponent(name)}/artifacts`);
+      if (!reply.ok) return;
+      const items = await reply.json();
+      if (!items.length) return;
+      $("#artifacts").replaceChildren(...items.map((a) => el("li", {},
+        el("a", { href: `/api/executions/${encodeURIComponent(name)}/artifacts/${a.path}`, target: "_blank" }, a.path),
+        ` (${a.bytes} bytes)`)));
+    }
+
     iteration.addEventListener("change", () => view && (colour(), panel()));
     wireStopButtons();
     drawGraph().then((drawn) => {
@@ -234,7 +244,10 @@ const Console = (() => {
         render();
         document.body.dataset.ready = "true";
       };
-      source.addEventListener("end", () => source.close());
+      source.addEventListener("end", () => {
+        source.close();
+        artifacts();
+      });
       source.addEventListener("problem", (event) => {
         source.close();
         const problem = $("#exec-error");

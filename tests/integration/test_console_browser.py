@@ -149,6 +149,8 @@ def test_an_always_failing_step_shows_the_caught_error_and_its_cause(page, conso
     panel = page.locator("#panel").inner_text()
     assert "caught" in panel and "TransientError" in panel and "injected always fault" in panel
     assert "retried 2" in panel
+    page.wait_for_selector("#artifacts a", timeout=10_000)  # the run's files in the artifacts bucket, linked
+    assert "failure.json" in page.locator("#artifacts").inner_text()
 
 
 def test_models_page_shows_the_champion_with_its_plots(page, console_url, succeeded_from_page):

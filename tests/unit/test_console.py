@@ -249,6 +249,14 @@ class FakeSources:
     def history(self, arn):
         return self.events
 
+    def run_artifacts(self, name):
+        return [{"path": "failure.json", "bytes": 120}]
+
+    def run_artifact(self, name, path):
+        if path != "failure.json":
+            raise FileNotFoundError(f"no artifact {path!r} for run {name}")
+        return b'{"failed_step": "Validate"}'
+
     def models(self):
         raise Unavailable("MLflow at http://127.0.0.1:5000 did not answer (ConnectionError)")
 
@@ -600,3 +608,13 @@ def test_history_is_read_whole_once_then_only_what_is_new():
     assert [e["id"] for e in sources.history("arn")] == [e["id"] for e in events]
     assert calls[0] == (1000, False, None) and calls[1] == (100, True, None)  # one small newest-first read
     assert len(calls) == 2
+
+
+def test_run_artifacts_are_listed_and_served_and_paths_checked(client_and_sources):
+    client, _ = client_and_sources
+    assert client.get("/api/executions/bad/artifacts").json() == [{"path": "failure.json", "bytes": 120}]
+    reply = client.get("/api/executions/bad/artifacts/failure.json")
+    assert reply.status_code == 200 and reply.headers["content-type"] == "application/json"
+    assert client.get("/api/executions/bad/artifacts/missing.json").status_code == 404
+    assert client.get("/api/executions/bad/artifacts/a/%2E%2E/b").status_code in (400, 404)
+    assert client.get("/api/executions/no$such/artifacts").status_code == 400
