@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from localcloud.settings import loopback_host
+
 
 class ConsoleSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DR_CONSOLE_", extra="ignore")
@@ -23,6 +25,4 @@ class ConsoleSettings(BaseSettings):
     @field_validator("host")
     @classmethod
     def _loopback_only(cls, value: str) -> str:
-        if not (value.startswith("127.") or value in {"localhost", "::1"}):
-            raise ValueError(f"the console listens on loopback only, got host {value!r}")
-        return value
+        return loopback_host(value, "the console")

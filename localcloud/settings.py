@@ -26,6 +26,13 @@ def _which(*names: str) -> Path | None:
     return None
 
 
+def loopback_host(value: str, who: str) -> str:
+    """Everything local listens on loopback only: nothing here is meant for the network."""
+    if not (value.startswith("127.") or value in {"localhost", "::1"}):
+        raise ValueError(f"{who} listens on loopback only, got host {value!r}")
+    return value
+
+
 class LocalCloudSettings(BaseSettings):
     """Where the local cloud keeps its state and which loopback ports it listens on."""
 
@@ -51,6 +58,7 @@ class LocalCloudSettings(BaseSettings):
     lambda_python: Path = Field(Path(sys.executable), description="Interpreter that runs Lambda handlers.")
     mlflow_bucket: str = "mlflow-artifacts"
     region: str = "us-east-1"
+    start_timeout_s: float = 90.0
     external: bool = Field(
         False,
         description="The services run elsewhere (docker compose): check their health, never start or stop them.",
@@ -75,14 +83,10 @@ class LocalCloudSettings(BaseSettings):
             self.functions_s3_endpoint = self.functions_s3_endpoint or "http://127.0.0.1:4566"
         return self
 
-    start_timeout_s: float = 90.0
-
     @field_validator("host")
     @classmethod
     def _loopback_only(cls, value: str) -> str:
-        if not (value.startswith("127.") or value in {"localhost", "::1"}):
-            raise ValueError(f"the local cloud listens on loopback only, got host {value!r}")
-        return value
+        return loopback_host(value, "the local cloud")
 
     @property
     def run_dir(self) -> Path:
