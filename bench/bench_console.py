@@ -49,15 +49,11 @@ def pct(values: list[float], q: float) -> float:
 
 
 def poll_history(sfn, arn: str, seen: dict[int, float], stop: threading.Event) -> None:
+    from diabetes_risk.runs import execution_history
+
     """The baseline client: GetExecutionHistory every POLL_S; when each event id was first seen."""
     while not stop.is_set():
-        events, kwargs = [], {"executionArn": arn, "maxResults": 1000}
-        while True:
-            page = sfn.get_execution_history(**kwargs)
-            events += page["events"]
-            if not page.get("nextToken"):
-                break
-            kwargs["nextToken"] = page["nextToken"]
+        events = execution_history(sfn, arn)
         now = time.time()
         for event in events:
             seen.setdefault(event["id"], now)
@@ -90,6 +86,7 @@ def main() -> None:
 
     from console.graph import build_graph
     from diabetes_risk.deploy import deploy_local
+    from diabetes_risk.runs import execution_history
     from localcloud import runtime
     from localcloud.settings import LocalCloudSettings
     from localcloud.smoke import clients
@@ -142,7 +139,7 @@ def main() -> None:
                 stop.set()
                 poller.join(10)
                 changes = page.evaluate("window.__changes")
-                events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+                events = execution_history(sfn, arn)
                 for element, status, at, event_id in status_flips(events, graph):
                     shown = [c[2] / 1000 for c in changes if c[0] == element and c[1] == status and c[2] / 1000 >= at]
                     if shown and event_id in seen:

@@ -335,7 +335,7 @@ def _describe(sources: Sources, arn: str) -> dict:
 
 def _view(sources: Sources, arn: str) -> dict:
     description = _describe(sources, arn)
-    graph = build_graph(sources.definition(arn))
+    graph = sources.graph(arn)
     events = sources.history(arn)
     now = datetime.now(UTC)
     view = analyse(events, graph).to_json(now)

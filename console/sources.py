@@ -7,15 +7,16 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from functools import cached_property
 
 import boto3
 import requests
 from botocore.exceptions import ClientError
 
 from batch_scoring.naming import result_name
+from diabetes_risk.runs import failure_record
 from localcloud.settings import LocalCloudSettings
 
+from .graph import Graph, build_graph
 from .settings import ConsoleSettings
 
 MODEL_NAME = "diabetes-risk"
@@ -56,6 +57,7 @@ class Sources:
         self.http = requests.Session()
         self._outputs: tuple[float, dict] | None = None
         self._definitions: dict[str, dict] = {}
+        self._graphs: dict[str, Graph] = {}
         self._histories: dict[str, list[dict]] = {}
 
     # --- the stack ---------------------------------------------------------------------------------------
@@ -77,7 +79,7 @@ class Sources:
         self._outputs = (time.monotonic(), outputs)
         return outputs
 
-    @cached_property
+    @property
     def state_machine_arn(self) -> str:
         return self.outputs()["TrainingStateMachineArn"]
 
@@ -91,6 +93,13 @@ class Sources:
                 description = self.sfn.describe_state_machine(stateMachineArn=arn)
             self._definitions[arn] = json.loads(description["definition"])
         return self._definitions[arn]
+
+    def graph(self, arn: str | None = None) -> Graph:
+        """The definition as a graph, built once per definition (a live page asks for it every poll)."""
+        arn = arn or self.state_machine_arn
+        if arn not in self._graphs:
+            self._graphs[arn] = build_graph(self.definition(arn))
+        return self._graphs[arn]
 
     # --- executions ----------------------------------------------------------------------------------------
     def executions(self, status: str | None = None, limit: int = 50) -> list[dict]:
@@ -143,11 +152,7 @@ class Sources:
         self.sfn.stop_execution(executionArn=arn, error="Console.Stopped", cause=cause)
 
     def failure_record(self, name: str) -> dict | None:
-        bucket = self.outputs()["ArtifactsBucket"]
-        try:
-            return json.loads(self.s3.get_object(Bucket=bucket, Key=f"runs/{name}/failure.json")["Body"].read())
-        except ClientError:
-            return None
+        return failure_record(self.s3, self.outputs()["ArtifactsBucket"], name)
 
     def run_artifacts(self, name: str) -> list[dict]:
         """What the pipeline kept for one run in the artifacts bucket (runs/<name>/...): step outputs, features."""

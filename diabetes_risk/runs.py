@@ -39,6 +39,17 @@ def _cause(details: dict) -> str:
         return f"{details.get('error', '')}: {cause}".strip(": ")
 
 
+def execution_history(sfn, execution_arn: str) -> list[dict]:
+    """Every event of an execution, oldest first (GetExecutionHistory, all pages)."""
+    events, kwargs = [], {"executionArn": execution_arn, "maxResults": 1000}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        events += page["events"]
+        if not page.get("nextToken"):
+            return events
+        kwargs["nextToken"] = page["nextToken"]
+
+
 def follow(
     sfn, execution_arn: str, on_event: Callable[[StateEvent], None], poll_s: float = 1.0, timeout_s: float = 3600
 ) -> ExecutionOutcome:
@@ -49,14 +60,7 @@ def follow(
     failures: dict[str, str] = {}
     deadline = time.monotonic() + timeout_s
     while True:
-        events = []
-        kwargs = {"executionArn": execution_arn, "maxResults": 1000}
-        while True:
-            page = sfn.get_execution_history(**kwargs)
-            events += page["events"]
-            if not page.get("nextToken"):
-                break
-            kwargs["nextToken"] = page["nextToken"]
+        events = execution_history(sfn, execution_arn)
         for event in events[seen:]:
             kind = event["type"]
             if kind.endswith("StateEntered"):

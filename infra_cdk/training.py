@@ -66,6 +66,11 @@ def _statements(access: tuple[str, ...]) -> list[iam.PolicyStatement]:
     return out
 
 
+# Only what the training image copies counts toward its hash: a console or CI edit must not rebuild it.
+IMAGE_EXCLUDES = [".venv", ".state", "node_modules", "cdk.out", ".git", "tests", "bench", "console", "config_checks"]
+IMAGE_EXCLUDES += ["compose", ".github", "docs", "examples"]
+
+
 class TrainingPipeline(Construct):
     def __init__(self, scope: Construct, construct_id: str, config: DeployConfig, storage: Storage) -> None:
         super().__init__(scope, construct_id)
@@ -177,7 +182,7 @@ class TrainingPipeline(Construct):
                 str(ROOT),
                 file="functions/training.Dockerfile",
                 cmd=[handler],
-                exclude=[".venv", ".state", "node_modules", "cdk.out", ".git", "tests", "bench"],
+                exclude=IMAGE_EXCLUDES,
             ),
             architecture=lambda_.Architecture.X86_64,
             **common,

@@ -277,12 +277,12 @@ def status(settings: LocalCloudSettings) -> list[ServiceStatus]:
     pids = _read_pids(settings)
     urls = health_urls(settings)
     if settings.external:  # run by docker compose (which has no console): no process of ours, only health
-        return [
-            ServiceStatus(name=name, pid=None, running=ok, healthy=ok, url=url, rss_mb=0.0, processes=0)
-            for name, url in urls.items()
-            if name != "console"
-            for ok in (http_ok(url),)
-        ]
+        found = []
+        for name, url in urls.items():
+            if name != "console":
+                ok = http_ok(url)
+                found.append(ServiceStatus(name, None, ok, ok, url, 0.0, 0))
+        return found
     result = []
     for name, url in urls.items():
         record = pids.get(name)

@@ -7,33 +7,26 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.browser import chromium_path, without_browser
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("DR_TEST_ARTIFACTS") or ROOT / ".state" / "test-artifacts") / "console"
-CHROMIUM_PACKAGE = "chromium (Debian/Ubuntu: `sudo apt-get install chromium`)"
-
-
-def chromium_path() -> str | None:
-    for candidate in (os.environ.get("DR_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
-        if candidate and (found := shutil.which(candidate)):
-            return found
-    return None
 
 
 @pytest.fixture(scope="module")
 def browser():
     executable = chromium_path()
     if executable is None:
-        message = f"no Chromium on this machine: the browser tests need the OS package {CHROMIUM_PACKAGE}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message + " (CI=true: .ci/run installs it when it runs as root)")
+        action, message = without_browser(os.environ.get("CI"))
+        if action == "fail":
+            pytest.fail(message)
         pytest.skip(message)
     from playwright.sync_api import sync_playwright
 

@@ -217,6 +217,9 @@ class FakeSources:
             raise NotDeployed("the DiabetesRisk stack is not deployed: run `diabetes-risk deploy`")
         return ASL
 
+    def graph(self, arn=None):
+        return build_graph(self.definition(arn))
+
     def executions(self, status=None, limit=50):
         start = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
         items = [
@@ -618,3 +621,16 @@ def test_run_artifacts_are_listed_and_served_and_paths_checked(client_and_source
     assert client.get("/api/executions/bad/artifacts/missing.json").status_code == 404
     assert client.get("/api/executions/bad/artifacts/a/%2E%2E/b").status_code in (400, 404)
     assert client.get("/api/executions/no$such/artifacts").status_code == 400
+
+
+def test_a_machine_without_chromium_skips_the_browser_tests_but_ci_fails_them(monkeypatch):
+    from tests import browser
+
+    monkeypatch.delenv("DR_CHROMIUM", raising=False)
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    assert browser.chromium_path() is None
+    action, message = browser.without_browser(None)
+    assert action == "skip" and "apt-get install chromium" in message
+    assert browser.without_browser("true")[0] == "fail"
+    monkeypatch.setattr(browser.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "google-chrome" else None)
+    assert browser.chromium_path() == "/usr/bin/google-chrome"  # GitHub's runners have Chrome, not chromium
