@@ -42,7 +42,7 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
-def load(url: str, patient: dict) -> tuple[float, int]:
+def load(url: str, patient: dict, headers: dict[str, str]) -> tuple[float, int]:
     """REQUESTS POSTs from CLIENTS threads; returns (requests/s, number answered 200)."""
     import requests
 
@@ -51,7 +51,7 @@ def load(url: str, patient: dict) -> tuple[float, int]:
     def one(_: int) -> int:
         if not hasattr(session_local, "s"):
             session_local.s = requests.Session()
-        return session_local.s.post(url, json=patient, timeout=60).status_code
+        return session_local.s.post(url, json=patient, headers=headers, timeout=60).status_code
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(CLIENTS) as pool:
@@ -141,6 +141,7 @@ def main() -> None:
     from champion import train_champion
     from dr_host_executor.process import free_port
 
+    from diabetes_risk.access import local_token
     from diabetes_risk.deploy import deploy_local
     from diabetes_risk.predict_client import local_api_url
     from inference_core.contracts import EXAMPLE_PATIENT
@@ -174,6 +175,7 @@ def main() -> None:
         s3.put_object(Bucket=bucket, Key=champion.pointer.onnx_key, Body=champion.onnx_bytes)
         s3.put_object(Bucket=bucket, Key="serving/champion.json", Body=champion.pointer.model_dump_json().encode())
         url = f"{local_api_url(settings.localstack_url, outputs['ApiId'])}/predict"
+        headers = {"Authorization": f"Bearer {local_token(settings, 'clinic-demo', ['predict'])}"}
         prom = settings.prometheus_url
 
         sources = {}
@@ -183,7 +185,7 @@ def main() -> None:
         print(f"{len(sources)} log groups subscribed to the bridge", flush=True)
 
         print("warming up ...", flush=True)
-        load(url, EXAMPLE_PATIENT)
+        load(url, EXAMPLE_PATIENT, headers)
         time.sleep(3)
         rps = {"on": [], "off": []}
         answered = 0
@@ -193,7 +195,7 @@ def main() -> None:
                 for side in ("off", "on") if r % 2 == 0 else ("on", "off"):
                     set_subscriptions(logs, sources, side == "on")
                     started = time.time()
-                    rate, ok = load(url, EXAMPLE_PATIENT)
+                    rate, ok = load(url, EXAMPLE_PATIENT, headers)
                     ended = time.time()
                     rps[side].append(rate)
                     if side == "on":

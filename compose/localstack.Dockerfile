@@ -29,14 +29,15 @@ RUN uv python install 3.13 \
 COPY . .
 RUN uv sync --frozen --no-dev --python 3.13
 
-# 3. The executor and the project's providers (logs:dr, dynamodb:moto) into LocalStack's own venv, where its
-#    plugin manager finds their entry points. The worker itself runs under /opt/dr/venv's Python.
+# 3. The executor and the project's providers (logs:dr, dynamodb:moto, apigateway:dr) into LocalStack's own venv,
+#    where its plugin manager finds their entry points. The worker itself runs under /opt/dr/venv's Python.
 RUN uv pip install --no-deps --python /opt/code/localstack/.venv/bin/python /opt/dr/project/localcloud/host_executor \
  && /opt/code/localstack/.venv/bin/python -c "import dr_host_executor.plugin"
 
 ENV LAMBDA_RUNTIME_EXECUTOR=host \
     DR_LAMBDA_PYTHON=/opt/dr/venv/bin/python \
     PROVIDER_OVERRIDE_LOGS=dr \
-    PROVIDER_OVERRIDE_DYNAMODB=moto
+    PROVIDER_OVERRIDE_DYNAMODB=moto \
+    PROVIDER_OVERRIDE_APIGATEWAY=dr
 
 WORKDIR /opt/code/localstack

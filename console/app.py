@@ -264,7 +264,9 @@ def create_app(settings: ConsoleSettings, sources: Sources) -> FastAPI:
                 "card": card,
                 "run_link": sources.run_link(run["experiment_id"], selected["run_id"]),
             }
-        return page(request, "models.html", registry=registry, details=details, title="Models")
+        return page(
+            request, "models.html", registry=registry, details=details, serving=sources.serving(), title="Models"
+        )
 
     @app.get("/api/runs/{run_id}/artifacts/{path:path}")
     def artifact(run_id: str, path: str) -> Response:

@@ -59,6 +59,7 @@ class Sources:
         self._definitions: dict[str, dict] = {}
         self._graphs: dict[str, Graph] = {}
         self._histories: dict[str, list[dict]] = {}
+        self._token = None
 
     # --- the stack ---------------------------------------------------------------------------------------
     def outputs(self) -> dict[str, str]:
@@ -180,6 +181,31 @@ class Sources:
         if not reply.ok:
             raise Unavailable(f"MLflow answered {reply.status_code}: {reply.text[:200]}")
         return reply.json()
+
+    def serving(self) -> dict:
+        """What the prediction API serves, asked the way a client asks: GET /model with a bearer token (on the
+        local cloud minted for the `console` client; on AWS the console has no client secret, so it says so)."""
+        if self.cloud is None:
+            return {"error": "not asked: on AWS the console holds no API client credentials"}
+        from diabetes_risk.access import TokenError, local_token
+        from diabetes_risk.predict_client import local_api_url
+
+        try:
+            if self._token is None:
+                from diabetes_risk.access import TokenSource
+
+                self._token = TokenSource(lambda: local_token(self.cloud, "console", ["model:read"]))
+            url = local_api_url(self.cloud.localstack_url, self.outputs()["ApiId"]) + "/model"
+            answer = self.http.get(url, headers={"Authorization": f"Bearer {self._token()}"}, timeout=10)
+        except (TokenError, KeyError, requests.RequestException) as exc:
+            return {"error": f"the API could not be asked: {exc}"}
+        try:
+            body = answer.json()
+        except ValueError:
+            body = {}
+        if answer.status_code != 200:
+            return {"error": f"{answer.status_code}: {body.get('error', answer.text[:120])}"}
+        return body
 
     def models(self) -> dict:
         registered = self._mlflow("registered-models/get", name=MODEL_NAME).get("registered_model")

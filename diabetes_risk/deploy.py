@@ -73,6 +73,15 @@ def is_bootstrapped(cloud: LocalCloudSettings) -> bool:
     return bool(stacks) and stacks[0]["StackStatus"].endswith("_COMPLETE")
 
 
+def ensure_issuer(cloud: LocalCloudSettings) -> bool:
+    """The local cloud's stand-in for Cognito: a key pair, created once and kept (tokens survive redeploys)."""
+    from auth.issuer import ensure_local_issuer
+    from localcloud.smoke import clients
+
+    ssm, secrets = clients(cloud, "ssm", "secretsmanager")
+    return ensure_local_issuer(ssm, secrets, STACK)
+
+
 def deploy_local(cloud: LocalCloudSettings, on_line: Callable[[str], None]) -> dict:
     """Bootstrap (once per local cloud) and deploy with cdklocal; returns the stack outputs and timings."""
     env = cdk_env(cloud.client_env())
@@ -87,6 +96,10 @@ def deploy_local(cloud: LocalCloudSettings, on_line: Callable[[str], None]) -> d
             on_line,
         )
         timings["bootstrap_s"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    if ensure_issuer(cloud):
+        on_line("created the local token issuer (private key in Secrets Manager, JWKS in SSM)")
+    timings["issuer_s"] = round(time.perf_counter() - t0, 2)
     outputs_file = cloud.run_dir / "outputs.json"
     t0 = time.perf_counter()
     _run(

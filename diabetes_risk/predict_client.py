@@ -27,10 +27,14 @@ def local_api_url(localstack_url: str, api_id: str, stage: str = "prod") -> str:
     return f"{localstack_url}/_aws/execute-api/{api_id}/{stage}"
 
 
-def post_predict(url: str, body: Any, api_key: str | None = None, timeout: float = 30.0) -> dict:
+def post_predict(
+    url: str, body: Any, api_key: str | None = None, timeout: float = 30.0, token: str | None = None
+) -> dict:
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["x-api-key"] = api_key
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     try:
         response = requests.post(f"{url.rstrip('/')}/predict", json=body, headers=headers, timeout=timeout)
     except requests.RequestException as exc:
@@ -66,13 +70,13 @@ def rows_from_file(path: str) -> tuple[list[tuple[int, Patient]], list[dict[str,
     return valid, sorted(rejected, key=lambda r: (r["row"], r["field"]))
 
 
-def predict_file(url: str, path: str, api_key: str | None = None) -> FileResult:
+def predict_file(url: str, path: str, api_key: str | None = None, token: str | None = None) -> FileResult:
     rows, rejected = rows_from_file(path)
     result = FileResult(rejected=rejected)
     for start in range(0, len(rows), MAX_PATIENTS):
         chunk = rows[start : start + MAX_PATIENTS]
         body = {"patients": [p.model_dump(exclude_none=True) for _, p in chunk]}
-        payload = post_predict(url, body, api_key)
+        payload = post_predict(url, body, api_key, token=token)
         result.model_version = payload["model_version"]
         for (row, _), prediction in zip(chunk, payload["predictions"], strict=True):
             result.predictions.append(

@@ -45,7 +45,7 @@ class BatchScoring(Construct):
             (["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject"], [bucket_arn("batch", "/inbox/*")]),
             (["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [bucket_arn("batch", "/outbox/*")]),
             (["s3:PutObject"], [bucket_arn("batch", "/quarantine/*")]),
-            (["s3:ListBucket", "s3:ListBucketVersions"], [bucket_arn("batch")]),
+            (["s3:ListBucket"], [bucket_arn("batch")]),
             (
                 ["s3:GetObject"],
                 [bucket_arn("artifacts", "/serving/champion.json"), bucket_arn("artifacts", "/models/*")],
@@ -66,6 +66,8 @@ class BatchScoring(Construct):
                 point_in_time_recovery_enabled=not config.local
             ),
             removal_policy=RemovalPolicy.DESTROY,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=storage.keys["batch"],
         )
         self.dead_letters = dead_letter_queue(self, "BatchDeadLetters")
         self.function = lambda_.Function(
@@ -90,8 +92,11 @@ class BatchScoring(Construct):
                 "POWERTOOLS_SERVICE_NAME": "diabetes-risk-batch",
                 "POWERTOOLS_METRICS_NAMESPACE": "DiabetesRisk",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
+                "POWERTOOLS_TRACE_DISABLED": "true" if config.local else "false",
             },
+            tracing=lambda_.Tracing.DISABLED if config.local else lambda_.Tracing.ACTIVE,
         )
+        storage.grant_keys(self.function.role, read=("artifacts",), write=("batch",))  # the table uses batch's key
         self.idempotency.grant(
             self.function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
         )

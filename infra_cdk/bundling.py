@@ -29,11 +29,16 @@ _API = (
     "python-dotenv",
     "aws-lambda-powertools",
     "jmespath",
+    # Powertools Tracer, active on AWS (botocore, its other dependency, is in the runtime)
+    "aws-xray-sdk",
+    "wrapt",
 )
 # What the prediction Lambda imports, with its runtime dependencies.
 PREDICT_PACKAGES = ("numpy", "onnxruntime", "flatbuffers", "packaging", "protobuf", *_API)
 # The batch-score Lambda: the same, plus pyarrow for streaming CSV/Parquet.
 BATCH_PACKAGES = (*PREDICT_PACKAGES, "pyarrow")
+# The token authorizer: PyJWT with RS256 (cryptography).
+AUTHORIZER_PACKAGES = ("pyjwt", "cryptography", "cffi", "pycparser", *_API)
 # The metrics bridge: remote write needs protobuf and snappy (cramjam); botocore signs for AMP (in the runtime).
 BRIDGE_PACKAGES = ("protobuf", "cramjam", *_API)
 # The scikit-learn equivalent (for the package-size benchmark's baseline): everything that baseline imports —
@@ -86,6 +91,7 @@ BUNDLES = {
             ("functions/batch_score", "batch_score"),
         ),
     ),
+    "authorizer": (AUTHORIZER_PACKAGES, (("auth", "auth"), ("functions/authorizer", "authorizer"))),
     "bridge": (BRIDGE_PACKAGES, (("observability", "observability"), ("functions/metrics_bridge", "metrics_bridge"))),
 }
 

@@ -15,6 +15,13 @@ class DeployConfig(BaseModel):
     schedule: str = Field("cron(0 3 * * ? *)", description="EventBridge schedule of the daily retraining")
     schedule_train_uri: str = "bundled"
     api_key: bool = Field(False, description="Require an API key on the local cloud too (always on AWS)")
+    clients: str = Field(
+        "clinic-demo,console",
+        pattern=r"^[a-z][a-z0-9-]{1,40}(,[a-z][a-z0-9-]{1,40})*$",
+        description="Client systems allowed to call the API (comma-separated names): a Cognito app client each on "
+        "AWS, a name the local issuer mints tokens for on the local cloud",
+    )
+    authorizer_cache_s: int = Field(300, ge=0, le=3600, description="How long API Gateway caches a token's answer")
     drift_retrain: bool = Field(False, description="A batch that drifts starts the training state machine")
     remote_write_url: str = Field(
         "http://127.0.0.1:9090/api/v1/write",
@@ -36,6 +43,10 @@ class DeployConfig(BaseModel):
             if isinstance(values.get(flag), str):  # -c api_key=true arrives as text
                 values[flag] = values[flag].lower() in ("1", "true", "yes")
         return cls(**values)
+
+    @property
+    def client_names(self) -> list[str]:
+        return self.clients.split(",")
 
     @property
     def local(self) -> bool:

@@ -1,5 +1,6 @@
-"""Online serving: the predict Lambda (ONNX, no scikit-learn) behind an API Gateway REST API, with
-throttling, an API key and usage plan on AWS, access logs, and alarms on 5xx and p99 latency."""
+"""Online serving: the predict Lambda (ONNX, no scikit-learn) behind an API Gateway REST API, with OAuth
+client-credentials tokens checked by a Lambda authorizer, throttling, per-client usage plans on AWS, gateway
+responses in the API's error format, access logs, and alarms on 5xx and p99 latency."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from cdk_nag import NagSuppressions
 from constructs import Construct
 
 from .alarms import alarm
+from .auth import ApiAuth
 from .bundling import function_code
 from .config import DeployConfig
-from .storage import bucket_arn, bucket_name
+from .storage import Storage, bucket_arn, bucket_name
 
 
 class PredictionApi(Construct):
-    def __init__(self, scope: Construct, construct_id: str, config: DeployConfig) -> None:
+    def __init__(self, scope: Construct, construct_id: str, config: DeployConfig, storage: Storage) -> None:
         super().__init__(scope, construct_id)
         log_group = logs.LogGroup(
             self, "PredictLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
@@ -48,6 +50,7 @@ class PredictionApi(Construct):
             timeout=Duration.seconds(10),
             role=role,
             log_group=log_group,
+            tracing=lambda_.Tracing.DISABLED if config.local else lambda_.Tracing.ACTIVE,
             description="Diabetes Risk: ONNX prediction API",
             environment={
                 "DR_ARTIFACTS_BUCKET": bucket_name("artifacts"),
@@ -56,8 +59,10 @@ class PredictionApi(Construct):
                 "POWERTOOLS_METRICS_NAMESPACE": "DiabetesRisk",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 "POWERTOOLS_LOGGER_SAMPLE_RATE": "0.01",  # 1% of invocations also log their DEBUG lines
+                "POWERTOOLS_TRACE_DISABLED": "true" if config.local else "false",
             },
         )
+        storage.grant_keys(role, read=("artifacts",))
         access_logs = logs.LogGroup(
             self, "ApiAccessLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
         )
@@ -88,16 +93,27 @@ class PredictionApi(Construct):
                 ),
             ),
         )
+        self.auth = ApiAuth(self, "Auth", config)
         integration = apigw.LambdaIntegration(self.function, proxy=True)
+        # API keys are not authentication (AWS says so): on AWS they only tie a client to its usage plan.
         need_key = not config.local or config.api_key
         routes = [
-            ("predict", "POST", need_key),
+            ("predict", "POST", True),
             ("health", "GET", False),
-            ("model", "GET", need_key),
+            ("model", "GET", True),
             ("openapi.json", "GET", False),
         ]
-        for path, method, key in routes:
-            self.api.root.add_resource(path).add_method(method, integration, api_key_required=key)
+        for path, method, protected in routes:
+            resource = self.api.root.add_resource(path)
+            resource.add_method(
+                method,
+                integration,
+                api_key_required=need_key and protected,
+                authorizer=self.auth.authorizer if protected else None,
+                authorization_type=apigw.AuthorizationType.CUSTOM if protected else apigw.AuthorizationType.NONE,
+            )
+            self._method_not_allowed(resource, path, method)
+        self._gateway_responses()
         if need_key:
             plan = self.api.add_usage_plan(
                 "UsagePlan",
@@ -130,9 +146,75 @@ class PredictionApi(Construct):
             "The predict function raised errors",
             self.function.metric_errors(period=five_minutes, statistic="Sum"),
         )
-        self._suppressions(need_key)
+        self._suppressions()
 
-    def _suppressions(self, keyed: bool) -> None:
+    @staticmethod
+    def _method_not_allowed(resource: apigw.Resource, path: str, allowed: str) -> None:
+        """Any other method on a declared path: 405 with `Allow` and the API's error body (RFC 9110), answered
+        by API Gateway itself (a mock integration), never reaching the function."""
+        body = (
+            f'{{"error": "method $context.httpMethod not allowed on /{path}", '
+            f'"details": [{{"field": "method", "message": "allowed: {allowed}"}}]}}'
+        )
+        resource.add_method(
+            "ANY",
+            apigw.MockIntegration(
+                request_templates={"application/json": '{"statusCode": 405}'},
+                passthrough_behavior=apigw.PassthroughBehavior.WHEN_NO_MATCH,
+                integration_responses=[
+                    apigw.IntegrationResponse(
+                        status_code="405",
+                        response_templates={"application/json": body},
+                        response_parameters={"method.response.header.Allow": f"'{allowed}'"},
+                    )
+                ],
+            ),
+            method_responses=[
+                apigw.MethodResponse(status_code="405", response_parameters={"method.response.header.Allow": True})
+            ],
+        )
+
+    def _gateway_responses(self) -> None:
+        """API Gateway's own refusals in the API's error format (`{"error", "details"}`), not its bare
+        `{"message"}`; an undeclared route or method is a 404, not AWS's 403 "Missing Authentication Token"."""
+        hint = "send Authorization: Bearer <token> (an OAuth client-credentials access token)"
+        responses = {
+            "UNAUTHORIZED": (
+                "401",
+                "missing, invalid or expired access token",
+                "Authorization",
+                hint,
+            ),
+            "ACCESS_DENIED": (
+                "403",
+                "this client's token does not allow this request",
+                "scope",
+                "the token's scopes: $context.authorizer.scope",
+            ),
+            "MISSING_AUTHENTICATION_TOKEN": (
+                "404",
+                "no route $context.httpMethod $context.path",
+                "route",
+                "routes: POST /predict, GET /model, GET /health, GET /openapi.json",
+            ),
+            "THROTTLED": ("429", "too many requests", "rate", "slow down and retry after a short wait"),
+            "QUOTA_EXCEEDED": ("429", "daily request quota exceeded", "quota", "the quota resets daily"),
+            "AUTHORIZER_CONFIGURATION_ERROR": ("500", "authorization is unavailable", "authorizer", "retry later"),
+            "AUTHORIZER_FAILURE": ("500", "authorization is unavailable", "authorizer", "retry later"),
+        }
+        for kind, (status, message, field, detail) in responses.items():
+            template = (
+                f'{{"error": "{message}", "details": [{{"field": "{field}", "message": "{detail}"}}], '
+                '"request_id": "$context.requestId"}'
+            )
+            self.api.add_gateway_response(
+                kind.title().replace("_", ""),
+                type=getattr(apigw.ResponseType, kind),
+                status_code=status,
+                templates={"application/json": template},
+            )
+
+    def _suppressions(self) -> None:
         NagSuppressions.add_resource_suppressions(
             self.function.role,
             [
@@ -171,15 +253,13 @@ class PredictionApi(Construct):
                 },
                 {
                     "id": "AwsSolutions-APIG4",
-                    "reason": "Clients authenticate with an API key and usage plan on AWS; "
-                    "health and OpenAPI are public by design."
-                    if keyed
-                    else "Local cloud only: loopback, no credentials.",
+                    "reason": "/predict and /model use the token authorizer; /health and /openapi.json are public "
+                    "by design (a load balancer's health check, the API's own description).",
                 },
                 {
                     "id": "AwsSolutions-COG4",
-                    "reason": "No Cognito: API keys identify client applications; an identity "
-                    "provider belongs in front of the clinical app.",
+                    "reason": "A Lambda TOKEN authorizer checks the Cognito-issued JWTs (issuer, client, expiry, "
+                    "scope) the same way on AWS and on the local cloud, which has no Cognito.",
                 },
             ],
             apply_to_children=True,

@@ -21,14 +21,26 @@ class DiabetesRiskStack(Stack):
         self.template_options.metadata = {"cfn-lint": {"config": {"ignore_checks": ["W3005"]}}}
         self.storage = Storage(self, "Storage", config)
         self.training = TrainingPipeline(self, "Training", config, self.storage)
-        self.serving = PredictionApi(self, "Serving", config)
+        self.serving = PredictionApi(self, "Serving", config, self.storage)
         self.batch = BatchScoring(self, "Batch", config, self.storage, self.training.state_machine)
-        sources = {"Predict": self.serving.log_group, "BatchScore": self.batch.log_group, **self.training.log_groups}
+        sources = {
+            "Predict": self.serving.log_group,
+            "Authorizer": self.serving.auth.log_group,
+            "BatchScore": self.batch.log_group,
+            **self.training.log_groups,
+        }
         self.monitoring = Monitoring(self, "Monitoring", config, sources)
         self.monitoring.notify_all_alarms(self)
         CfnOutput(self, "ApiId", value=self.serving.api.rest_api_id)
         CfnOutput(self, "ApiUrl", value=self.serving.api.url)
+        CfnOutput(self, "TokenIssuer", value=self.serving.auth.issuer)
+        CfnOutput(self, "ApiClients", value=config.clients)
+        if self.serving.auth.user_pool is not None:
+            CfnOutput(self, "UserPoolId", value=self.serving.auth.user_pool.user_pool_id)
+            CfnOutput(self, "TokenEndpoint", value=self.serving.auth.token_endpoint)
         CfnOutput(self, "DataBucket", value=self.storage.data.bucket_name)
+        for kind, key in self.storage.keys.items():
+            CfnOutput(self, f"{kind.title()}KeyArn", value=key.key_arn)
         CfnOutput(self, "ArtifactsBucket", value=self.storage.artifacts.bucket_name)
         CfnOutput(self, "BatchBucket", value=self.storage.batch.bucket_name)
         CfnOutput(self, "TrainingStateMachineArn", value=self.training.state_machine.state_machine_arn)

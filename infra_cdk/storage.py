@@ -1,10 +1,13 @@
 """Buckets: data (versioned: every dataset version stays addressable), artifacts (runs, models, the
-serving pointer), batch (inbox/outbox/quarantine, versioned). All encrypted, public access blocked, TLS only,
-access-logged."""
+serving pointer), batch (inbox/outbox/quarantine, versioned). Public access blocked, TLS only, access-logged;
+the three that hold patient data are encrypted with a customer-managed KMS key each (rotation on), and a
+function may use a key only if it touches that bucket (`grant_keys`)."""
 
 from __future__ import annotations
 
 from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from cdk_nag import NagSuppressions
@@ -83,14 +86,31 @@ class Storage(Construct):
             ],
         )
 
+        # One key per bucket of patient data, so a grant names exactly what a function touches. The key policy
+        # is CDK's default (the account administers the key; use is granted to each function's role by IAM).
+        self.keys: dict[str, kms.Key] = {
+            kind: kms.Key(
+                self,
+                f"{kind.title()}Key",
+                alias=f"alias/{config.stack_name.lower()}-{kind}",
+                description=f"Diabetes Risk: the {kind} bucket's objects",
+                enable_key_rotation=True,
+                removal_policy=removal,
+                pending_window=Duration.days(7) if config.local else None,
+            )
+            for kind in ("data", "artifacts", "batch")
+        }
+
         def bucket(kind: str, **extra) -> s3.Bucket:
+            settings = {**common, "encryption": s3.BucketEncryption.KMS, "encryption_key": self.keys[kind]}
             return s3.Bucket(
                 self,
                 kind.title(),
                 bucket_name=bucket_name(kind),
                 server_access_logs_bucket=self.logs,
                 server_access_logs_prefix=f"{kind}/",
-                **common,
+                bucket_key_enabled=True,  # S3 asks KMS once per bucket key, not per object
+                **settings,
                 **extra,
             )
 
@@ -103,3 +123,11 @@ class Storage(Construct):
             versioned=True,
             lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90))],
         )
+
+    def grant_keys(self, role: iam.IGrantable, read: tuple[str, ...] = (), write: tuple[str, ...] = ()) -> None:
+        """Decrypt for the buckets a function reads, encrypt and decrypt for those it writes; nothing else."""
+        for kind in write:
+            self.keys[kind].grant_encrypt_decrypt(role)
+        for kind in read:
+            if kind not in write:
+                self.keys[kind].grant_decrypt(role)

@@ -94,6 +94,11 @@ class TrainingPipeline(Construct):
             self.functions[step] = self._function(
                 step, f"training_steps.handlers.{handler}", timeout, memory, env, _statements(access)
             )
+            storage.grant_keys(
+                self.functions[step].role,
+                read=("data",) if "read_data" in access else (),
+                write=("artifacts",) if {"runs", "publish"} & set(access) else (),
+            )
 
         log_group = logs.LogGroup(
             self,

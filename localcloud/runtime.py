@@ -143,6 +143,7 @@ def localstack_env(settings: LocalCloudSettings) -> dict[str, str]:
             # the project's providers (localcloud/host_executor/dr_host_executor/providers.py)
             "PROVIDER_OVERRIDE_LOGS": "dr",
             "PROVIDER_OVERRIDE_DYNAMODB": "moto",
+            "PROVIDER_OVERRIDE_APIGATEWAY": "dr",  # Lambda authorizers, throttling, gateway response templates
             "DR_LOGS_SUBSCRIPTION_WINDOW_S": str(settings.logs_subscription_window_s),
             "DR_LOGS_SUBSCRIPTION_CONCURRENCY": str(settings.logs_subscription_concurrency),
             "DR_LAMBDA_PYTHON": str(settings.lambda_python),

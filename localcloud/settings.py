@@ -14,7 +14,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # What the project uses, and what `cdklocal` needs to bootstrap and deploy. DynamoDB is served by the
 # project's moto-backed provider (LocalStack's own would download Java on first use).
 DEFAULT_SERVICES = (
-    "s3,lambda,stepfunctions,apigateway,cloudwatch,logs,events,scheduler,iam,sts,cloudformation,ssm,sqs,sns,dynamodb"
+    "s3,lambda,stepfunctions,apigateway,cloudwatch,logs,events,scheduler,iam,sts,cloudformation,ssm,sqs,sns,"
+    "dynamodb,kms,secretsmanager"
 )
 
 

@@ -22,7 +22,15 @@ def predict(
     file: str | None = typer.Option(None, "--file", help="CSV/Parquet of patients (canonical, MASS or Kaggle)."),
     out: str | None = typer.Option(None, "--out", help="With --file: write row, probability, band to this CSV."),
     url: str | None = typer.Option(None, help="API base URL (default: the deployed stack on the local cloud)."),
-    api_key: str | None = typer.Option(None, envvar="DR_API_KEY", help="API key (needed on AWS) (env DR_API_KEY)."),
+    api_key: str | None = typer.Option(
+        None, envvar="DR_API_KEY", help="API key: the usage plan's, on AWS (env DR_API_KEY). Not authentication."
+    ),
+    token: str | None = typer.Option(
+        None,
+        envvar="DR_API_TOKEN",
+        help="Bearer access token (env DR_API_TOKEN). Default on the local cloud: one minted for --client.",
+    ),
+    client: str = typer.Option("clinic-demo", "--client", help="Client system the local token is minted for."),
 ) -> None:
     """Ask the deployed prediction API for diabetes risk: one patient as JSON, or a file of patients."""
     from diabetes_risk.predict_client import ApiError, local_api_url, post_predict, predict_file
@@ -44,6 +52,14 @@ def predict(
         except (DeployError, KeyError) as exc:
             err.print(f"[red]no deployed prediction API found[/red]: {exc}")
             raise typer.Exit(1) from exc
+        if token is None:
+            from diabetes_risk.access import TokenError, local_token
+
+            try:
+                token = local_token(cloud, client, ["predict"])
+            except TokenError as exc:
+                err.print(f"[red]no access token[/red]: {exc}")
+                raise typer.Exit(1) from exc
     try:
         if json_body is not None:
             try:
@@ -51,9 +67,9 @@ def predict(
             except ValueError as exc:
                 err.print(f"[red]--json is not valid JSON[/red]: {exc}")
                 raise typer.Exit(2) from exc
-            typer.echo(json.dumps(post_predict(url, body, api_key), indent=2))
+            typer.echo(json.dumps(post_predict(url, body, api_key, token=token), indent=2))
             return
-        result = predict_file(url, file, api_key)
+        result = predict_file(url, file, api_key, token)
     except ApiError as exc:
         err.print(f"[red]prediction failed:[/red] {exc}")
         raise typer.Exit(1) from exc

@@ -35,13 +35,13 @@ def test_buckets_are_encrypted_private_tls_only_and_data_and_batch_are_versioned
     _, template = stacks["local"]
     buckets = template.find_resources("AWS::S3::Bucket")
     assert len(buckets) == 4  # data, artifacts, batch, access logs
+    algorithms = []
     for bucket in buckets.values():
         props = bucket["Properties"]
-        assert (
+        algorithms.append(
             props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"][
                 "SSEAlgorithm"
             ]
-            == "AES256"
         )
         assert props["PublicAccessBlockConfiguration"] == {
             "BlockPublicAcls": True,
@@ -49,6 +49,8 @@ def test_buckets_are_encrypted_private_tls_only_and_data_and_batch_are_versioned
             "IgnorePublicAcls": True,
             "RestrictPublicBuckets": True,
         }
+    # customer keys for the three buckets of patient data (test_auth_stack.py checks which); S3's for access logs
+    assert sorted(algorithms) == ["AES256", "aws:kms", "aws:kms", "aws:kms"]
     versioned = {
         b["Properties"]["LoggingConfiguration"]["LogFilePrefix"]: b["Properties"]["VersioningConfiguration"]
         for b in buckets.values()
@@ -113,7 +115,7 @@ def test_local_target_uses_zip_functions_and_aws_uses_images_for_training(stacks
     _, local = stacks["local"]
     _, aws = stacks["aws"]
     local_fns = local.find_resources("AWS::Lambda::Function")
-    assert len(local_fns) == 12  # 8 training steps, the new-data trigger, predict, batch score, metrics bridge
+    assert len(local_fns) == 13  # 8 training steps, new-data trigger, predict, authorizer, batch score, bridge
     assert {f["Properties"]["Runtime"] for f in local_fns.values()} == {"python3.13"}
     aws_fns = aws.find_resources("AWS::Lambda::Function")
     packages = {f["Properties"]["Description"]: f["Properties"].get("PackageType") for f in aws_fns.values()}
@@ -121,6 +123,7 @@ def test_local_target_uses_zip_functions_and_aws_uses_images_for_training(stacks
     assert packages.pop("Diabetes Risk: score files dropped under inbox/") is None  # so does batch scoring
     bridge = "Diabetes Risk: EMF metrics from CloudWatch Logs to Prometheus (remote write)"
     assert packages.pop(bridge) is None  # and the metrics bridge
+    assert packages.pop("Diabetes Risk: API token authorizer (JWT, RS256)") is None  # and the authorizer
     assert set(packages.values()) == {"Image"}
     env = next(iter(local_fns.values()))["Properties"]["Environment"]["Variables"]
     assert {"DR_ARTIFACTS_BUCKET", "MLFLOW_TRACKING_URI"} <= set(env)
@@ -235,7 +238,7 @@ def test_predict_reads_only_the_pointer_and_models(stacks):
         for s in p["Properties"]["PolicyDocument"]["Statement"]
         for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
     }
-    assert actions == {"s3:GetObject", "s3:ListBucket", "logs:CreateLogStream", "logs:PutLogEvents"}
+    assert actions == {"s3:GetObject", "s3:ListBucket", "logs:CreateLogStream", "logs:PutLogEvents", "kms:Decrypt"}
 
 
 def _batch_function(template: Template) -> tuple[str, dict]:

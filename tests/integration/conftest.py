@@ -52,6 +52,14 @@ def deployed(local_cloud):
     return result["outputs"]
 
 
+@pytest.fixture(scope="session")
+def api_headers(local_cloud, deployed) -> dict[str, str]:
+    """What a registered client sends: a bearer token from the local issuer, both scopes."""
+    from diabetes_risk.access import local_token
+
+    return {"Authorization": f"Bearer {local_token(local_cloud, 'clinic-demo', ['predict', 'model:read'])}"}
+
+
 def cli_env(cloud) -> dict[str, str]:
     return {
         **os.environ,

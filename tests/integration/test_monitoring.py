@@ -81,15 +81,15 @@ def patients() -> list[dict]:
     return out
 
 
-def test_predictions_through_api_gateway_are_counted_per_risk_band_with_latency(api_url, local_cloud):
+def test_predictions_through_api_gateway_are_counted_per_risk_band_with_latency(api_url, local_cloud, api_headers):
     prom = local_cloud.prometheus_url
     before = settled(prom)
     sent = dict.fromkeys(BANDS, 0)
     for i in range(12):
-        response = requests.post(f"{api_url}/predict", json=patients()[i % 5], timeout=60)
+        response = requests.post(f"{api_url}/predict", json=patients()[i % 5], headers=api_headers, timeout=60)
         assert response.status_code == 200, response.text
         sent[response.json()["predictions"][0]["risk_band"]] += 1
-    batch = requests.post(f"{api_url}/predict", json={"patients": patients()}, timeout=60)
+    batch = requests.post(f"{api_url}/predict", json={"patients": patients()}, headers=api_headers, timeout=60)
     for p in batch.json()["predictions"]:
         sent[p["risk_band"]] += 1
     assert all(sent.values()), sent  # the traffic covers every band
@@ -163,7 +163,9 @@ def test_an_always_failing_training_run_fires_the_training_alert(local_cloud, de
     assert failed >= 3  # the first attempt and the state machine's two retries
 
 
-def test_prometheus_down_costs_the_functions_nothing_and_the_bridge_catches_up(api_url, local_cloud, deployed, aws):
+def test_prometheus_down_costs_the_functions_nothing_and_the_bridge_catches_up(
+    api_url, local_cloud, deployed, aws, api_headers
+):
     prom = local_cloud.prometheus_url
     before = settled(prom)
     bridge = deployed["MetricsBridgeFunctionName"]
@@ -181,7 +183,7 @@ def test_prometheus_down_costs_the_functions_nothing_and_the_bridge_catches_up(a
     assert runtime.stop_service(local_cloud, "prometheus")
     try:
         for _ in range(5):
-            response = requests.post(f"{api_url}/predict", json=EXAMPLE_PATIENT, timeout=60)
+            response = requests.post(f"{api_url}/predict", json=EXAMPLE_PATIENT, headers=api_headers, timeout=60)
             assert response.status_code == 200, response.text
         # the subscription delivers; the bridge finds Prometheus down and keeps the samples
         wait_until(
@@ -195,17 +197,20 @@ def test_prometheus_down_costs_the_functions_nothing_and_the_bridge_catches_up(a
     for text in (predict_logs, logs_of(group)):
         assert "Traceback" not in text and "Task timed out" not in text and '"level":"ERROR"' not in text
     # the next batch the bridge handles delivers what it kept (at-least-once): nothing was lost
-    requests.post(f"{api_url}/predict", json=EXAMPLE_PATIENT, timeout=60)
+    requests.post(f"{api_url}/predict", json=EXAMPLE_PATIENT, headers=api_headers, timeout=60)
     expected = before["requests"] + 6
     wait_until(lambda: counts(prom)["requests"] == expected, 30, f"{expected} requests counted")
     assert scalar(prom, f"sum(sum_over_time(diabetes_risk_bridge_samples_dropped{WINDOW}))") == 0
 
 
-def test_every_dashboard_panel_returns_data(api_url, local_cloud):
+def test_every_dashboard_panel_returns_data(api_url, local_cloud, api_headers):
     # fresh API traffic (the API panels look at the last 5 minutes), including a client error
     for patient in patients():
-        assert requests.post(f"{api_url}/predict", json=patient, timeout=60).status_code == 200
-    assert requests.post(f"{api_url}/predict", json={"glucose": "high"}, timeout=60).status_code == 422
+        assert requests.post(f"{api_url}/predict", json=patient, headers=api_headers, timeout=60).status_code == 200
+    assert (
+        requests.post(f"{api_url}/predict", json={"glucose": "high"}, headers=api_headers, timeout=60).status_code
+        == 422
+    )
     prom = local_cloud.prometheus_url
     wait_until(
         lambda: scalar(prom, 'sum(sum_over_time({__name__=~"diabetes_risk_errors_.+",service="predict"}[5m]))'),

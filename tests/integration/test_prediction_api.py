@@ -26,8 +26,8 @@ def api_url(local_cloud, deployed, champion_run) -> str:
     return url
 
 
-def test_predict_answers_with_the_champion(api_url, champion_run, aws, deployed):
-    response = requests.post(f"{api_url}/predict", json=PATIENT, timeout=60)
+def test_predict_answers_with_the_champion(api_url, champion_run, aws, deployed, api_headers):
+    response = requests.post(f"{api_url}/predict", json=PATIENT, headers=api_headers, timeout=60)
     assert response.status_code == 200, response.text
     body = response.json()
     pointer = json.loads(
@@ -36,14 +36,16 @@ def test_predict_answers_with_the_champion(api_url, champion_run, aws, deployed)
     assert body["model_version"] == pointer["model_version"]
     (prediction,) = body["predictions"]
     assert 0 < prediction["probability"] < 1 and prediction["risk_band"] in {"low", "moderate", "high"}
-    batch = requests.post(f"{api_url}/predict", json={"patients": [PATIENT] * 3}, timeout=60).json()
+    batch = requests.post(
+        f"{api_url}/predict", json={"patients": [PATIENT] * 3}, headers=api_headers, timeout=60
+    ).json()
     assert [p["probability"] for p in batch["predictions"]] == [prediction["probability"]] * 3
 
 
-def test_model_and_health_describe_the_lineage(api_url, champion_run):
-    health = requests.get(f"{api_url}/health", timeout=30)
+def test_model_and_health_describe_the_lineage(api_url, champion_run, api_headers):
+    health = requests.get(f"{api_url}/health", timeout=30)  # open: no token
     assert health.status_code == 200 and health.json()["status"] == "ok"
-    model = requests.get(f"{api_url}/model", timeout=30).json()
+    model = requests.get(f"{api_url}/model", headers=api_headers, timeout=30).json()
     assert model["lineage"]["mlflow_run_id"]
     assert model["lineage"]["training_data_sha256"] and len(model["features"]) == 7
     spec = requests.get(f"{api_url}/openapi.json", timeout=30).json()
@@ -60,8 +62,8 @@ def test_model_and_health_describe_the_lineage(api_url, champion_run):
         (json.dumps(PATIENT), {"Content-Type": "text/plain"}, 415),
     ],
 )
-def test_bad_requests_are_4xx_json_over_http(api_url, body, headers, status):
-    response = requests.post(f"{api_url}/predict", data=body, headers=headers, timeout=30)
+def test_bad_requests_are_4xx_json_over_http(api_url, body, headers, status, api_headers):
+    response = requests.post(f"{api_url}/predict", data=body, headers={**headers, **api_headers}, timeout=30)
     assert response.status_code == status, response.text
     assert response.json()["error"]
 

@@ -110,3 +110,36 @@ def dynamodb():
         """Every operation falls through to moto's DynamoDB backend."""
 
     return Service.for_provider(MotoDynamoDBProvider(), dispatch_table_factory=MotoFallbackDispatcher)
+
+
+@aws_provider(api="apigateway", name="dr")
+def apigateway():
+    """LocalStack's next-gen REST API Gateway plus Lambda authorizers, stage throttling and gateway response
+    templates (see `apigateway.py`)."""
+    from localstack.services.apigateway.next_gen.provider import ApigatewayNextGenProvider
+    from localstack.services.moto import MotoFallbackDispatcher
+
+    from .apigateway import install
+
+    install()
+    return Service.for_provider(ApigatewayNextGenProvider(), dispatch_table_factory=MotoFallbackDispatcher)
+
+
+try:  # the CloudFormation plugin base class exists only inside LocalStack
+    from localstack.services.cloudformation.resource_provider import CloudFormationResourceProviderPlugin
+except ImportError:  # pragma: no cover - imported outside LocalStack's venv
+    CloudFormationResourceProviderPlugin = object
+
+
+class ApiGatewayAuthorizerProviderPlugin(CloudFormationResourceProviderPlugin):
+    """AWS::ApiGateway::Authorizer for CloudFormation (community LocalStack has none)."""
+
+    name = "AWS::ApiGateway::Authorizer"
+
+    def __init__(self):
+        self.factory = None
+
+    def load(self):
+        from .apigateway import authorizer_resource_provider
+
+        self.factory = authorizer_resource_provider()

@@ -1,0 +1,1 @@
+"""The API Gateway token authorizer: verifies OAuth client-credentials JWTs for /predict and /model."""
