@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import boto3
 import requests
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_scoring.naming import result_name
 from diabetes_risk.runs import failure_record
@@ -197,8 +197,10 @@ class Sources:
                 self._token = TokenSource(lambda: local_token(self.cloud, "console", ["model:read"]))
             url = local_api_url(self.cloud.localstack_url, self.outputs()["ApiId"]) + "/model"
             answer = self.http.get(url, headers={"Authorization": f"Bearer {self._token()}"}, timeout=10)
-        except (TokenError, KeyError, requests.RequestException) as exc:
+        except (TokenError, KeyError, requests.RequestException, NotDeployed, Unavailable) as exc:
             return {"error": f"the API could not be asked: {exc}"}
+        except (BotoCoreError, ClientError) as exc:  # the local cloud stopped between two page loads
+            return {"error": f"the API could not be asked: {type(exc).__name__}: {exc}"}
         try:
             body = answer.json()
         except ValueError:

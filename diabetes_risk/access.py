@@ -48,7 +48,8 @@ def cognito_token(outputs: dict[str, str], client: str, scopes: list[str], cogni
         cognito = boto3.client("cognito-idp")
     pool = outputs["UserPoolId"]
     found = [
-        c for c in cognito.list_user_pool_clients(UserPoolId=pool, MaxResults=60)["UserPoolClients"]
+        c
+        for c in cognito.list_user_pool_clients(UserPoolId=pool, MaxResults=60)["UserPoolClients"]
         if c["ClientName"] == client
     ]
     if not found:

@@ -238,5 +238,6 @@ def test_schemathesis_finds_no_conformance_defect_in_the_deployed_api(api_url, a
         capture_output=True,
         text=True,
         timeout=900,
+        cwd=tmp_path,  # its cache folder (.schemathesis/) goes there
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]

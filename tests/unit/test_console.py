@@ -263,6 +263,9 @@ class FakeSources:
     def models(self):
         raise Unavailable("MLflow at http://127.0.0.1:5000 did not answer (ConnectionError)")
 
+    def serving(self):
+        return {"error": "the API could not be asked: stand-in"}
+
     def batches(self):
         return []
 
@@ -634,3 +637,15 @@ def test_a_machine_without_chromium_skips_the_browser_tests_but_ci_fails_them(mo
     assert browser.without_browser("true")[0] == "fail"
     monkeypatch.setattr(browser.shutil, "which", lambda name: f"/usr/bin/{name}" if name == "google-chrome" else None)
     assert browser.chromium_path() == "/usr/bin/google-chrome"  # GitHub's runners have Chrome, not chromium
+
+
+def test_the_models_page_asks_the_api_with_a_token_and_says_why_when_it_cannot(aws_env):
+    """The console's one call to the prediction API: with the local cloud down it explains, never fails."""
+    from dr_host_executor.process import free_port
+
+    from console.sources import Sources
+    from localcloud.settings import LocalCloudSettings
+
+    sources = Sources(ConsoleSettings(), LocalCloudSettings(instance="console-test", localstack_port=free_port()))
+    answer = sources.serving()
+    assert answer["error"].startswith("the API could not be asked:")

@@ -65,7 +65,14 @@ def _free_ports(settings: LocalCloudSettings) -> None:
     """Ports nobody uses, so a local cloud running on the defaults does not decide the outcome."""
     from dr_host_executor.process import free_port
 
-    for name in ("localstack_port", "mlflow_port", "prometheus_port", "alertmanager_port", "alerts_port"):
+    for name in (
+        "localstack_port",
+        "mlflow_port",
+        "prometheus_port",
+        "alertmanager_port",
+        "alerts_port",
+        "console_port",
+    ):
         setattr(settings, name, free_port())
 
 
@@ -288,7 +295,9 @@ def test_deploy_local_gives_functions_the_compose_addresses(settings, monkeypatc
 
     monkeypatch.setattr(deploy, "_run", fake_run)
     monkeypatch.setattr(deploy, "is_bootstrapped", lambda cloud: True)
+    monkeypatch.setattr(deploy, "ensure_issuer", lambda cloud: seen.append("issuer") or False)
     deploy.deploy_local(settings, lambda line: None)
+    assert seen[0] == "issuer"  # the token issuer exists before the stack that trusts it
     assert f"mlflow_uri={settings.mlflow_url}" in seen[-1]  # default: the host's addresses
     assert f"s3_endpoint={settings.localstack_url}" in seen[-1]
     monkeypatch.setenv("DR_EXTERNAL", "true")
