@@ -47,9 +47,18 @@ def ensure_local_issuer(ssm, secrets, stack: str) -> bool:
     return True
 
 
-def mint_local(secrets, stack: str, client: str, clients: list[str], scopes: list[str], ttl_s: int = 3600) -> str:
+def mint_local(
+    secrets, stack: str, client: str, clients: dict[str, tuple[str, ...]], scopes: list[str], ttl_s: int = 3600
+) -> str:
+    """A token for `client` with `scopes`, if the stack registered that client with those scopes (as Cognito
+    refuses a scope an app client is not allowed)."""
     if client not in clients:
         raise IssuerError(f"unknown client {client!r}; registered clients: {', '.join(clients)}")
+    refused = [s for s in scopes if s not in clients[client]]
+    if refused:
+        raise IssuerError(
+            f"client {client!r} may not have scope {', '.join(refused)}; its scopes: {', '.join(clients[client])}"
+        )
     try:
         secret = json.loads(secrets.get_secret_value(SecretId=key_secret(stack))["SecretString"])
     except secrets.exceptions.ResourceNotFoundException as exc:

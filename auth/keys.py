@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 REFETCH_AFTER_S = 60.0
+
+
+def is_http_source(source: str) -> bool:
+    """https://anything, or plain http only to this machine's loopback (a test issuer)."""
+    parsed = urllib.parse.urlsplit(source)
+    if parsed.scheme == "https":
+        return bool(parsed.hostname)
+    return parsed.scheme == "http" and parsed.hostname == "127.0.0.1" and parsed.username is None
 
 
 class KeySourceError(RuntimeError):
@@ -35,7 +44,7 @@ def fetch_jwks(source: str, ssm_client=None, timeout: float = 5.0) -> dict:
             value = ssm_client.get_parameter(Name=source[4:])["Parameter"]["Value"]
         except Exception as exc:
             raise KeySourceError(f"cannot read the JWKS parameter {source[4:]}: {exc}") from exc
-    elif source.startswith("https://") or source.startswith("http://127.0.0.1"):
+    elif is_http_source(source):
         try:
             with urllib.request.urlopen(source, timeout=timeout) as response:
                 value = response.read().decode()

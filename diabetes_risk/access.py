@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import requests
 
 from auth.issuer import IssuerError, mint_local
-from auth.tokens import SCOPES, full_scope
+from auth.tokens import SCOPES, full_scope, parse_clients
 
 DEFAULT_CLIENT = "clinic-demo"
 ALL_SCOPES = list(SCOPES)
@@ -27,12 +27,14 @@ def local_token(cloud, client: str = DEFAULT_CLIENT, scopes: list[str] | None = 
     from localcloud.smoke import clients
 
     try:
-        registered = stack_outputs(cloud).get("ApiClients", "").split(",")
+        registered = parse_clients(stack_outputs(cloud)["ApiClients"])
     except DeployError as exc:
         raise TokenError(str(exc)) from exc
+    except (KeyError, ValueError) as exc:
+        raise TokenError(f"the deployed stack names no API clients ({exc}): run `diabetes-risk deploy`") from exc
     (secrets,) = clients(cloud, "secretsmanager")
     try:
-        return mint_local(secrets, STACK, client, registered, scopes or ALL_SCOPES, ttl_s)
+        return mint_local(secrets, STACK, client, registered, scopes or list(registered.get(client, ())), ttl_s)
     except IssuerError as exc:
         raise TokenError(str(exc)) from exc
 
@@ -47,23 +49,27 @@ def cognito_token(outputs: dict[str, str], client: str, scopes: list[str], cogni
 
         cognito = boto3.client("cognito-idp")
     pool = outputs["UserPoolId"]
-    found = [
-        c
-        for c in cognito.list_user_pool_clients(UserPoolId=pool, MaxResults=60)["UserPoolClients"]
-        if c["ClientName"] == client
-    ]
+    found = []
+    for page in cognito.get_paginator("list_user_pool_clients").paginate(UserPoolId=pool, MaxResults=60):
+        found += [c for c in page["UserPoolClients"] if c["ClientName"] == client]
     if not found:
         raise TokenError(f"no app client named {client!r} in user pool {pool}")
     detail = cognito.describe_user_pool_client(UserPoolId=pool, ClientId=found[0]["ClientId"])["UserPoolClient"]
-    response = requests.post(
-        outputs["TokenEndpoint"],
-        data={"grant_type": "client_credentials", "scope": " ".join(full_scope(s) for s in scopes)},
-        auth=(detail["ClientId"], detail["ClientSecret"]),
-        timeout=10,
-    )
+    try:
+        response = requests.post(
+            outputs["TokenEndpoint"],
+            data={"grant_type": "client_credentials", "scope": " ".join(full_scope(s) for s in scopes)},
+            auth=(detail["ClientId"], detail["ClientSecret"]),
+            timeout=10,
+        )
+    except requests.RequestException as exc:
+        raise TokenError(f"cannot reach the token endpoint {outputs['TokenEndpoint']}: {exc}") from exc
     if response.status_code != 200:
         raise TokenError(f"the token endpoint refused: {response.status_code} {response.text[:200]}")
-    return response.json()["access_token"]
+    try:
+        return response.json()["access_token"]
+    except (ValueError, KeyError) as exc:
+        raise TokenError(f"the token endpoint answered without an access token: {response.text[:200]}") from exc
 
 
 @dataclass

@@ -43,7 +43,7 @@ class ApiAuth(Construct):
             self.issuer = local_issuer(config.stack_name)
             parameter = jwks_parameter(config.stack_name)
             jwks = f"ssm:{parameter}"
-            clients = {name: name for name in config.client_names}
+            clients = {name: name for name in config.client_scopes}
             role.add_to_policy(
                 iam.PolicyStatement(
                     actions=["ssm:GetParameter"],
@@ -116,7 +116,7 @@ class ApiAuth(Construct):
         )
         self.token_endpoint = f"{domain.base_url()}/oauth2/token"
         clients = {}
-        for name in config.client_names:
+        for name, allowed in config.client_scopes.items():
             client = pool.add_client(
                 f"Client-{name}",
                 user_pool_client_name=name,
@@ -127,7 +127,7 @@ class ApiAuth(Construct):
                         cognito.OAuthScope.resource_server(
                             server, cognito.ResourceServerScope(scope_name=s, scope_description=s)
                         )
-                        for s in SCOPES
+                        for s in allowed
                     ],
                 ),
                 access_token_validity=Duration.hours(1),

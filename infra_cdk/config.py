@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from auth.tokens import parse_clients
 
 
 class DeployConfig(BaseModel):
@@ -16,12 +18,17 @@ class DeployConfig(BaseModel):
     schedule_train_uri: str = "bundled"
     api_key: bool = Field(False, description="Require an API key on the local cloud too (always on AWS)")
     clients: str = Field(
-        "clinic-demo,console",
-        pattern=r"^[a-z][a-z0-9-]{1,40}(,[a-z][a-z0-9-]{1,40})*$",
-        description="Client systems allowed to call the API (comma-separated names): a Cognito app client each on "
-        "AWS, a name the local issuer mints tokens for on the local cloud",
+        "clinic-demo=predict+model:read,console=model:read",
+        description="Client systems allowed to call the API, each with its scopes: name[=scope+scope],... (all "
+        "scopes when none given). A Cognito app client each on AWS; names the local issuer mints tokens for locally",
     )
-    authorizer_cache_s: int = Field(300, ge=0, le=3600, description="How long API Gateway caches a token's answer")
+    authorizer_cache_s: int = Field(
+        300,
+        ge=0,
+        le=300,
+        description="How long API Gateway caches a token's answer: a token expired or revoked within this time is "
+        "still accepted until its cached answer expires",
+    )
     drift_retrain: bool = Field(False, description="A batch that drifts starts the training state machine")
     remote_write_url: str = Field(
         "http://127.0.0.1:9090/api/v1/write",
@@ -44,9 +51,15 @@ class DeployConfig(BaseModel):
                 values[flag] = values[flag].lower() in ("1", "true", "yes")
         return cls(**values)
 
+    @field_validator("clients")
+    @classmethod
+    def _clients(cls, value: str) -> str:
+        parse_clients(value)
+        return value
+
     @property
-    def client_names(self) -> list[str]:
-        return self.clients.split(",")
+    def client_scopes(self) -> dict[str, tuple[str, ...]]:
+        return parse_clients(self.clients)
 
     @property
     def local(self) -> bool:

@@ -20,6 +20,17 @@ from .config import DeployConfig
 from .storage import Storage, bucket_arn, bucket_name
 
 
+MOCK_CONTENT_TYPES = (
+    "application/json",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data",
+    "application/xml",
+    "text/xml",
+    "application/octet-stream",
+)
+
+
 class PredictionApi(Construct):
     def __init__(self, scope: Construct, construct_id: str, config: DeployConfig, storage: Storage) -> None:
         super().__init__(scope, construct_id)
@@ -156,11 +167,14 @@ class PredictionApi(Construct):
             f'{{"error": "method $context.httpMethod not allowed on /{path}", '
             f'"details": [{{"field": "method", "message": "allowed: {allowed}"}}]}}'
         )
+        # A mock integration needs a template that yields the status for every content type a client may send;
+        # NEVER: any other content type is API Gateway's 415 (UNSUPPORTED_MEDIA_TYPE, in the API's format).
+        selector = '{"statusCode": 405}'
         resource.add_method(
             "ANY",
             apigw.MockIntegration(
-                request_templates={"application/json": '{"statusCode": 405}'},
-                passthrough_behavior=apigw.PassthroughBehavior.WHEN_NO_MATCH,
+                request_templates={t: selector for t in MOCK_CONTENT_TYPES},
+                passthrough_behavior=apigw.PassthroughBehavior.NEVER,
                 integration_responses=[
                     apigw.IntegrationResponse(
                         status_code="405",
@@ -179,12 +193,7 @@ class PredictionApi(Construct):
         `{"message"}`; an undeclared route or method is a 404, not AWS's 403 "Missing Authentication Token"."""
         hint = "send Authorization: Bearer <token> (an OAuth client-credentials access token)"
         responses = {
-            "UNAUTHORIZED": (
-                "401",
-                "missing, invalid or expired access token",
-                "Authorization",
-                hint,
-            ),
+            "UNAUTHORIZED": ("401", "missing, invalid or expired access token", "Authorization", hint),
             "ACCESS_DENIED": (
                 "403",
                 "this client's token does not allow this request",
@@ -193,14 +202,22 @@ class PredictionApi(Construct):
             ),
             "MISSING_AUTHENTICATION_TOKEN": (
                 "404",
-                "no route $context.httpMethod $context.path",
+                "no route $context.httpMethod $util.escapeJavaScript($context.path)",
                 "route",
                 "routes: POST /predict, GET /model, GET /health, GET /openapi.json",
             ),
+            "UNSUPPORTED_MEDIA_TYPE": ("415", "unsupported Content-Type", "Content-Type", "send application/json"),
             "THROTTLED": ("429", "too many requests", "rate", "slow down and retry after a short wait"),
             "QUOTA_EXCEEDED": ("429", "daily request quota exceeded", "quota", "the quota resets daily"),
             "AUTHORIZER_CONFIGURATION_ERROR": ("500", "authorization is unavailable", "authorizer", "retry later"),
             "AUTHORIZER_FAILURE": ("500", "authorization is unavailable", "authorizer", "retry later"),
+            # everything else API Gateway refuses itself (an API key, a body too large, a timeout), same format
+            "DEFAULT_4XX": (None, "$util.escapeJavaScript($context.error.message)", "request", "see error"),
+            "DEFAULT_5XX": (None, "$util.escapeJavaScript($context.error.message)", "server", "retry later"),
+        }
+        headers = {
+            "UNAUTHORIZED": {"WWW-Authenticate": "'Bearer realm=\"diabetes-risk\"'"},
+            "THROTTLED": {"Retry-After": "'1'"},
         }
         for kind, (status, message, field, detail) in responses.items():
             template = (
@@ -209,9 +226,10 @@ class PredictionApi(Construct):
             )
             self.api.add_gateway_response(
                 kind.title().replace("_", ""),
-                type=getattr(apigw.ResponseType, kind),
+                type=getattr(apigw.ResponseType, kind.replace("4XX", "4_XX").replace("5XX", "5_XX")),
                 status_code=status,
                 templates={"application/json": template},
+                response_headers=headers.get(kind),
             )
 
     def _suppressions(self) -> None:

@@ -106,7 +106,7 @@ def dashboards() -> list[Dashboard]:
             ),
             Panel(
                 "Client errors (4xx, 5 min)",
-                [('sum(sum_over_time({__name__=~"diabetes_risk_errors_.+",service="predict"}[5m]))', "4xx/503")],
+                [('sum(sum_over_time(diabetes_risk_errors{service="predict"}[5m]))', "4xx/503")],
             ),
             Panel(
                 "5xx share",

@@ -16,7 +16,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from auth import tokens
-from auth.keys import JwksCache, KeySourceError, fetch_jwks
+from auth.keys import JwksCache, KeySourceError, fetch_jwks, is_http_source
 
 
 class AuthorizerSettings(BaseSettings):
@@ -28,8 +28,8 @@ class AuthorizerSettings(BaseSettings):
     @field_validator("jwks")
     @classmethod
     def _source(cls, value: str) -> str:
-        if not (value.startswith("https://") or value.startswith("ssm:/") or value.startswith("http://127.0.0.1")):
-            raise ValueError("must be https://..., http://127.0.0.1... or ssm:/name")
+        if not (value.startswith("ssm:/") or is_http_source(value)):
+            raise ValueError("must be https://..., http://127.0.0.1/... or ssm:/name")
         return value
 
     @field_validator("clients")
@@ -49,7 +49,7 @@ tracer = (
     if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() in ("1", "true")
     else Tracer(service="diabetes-risk-authorizer")
 )
-traced = tracer.capture_lambda_handler if tracer else (lambda handler: handler)
+traced = tracer.capture_lambda_handler(capture_response=False) if tracer else (lambda handler: handler)
 KEYS = JwksCache(lambda: fetch_jwks(SETTINGS.jwks))
 
 

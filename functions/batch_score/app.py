@@ -36,7 +36,8 @@ tracer = (
     if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() in ("1", "true")
     else Tracer(service="diabetes-risk-batch")
 )
-traced = tracer.capture_lambda_handler if tracer else (lambda handler: handler)
+# capture_response=False: the response holds patients' results, which have no place in a trace
+traced = tracer.capture_lambda_handler(capture_response=False) if tracer else (lambda handler: handler)
 SCORER = BatchScorer(
     boto3.client("s3"),
     SETTINGS,

@@ -72,6 +72,9 @@ def test_predict_and_model_need_the_token_authorizer_and_health_does_not(stacks,
     for path, allowed in (("predict", "POST"), ("health", "GET"), ("model", "GET"), ("openapi.json", "GET")):
         other = methods[(path, "ANY")]
         assert other["Integration"]["Type"] == "MOCK"
+        # every content type a client may send selects the 405; any other is API Gateway's 415, never a 500
+        assert other["Integration"]["PassthroughBehavior"] == "NEVER"
+        assert set(other["Integration"]["RequestTemplates"]) >= {"application/json", "text/plain"}
         (response,) = other["Integration"]["IntegrationResponses"]
         assert response["StatusCode"] == "405"
         assert response["ResponseParameters"] == {"method.response.header.Allow": f"'{allowed}'"}
@@ -90,13 +93,22 @@ def test_gateway_responses_use_the_api_error_format(stacks):
         "UNAUTHORIZED": "401",
         "ACCESS_DENIED": "403",
         "MISSING_AUTHENTICATION_TOKEN": "404",
+        "UNSUPPORTED_MEDIA_TYPE": "415",
         "THROTTLED": "429",
         "QUOTA_EXCEEDED": "429",
+        "AUTHORIZER_FAILURE": "500",
     }
     for kind, status in expected.items():
         assert responses[kind]["StatusCode"] == status
         body = json.loads(responses[kind]["ResponseTemplates"]["application/json"])
         assert set(body) == {"error", "details", "request_id"} and body["error"]
+    for kind in ("DEFAULT_4XX", "DEFAULT_5XX"):  # whatever else API Gateway refuses: same format, its own status
+        assert "StatusCode" not in responses[kind]
+        assert json.loads(responses[kind]["ResponseTemplates"]["application/json"])["error"]
+    assert responses["UNAUTHORIZED"]["ResponseParameters"] == {
+        "gatewayresponse.header.WWW-Authenticate": "'Bearer realm=\"diabetes-risk\"'"
+    }
+    assert responses["THROTTLED"]["ResponseParameters"] == {"gatewayresponse.header.Retry-After": "'1'"}
 
 
 def test_cognito_issues_the_tokens_on_aws_and_the_local_issuer_on_the_local_cloud(stacks):
@@ -113,10 +125,19 @@ def test_cognito_issues_the_tokens_on_aws_and_the_local_issuer_on_the_local_clou
             ],
         },
     )
-    clients = aws.find_resources("AWS::Cognito::UserPoolClient")
-    assert {c["Properties"]["ClientName"] for c in clients.values()} == {"clinic-demo", "console"}
+    clients = {
+        c["Properties"]["ClientName"]: c["Properties"]
+        for c in aws.find_resources("AWS::Cognito::UserPoolClient").values()
+    }
+    assert set(clients) == {"clinic-demo", "console"}
     for c in clients.values():
-        assert c["Properties"]["AllowedOAuthFlows"] == ["client_credentials"] and c["Properties"]["GenerateSecret"]
+        assert c["AllowedOAuthFlows"] == ["client_credentials"] and c["GenerateSecret"]
+
+    def scopes(client):
+        return sorted(part["Fn::Join"][1][-1].lstrip("/") for part in client["AllowedOAuthScopes"])
+
+    assert scopes(clients["clinic-demo"]) == ["model:read", "predict"]
+    assert scopes(clients["console"]) == ["model:read"]  # the console reads the model; it never predicts
     assert local.find_resources("AWS::Cognito::UserPool") == {}
     env = _functions(local)["authorizer.app.handler"]["Properties"]["Environment"]["Variables"]
     assert env["DR_AUTH_JWKS"] == "ssm:/diabetes-risk/DiabetesRisk/auth/jwks"

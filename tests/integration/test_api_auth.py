@@ -58,9 +58,21 @@ def wait_until(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def settled(prom: str, expr: str, quiet_s: float = 4.0, timeout: float = 60.0) -> float:
+    """The value once it has not changed for `quiet_s` (samples of earlier requests arrive within seconds)."""
+    value, since, deadline = scalar(prom, expr) or 0.0, time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = scalar(prom, expr) or 0.0
+        if now != value:
+            value, since = now, time.monotonic()
+    return value
+
+
 def test_no_token_is_401_in_the_api_error_format(api_url):
     response = requests.post(f"{api_url}/predict", json=EXAMPLE_PATIENT, timeout=30)
     assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="diabetes-risk"'
     body = response.json()
     assert body["error"] == "missing, invalid or expired access token"
     assert body["details"][0]["field"] == "Authorization"
@@ -102,14 +114,14 @@ def test_valid_tokens_are_answered_counted_per_client_and_the_authorizer_runs_on
     pem, kid = issuer_key
     prom = local_cloud.prometheus_url
     window = "[10m]"
-    per_client = f'sum(sum_over_time(diabetes_risk_client_requests{{client="console"}}{window}))'
+    per_client = f'sum(sum_over_time(diabetes_risk_client_requests{{client="clinic-demo"}}{window}))'
     authorized = f'sum(sum_over_time(diabetes_risk_authorized{{service="authorizer"}}{window}))'
-    before_client, before_auth = scalar(prom, per_client) or 0.0, scalar(prom, authorized) or 0.0
-    token = tokens.mint(pem, kid, local_issuer(STACK), "console", ["predict"])
+    before_client, before_auth = settled(prom, per_client), settled(prom, authorized)  # earlier tests' samples in
+    token = tokens.mint(pem, kid, local_issuer(STACK), "clinic-demo", ["predict"])  # a new token: one new answer
     for _ in range(12):
         response = requests.post(f"{api_url}/predict", json=EXAMPLE_PATIENT, headers=bearer(token), timeout=30)
         assert response.status_code == 200, response.text
-    wait_until(lambda: (scalar(prom, per_client) or 0.0) >= before_client + 12, 60, "12 requests counted for console")
+    wait_until(lambda: (scalar(prom, per_client) or 0.0) >= before_client + 12, 60, "12 requests of clinic-demo")
     # one authorizer call for the twelve requests: API Gateway's cache answered the other eleven
     wait_until(lambda: (scalar(prom, authorized) or 0.0) >= before_auth + 1, 60, "the authorizer's one call")
     time.sleep(3)  # anything late would show now
@@ -153,9 +165,38 @@ def test_undeclared_methods_are_405_with_allow_and_unknown_routes_404(api_url):
     assert response.status_code == 405 and response.headers["Allow"] == "POST"
     assert response.json()["error"] == "method PUT not allowed on /predict"
     # TRACE is not a method API Gateway routes at all: a 404 in the API's format, not a bare 403
+    odd = requests.delete(f"{api_url}/model", data="x", headers={"Content-Type": "text/plain"}, timeout=30)
+    assert odd.status_code == 405 and odd.headers["Allow"] == "GET"  # any content type: still 405, never 500
     response = requests.request("TRACE", f"{api_url}/predict", timeout=30)
     assert response.status_code == 404 and response.json()["error"].startswith("no route TRACE")
     assert requests.get(f"{api_url}/nothing-here", timeout=30).status_code == 404
+
+
+def test_over_the_stages_limit_is_429_in_the_api_error_format(api_url, aws, deployed):
+    """The stage's throttling as deployed (50/s, burst 100) lowered for a moment, as an operator could."""
+    api, stage = deployed["ApiId"], "prod"
+    limits = aws.apigateway.get_stage(restApiId=api, stageName=stage)["methodSettings"]["*/*"]
+    assert (limits["throttlingRateLimit"], limits["throttlingBurstLimit"]) == (50.0, 100)  # from the template
+
+    def set_limits(rate, burst):
+        aws.apigateway.update_stage(
+            restApiId=api,
+            stageName=stage,
+            patchOperations=[
+                {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": str(rate)},
+                {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": str(burst)},
+            ],
+        )
+
+    set_limits(0.5, 2)
+    try:
+        answers = [requests.get(f"{api_url}/health", timeout=30) for _ in range(5)]
+    finally:
+        set_limits(limits["throttlingRateLimit"], limits["throttlingBurstLimit"])
+    throttled = [r for r in answers if r.status_code == 429]
+    assert [r.status_code for r in answers[:2]] == [200, 200] and len(throttled) >= 2
+    assert throttled[0].json()["error"] == "too many requests" and throttled[0].headers["Retry-After"] == "1"
+    assert requests.get(f"{api_url}/health", timeout=30).status_code == 200  # limits back
 
 
 def test_objects_the_functions_write_are_encrypted_with_the_projects_keys(aws, deployed, champion_run):

@@ -160,3 +160,61 @@ def test_the_stages_method_settings_become_update_stage_patches():
         {"op": "replace", "path": "/*/*/logging/dataTrace", "value": "false"},
         {"op": "replace", "path": "/~1predict/POST/throttling/rateLimit", "value": "5"},
     ]
+
+
+def test_cached_answers_are_kept_apart_per_api_and_per_authorizer():
+    fake = FakeAuthorizer(allow("POST/predict"))
+    handler = LambdaAuthorizerHandler(fake)
+    headers = {"Authorization": "Bearer same"}
+    handler.authorize(AUTHORIZER, headers, BASE + "POST/predict", "api1", "src/")
+    handler.authorize(AUTHORIZER, headers, BASE + "POST/predict", "api1", "src/")
+    assert len(fake.calls) == 1
+    handler.authorize(AUTHORIZER, headers, BASE + "POST/predict", "api2", "src/")  # another API
+    handler.authorize({**AUTHORIZER, "id": "auth2"}, headers, BASE + "POST/predict", "api1", "src/")  # another one
+    assert len(fake.calls) == 3
+
+
+def test_the_cache_is_bounded():
+    cache = TtlCache(max_entries=3)
+    for i in range(3):
+        cache.put(("k", i), {"n": i}, 60)
+    cache.put(("k", 3), {"n": 3}, 60)  # full: starts over rather than grow without bound
+    assert cache.get(("k", 0)) is None and cache.get(("k", 3)) == {"n": 3}
+
+
+def test_stage_throttling_applies_the_stage_limits_and_nothing_without_them():
+    from dr_host_executor.apigateway import ThrottleHandler
+
+    clock = [0.0]
+    handler = ThrottleHandler(TokenBucket(clock=lambda: clock[0]))
+    stage = {"methodSettings": {"*/*": {"throttlingRateLimit": 1.0, "throttlingBurstLimit": 2}}}
+    assert [handler.allows(stage, "api1", "prod") for _ in range(4)] == [True, True, False, False]
+    clock[0] = 1.0
+    assert handler.allows(stage, "api1", "prod")
+    assert all(handler.allows({"methodSettings": {}}, "api1", "prod") for _ in range(100))
+    assert all(handler.allows(None, "api1", "prod") for _ in range(100))
+
+
+def test_the_buckets_declared_encryption_becomes_put_bucket_encryption():
+    from dr_host_executor.cfn_patches import bucket_encryption_request
+
+    model = {
+        "BucketName": "b",
+        "BucketEncryption": {
+            "ServerSideEncryptionConfiguration": [
+                {
+                    "ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "arn:aws:kms:k"},
+                    "BucketKeyEnabled": True,
+                }
+            ]
+        },
+    }
+    assert bucket_encryption_request(model) == {
+        "Rules": [
+            {
+                "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "arn:aws:kms:k"},
+                "BucketKeyEnabled": True,
+            }
+        ]
+    }
+    assert bucket_encryption_request({"BucketName": "b"}) is None

@@ -16,7 +16,7 @@ from moto import mock_aws
 
 from auth import tokens
 from auth.issuer import IssuerError, ensure_local_issuer, jwks_parameter, key_secret, local_issuer, mint_local
-from auth.keys import JwksCache, KeySourceError, fetch_jwks, new_key_pair
+from auth.keys import JwksCache, KeySourceError, fetch_jwks, is_http_source, new_key_pair
 from tests.events.loader import load_event
 
 ISSUER = "https://issuer.test/pool"
@@ -75,7 +75,7 @@ def test_a_token_signed_by_another_key_with_the_same_kid_is_refused(keypair, key
 def test_only_rs256_is_accepted_so_the_public_key_cannot_sign_hs256(keypair, keys):
     now = int(time.time())
     claims = {"iss": ISSUER, "client_id": "id-clinic", "token_use": "access", "iat": now, "exp": now + 60}
-    forged = jwt.encode(claims, "a-shared-secret", algorithm="HS256", headers={"kid": keypair[2]})
+    forged = jwt.encode(claims, "a-shared-secret-of-thirty-two-bytes!", algorithm="HS256", headers={"kid": keypair[2]})
     with pytest.raises(tokens.TokenRejected, match="RS256 only"):
         tokens.verify(forged, keys, ISSUER, CLIENTS)
     unsigned = jwt.encode(claims, None, algorithm="none", headers={"kid": keypair[2]})
@@ -170,14 +170,17 @@ def test_the_local_issuer_is_created_once_and_mints_tokens_the_authorizer_accept
         first = secrets.get_secret_value(SecretId=key_secret("S"))["SecretString"]
         assert ensure_local_issuer(ssm, secrets, "S") is False  # kept: earlier tokens stay valid
         assert secrets.get_secret_value(SecretId=key_secret("S"))["SecretString"] == first
-        value = mint_local(secrets, "S", "clinic-a", ["clinic-a"], ["predict"])
+        registered = {"clinic-a": ("predict",)}
+        value = mint_local(secrets, "S", "clinic-a", registered, ["predict"])
         keys = JwksCache(lambda: fetch_jwks(f"ssm:{jwks_parameter('S')}", ssm))
         grant = tokens.verify(value, keys, local_issuer("S"), {"clinic-a": "clinic-a"})
         assert grant.scopes == ("predict",)
         with pytest.raises(IssuerError, match="unknown client 'stranger'; registered clients: clinic-a"):
-            mint_local(secrets, "S", "stranger", ["clinic-a"], ["predict"])
+            mint_local(secrets, "S", "stranger", registered, ["predict"])
+        with pytest.raises(IssuerError, match="may not have scope model:read; its scopes: predict"):
+            mint_local(secrets, "S", "clinic-a", registered, ["model:read"])
         with pytest.raises(IssuerError, match="run `diabetes-risk deploy`"):
-            mint_local(secrets, "Other", "clinic-a", ["clinic-a"], ["predict"])
+            mint_local(secrets, "Other", "clinic-a", registered, ["predict"])
 
 
 # --- the authorizer function ---------------------------------------------------------------------------
@@ -253,3 +256,170 @@ def test_with_tracing_off_the_xray_sdk_is_never_imported(module):
     env["POWERTOOLS_TRACE_DISABLED"] = "false"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split() == ["True", "False"]
+
+
+def test_auth_and_the_authorizer_stay_light():
+    """The dependency rule of the `auth` room: PyJWT and cryptography, no boto3 at import (only the local JWKS
+    parameter needs it, lazily); the authorizer adds Powertools and pydantic, nothing from the model side."""
+    code = (
+        "import sys; sys.path.insert(0, 'functions'); import auth.tokens, auth.keys, auth.issuer; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules}))); import authorizer.app; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "DR_AUTH_ISSUER": ISSUER,
+        "DR_AUTH_JWKS": "ssm:/x",
+        "DR_AUTH_CLIENTS": '{"a": "a"}',
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    auth_only, with_authorizer = (
+        set(line.split())
+        for line in subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        ).stdout.splitlines()
+    )
+    heavy = {"numpy", "pandas", "sklearn", "onnxruntime", "mlflow", "feast", "training", "inference_core", "xgboost"}
+    assert not auth_only & (heavy | {"boto3", "botocore", "aws_lambda_powertools"})
+    assert {"jwt", "cryptography"} <= auth_only
+    assert not with_authorizer & heavy
+
+
+def test_a_token_naming_an_unknown_key_is_refused_not_an_error(keypair, keys):
+    pem, _, _ = keypair
+    with pytest.raises(tokens.TokenRejected, match="unknown signing key 'rotated-away'"):
+        tokens.verify(tokens.mint(pem, "rotated-away", ISSUER, "id-clinic", ["predict"]), keys, ISSUER, CLIENTS)
+
+
+@pytest.mark.parametrize("missing", ["exp", "iat", "iss"])
+def test_tokens_without_a_required_claim_are_refused(keypair, keys, missing):
+    pem, _, kid = keypair
+    now = int(time.time())
+    claims = {"iss": ISSUER, "client_id": "id-clinic", "token_use": "access", "iat": now, "exp": now + 60}
+    del claims[missing]
+    with pytest.raises(tokens.TokenRejected, match=missing):
+        tokens.verify(jwt.encode(claims, pem, algorithm="RS256", headers={"kid": kid}), keys, ISSUER, CLIENTS)
+
+
+def test_caller_controlled_header_values_reach_the_logs_short():
+    with pytest.raises(tokens.TokenRejected) as refused:
+        tokens.verify(jwt.encode({"a": 1}, "k" * 32, algorithm="HS256", headers={"kid": "x" * 5000}), None, ISSUER, {})
+    assert len(str(refused.value)) < 120
+
+
+def test_jwks_entries_that_are_not_rsa_signing_keys_are_ignored(keypair):
+    _, jwks, kid = keypair
+    mixed = {
+        "keys": [{"kty": "oct", "kid": "shared", "k": "c2VjcmV0"}, {**jwks["keys"][0], "kid": None}, jwks["keys"][0]]
+    }
+    cache = JwksCache(lambda: mixed)
+    assert cache(kid) is not None
+    assert cache("shared") is None
+
+
+@pytest.mark.parametrize(
+    ("source", "ok"),
+    [
+        ("https://cognito-idp.us-east-1.amazonaws.com/pool/.well-known/jwks.json", True),
+        ("http://127.0.0.1:9000/jwks.json", True),
+        ("http://127.0.0.1.evil.example/jwks.json", False),
+        ("http://127.0.0.1@evil.example/jwks.json", False),
+        ("http://localhost/jwks.json", False),
+        ("http://issuer.example/jwks.json", False),
+        ("file:///etc/passwd", False),
+    ],
+)
+def test_only_https_or_loopback_http_is_a_jwks_source(source, ok):
+    assert is_http_source(source) is ok
+
+
+def test_the_jwks_is_fetched_over_http_from_the_issuer(keypair):
+    import http.server
+    import threading
+
+    _, jwks, _ = keypair
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps(jwks).encode() if self.path == "/jwks.json" else b"nope"
+            self.send_response(200 if self.path == "/jwks.json" else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        assert fetch_jwks(f"{base}/jwks.json") == jwks
+        with pytest.raises(KeySourceError, match="cannot fetch the JWKS"):
+            fetch_jwks(f"{base}/missing.json")
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("spec", "error"),
+    [
+        ("clinic-a", None),
+        ("clinic-a=predict,console=model:read", None),
+        ("Clinic", "lowercase"),
+        ("clinic-a=admin", "unknown scope"),
+        ("clinic-a,clinic-a", "twice"),
+    ],
+)
+def test_client_specs(spec, error):
+    if error:
+        with pytest.raises(ValueError, match=error):
+            tokens.parse_clients(spec)
+    else:
+        parsed = tokens.parse_clients(spec)
+        assert parsed.get("clinic-a") in (("predict", "model:read"), ("predict",))
+
+
+def test_refused_tokens_never_reach_the_logs(authorizer, keypair, caplog):
+    expired = token(keypair, ttl_s=-120)
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        authorizer.handler(load_event("apigw_token_authorizer", authorizationToken=f"Bearer {expired}"), Context())
+    logged = [str(r.__dict__) for r in caplog.records]
+    assert any("token expired" in line for line in logged)
+    assert not any(expired.split(".")[2] in line or expired.split(".")[1] in line for line in logged)
+
+
+def test_a_token_source_renews_before_expiry():
+    from diabetes_risk.access import TokenSource
+
+    minted = []
+    source = TokenSource(lambda: minted.append(1) or f"t{len(minted)}", ttl_s=120)
+    assert source() == "t1" and source() == "t1"
+    source._renew_at = 0  # as if a minute before expiry had come
+    assert source() == "t2"
+
+
+def test_cognito_client_credentials(aws_env):
+    import responses
+
+    from diabetes_risk.access import TokenError, cognito_token
+
+    with mock_aws():
+        idp = boto3.client("cognito-idp", region_name="us-east-1")
+        pool = idp.create_user_pool(PoolName="p")["UserPool"]["Id"]
+        idp.create_user_pool_client(UserPoolId=pool, ClientName="clinic-a", GenerateSecret=True)
+        outputs = {"UserPoolId": pool, "TokenEndpoint": "https://auth.example/oauth2/token"}
+        with responses.RequestsMock() as mocked:
+            mocked.post(outputs["TokenEndpoint"], json={"access_token": "abc", "token_type": "Bearer"})
+            assert cognito_token(outputs, "clinic-a", ["predict"], idp) == "abc"
+            sent = mocked.calls[0].request
+            assert "grant_type=client_credentials" in sent.body and "diabetes-risk%2Fpredict" in sent.body
+            assert sent.headers["Authorization"].startswith("Basic ")
+        with responses.RequestsMock() as mocked:
+            mocked.post(outputs["TokenEndpoint"], status=400, json={"error": "invalid_scope"})
+            with pytest.raises(TokenError, match="refused: 400"):
+                cognito_token(outputs, "clinic-a", ["predict"], idp)
+        with pytest.raises(TokenError, match="no app client named 'stranger'"):
+            cognito_token(outputs, "stranger", ["predict"], idp)
+        with pytest.raises(TokenError, match="deploy with --target aws"):
+            cognito_token({}, "clinic-a", ["predict"], idp)

@@ -227,12 +227,16 @@ class ThrottleHandler:
     def __call__(self, chain, context, response) -> None:
         from localstack.services.apigateway.next_gen.execute_api.gateway_response import ThrottledError
 
-        settings = ((context.stage_configuration or {}).get("methodSettings") or {}).get("*/*") or {}
+        if not self.allows(context.stage_configuration, context.api_id, context.stage):
+            raise ThrottledError("Too Many Requests")
+
+    def allows(self, stage_configuration: dict | None, api_id: str, stage: str) -> bool:
+        """False when this request is over the stage's `*/*` rate (a stage without limits allows everything)."""
+        settings = ((stage_configuration or {}).get("methodSettings") or {}).get("*/*") or {}
         rate, burst = settings.get("throttlingRateLimit"), settings.get("throttlingBurstLimit")
         if rate is None or burst is None or float(rate) < 0:
-            return
-        if not self.bucket.take((context.api_id, context.stage), float(rate), float(burst)):
-            raise ThrottledError("Too Many Requests")
+            return True
+        return self.bucket.take((api_id, stage), float(rate), float(burst))
 
 
 def render_gateway_response(exception, context) -> tuple[int, dict, str] | None:
@@ -313,27 +317,6 @@ def method_settings_patches(method_settings: list[dict]) -> list[dict]:
     return patches
 
 
-def _patch_stage_provider() -> None:
-    from localstack.services.apigateway.resource_providers.aws_apigateway_stage import ApiGatewayStageProvider
-
-    original = ApiGatewayStageProvider.create
-    if getattr(original, "_dr", False):
-        return
-
-    def create(self, request):
-        event = original(self, request)
-        model = request.desired_state
-        patches = method_settings_patches(model.get("MethodSettings") or [])
-        if patches:
-            request.aws_client_factory.apigateway.update_stage(
-                restApiId=model["RestApiId"], stageName=model["StageName"], patchOperations=patches
-            )
-        return event
-
-    create._dr = True
-    ApiGatewayStageProvider.create = create
-
-
 AUTHORIZERS = LambdaAuthorizerHandler()
 THROTTLE = ThrottleHandler()
 
@@ -347,7 +330,6 @@ def install() -> None:
         if extra not in chain:
             chain.append(extra)
     _patch_gateway_responses()
-    _patch_stage_provider()
 
 
 # --- CloudFormation: AWS::ApiGateway::Authorizer (community has no resource provider for it) -----------------
