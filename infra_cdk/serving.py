@@ -19,7 +19,6 @@ from .bundling import function_code
 from .config import DeployConfig
 from .storage import Storage, bucket_arn, bucket_name
 
-
 MOCK_CONTENT_TYPES = (
     "application/json",
     "text/plain",
