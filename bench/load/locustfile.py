@@ -9,17 +9,19 @@ error body. Status counts go to DR_LOAD_STATUS_FILE when the run stops."""
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import os
-import random
 
 from locust import HttpUser, constant, events, task
 
-TOKEN = os.environ.get("DR_LOAD_TOKEN", "")
+TOKENS = json.loads(os.environ.get("DR_LOAD_TOKENS", "[]")) or [
+    ""
+]  # one per user: each is authorized once, then cached
+_NEXT = itertools.count()
 PATIENT = json.loads(os.environ.get("DR_LOAD_PATIENT", "{}"))
 STATUS: collections.Counter = collections.Counter()
 THROTTLED = {"with_error_body": 0, "without_error_body": 0}
-RANDOM = random.Random(20261130)
 BATCH = {"patients": [{**PATIENT, "glucose": 80 + (i * 7) % 120, "age": 21 + i % 50} for i in range(100)]}
 
 
@@ -45,7 +47,8 @@ class ApiClient(HttpUser):
     wait_time = constant(0)
 
     def on_start(self) -> None:
-        self.headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+        token = TOKENS[next(_NEXT) % len(TOKENS)]
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     @task(12)
     def single(self) -> None:
