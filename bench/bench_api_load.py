@@ -72,12 +72,15 @@ def run_locust(
         raise RuntimeError(f"locust wrote no stats (exit {proc.returncode}): {proc.stderr[-2000:]}")
     counts = json.loads(status_file.read_text())
 
+    def number(text: str) -> float | None:
+        return None if text in ("N/A", "") else float(text)  # N/A: no request of that kind finished
+
     def figures(row: dict) -> dict:
         return {
             "requests": int(row["Request Count"]),
             "failures": int(row["Failure Count"]),
-            "p50_ms": float(row["50%"]),
-            "p99_ms": float(row["99%"]),
+            "p50_ms": number(row["50%"]),
+            "p99_ms": number(row["99%"]),
             "rps": round(float(row["Requests/s"]), 2),
         }
 
@@ -142,7 +145,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             print("warming up ...", flush=True)
-            run_locust(host, "ApiClient", 10, 5, tokens[:10], EXAMPLE_PATIENT, work)
+            warm = run_locust(host, "ApiClient", 10, 20, tokens[:10], EXAMPLE_PATIENT, work)
+            print(f"  {warm['requests']} requests, {warm['rps']} requests/s", flush=True)
             print(f"load: {USERS} users for {SECONDS} s (stage limit lifted) ...", flush=True)
             api = run_locust(host, "ApiClient", USERS, SECONDS, tokens, EXAMPLE_PATIENT, work)
             print(f"  {api['rps']} requests/s, p50 {api['p50_ms']} ms, p99 {api['p99_ms']} ms", flush=True)

@@ -61,7 +61,9 @@ class ApiAuth(Construct):
             handler="authorizer.app.handler",
             code=function_code(None if config.local else "authorizer"),
             memory_size=256,
-            timeout=Duration.seconds(5),
+            # 5 s is ample on AWS (a cold start there is well under a second). The local cloud starts a host
+            # process per concurrent request on a laptop's cores: fifty clients at once queue fifty cold starts.
+            timeout=Duration.seconds(30 if config.local else 5),
             role=role,
             log_group=self.log_group,
             tracing=lambda_.Tracing.DISABLED if config.local else lambda_.Tracing.ACTIVE,

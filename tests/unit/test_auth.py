@@ -236,21 +236,27 @@ def test_the_authorizer_refuses_bad_settings_at_cold_start(monkeypatch, aws_env)
     assert "clients" in str(info.value)
 
 
-@pytest.mark.parametrize("module", ["authorizer.app", "predict.app"])
+# What the functions' settings need at import, in a clean subprocess (no credentials, no network).
+FUNCTION_ENV = {
+    "PATH": "/usr/bin:/bin",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "DR_AUTH_ISSUER": ISSUER,
+    "DR_AUTH_JWKS": "ssm:/x",
+    "DR_AUTH_CLIENTS": '{"a": "a"}',
+    "DR_ARTIFACTS_BUCKET": "bucket",
+    "DR_BATCH_BUCKET": "batch",
+    "DR_IDEMPOTENCY_TABLE": "table",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@pytest.mark.parametrize("module", ["authorizer.app", "predict.app", "batch_score.app"])
 def test_with_tracing_off_the_xray_sdk_is_never_imported(module):
     code = (
         f"import sys; sys.path.insert(0, 'functions'); import {module}; "
         f"print('aws_xray_sdk' in sys.modules, {module}.tracer is None)"
     )
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "DR_AUTH_ISSUER": ISSUER,
-        "DR_AUTH_JWKS": "ssm:/x",
-        "DR_AUTH_CLIENTS": '{"a": "a"}',
-        "DR_ARTIFACTS_BUCKET": "bucket",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    env = dict(FUNCTION_ENV)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
     assert out.split() == ["False", "True"]
     env["POWERTOOLS_TRACE_DISABLED"] = "false"
@@ -266,14 +272,7 @@ def test_auth_and_the_authorizer_stay_light():
         "print(' '.join(sorted({m.split('.')[0] for m in sys.modules}))); import authorizer.app; "
         "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
     )
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        "DR_AUTH_ISSUER": ISSUER,
-        "DR_AUTH_JWKS": "ssm:/x",
-        "DR_AUTH_CLIENTS": '{"a": "a"}',
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    env = FUNCTION_ENV
     auth_only, with_authorizer = (
         set(line.split())
         for line in subprocess.run(
