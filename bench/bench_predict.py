@@ -2,7 +2,10 @@
 API scoring the same champion pipeline with scikit-learn; (b) cold start, fresh process to first response;
 (c) unzipped package size. Baselines in the same run. Ends with one JSON line.
 
-S3 reads are replaced by file reads (a stub client) so both sides time their own work, not the network."""
+For (a) and the ONNX-vs-scikit-learn cold start, S3 reads are replaced by file reads (a stub client) so both
+sides time their own work, not the network. The S3 access of the deployed function is then timed on its own:
+cold starts with real S3 GETs against a stand-in S3 on 127.0.0.1, through the light reader (as deployed) and
+through a boto3 client (before), with the import profile of the light one."""
 
 from __future__ import annotations
 
@@ -44,9 +47,10 @@ boto3.client = lambda name, *a, **k: FolderS3(os.environ["BENCH_S3_DIR"]) if nam
 COLD = """
 import sys, time, json, os
 t0 = time.perf_counter()
-exec(open(os.environ["BENCH_STUB"]).read())
+if sys.argv[1] in ("onnx", "sklearn"):
+    exec(open(os.environ["BENCH_STUB"]).read())
 sys.path[:0] = [os.environ["BENCH_ROOT"] + "/functions", os.environ["BENCH_ROOT"], os.environ["BENCH_ROOT"] + "/bench"]
-if sys.argv[1] == "onnx":
+if sys.argv[1].startswith("onnx"):
     import predict.app as module
 else:
     import sklearn_app as module
@@ -58,6 +62,50 @@ response = module.handler(event, C())
 assert response["statusCode"] == 200, response
 print("COLD", (time.perf_counter() - t0) * 1000)
 """
+
+
+def folder_s3(root: Path):
+    """A stand-in S3 on 127.0.0.1: path-style GET /<bucket>/<key> from a folder, with an ETag; 404 NoSuchKey."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            key = self.path.split("/", 2)[2] if self.path.count("/") >= 2 else ""
+            path = root / key
+            if not key or not path.is_file():
+                body = b"<Error><Code>NoSuchKey</Code></Error>"
+                self.send_response(404)
+            else:
+                body = path.read_bytes()
+                self.send_response(200)
+                self.send_header("ETag", f'"{len(body)}"')
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def import_profile(importtime: str, top: int = 10) -> dict[str, float]:
+    """What the handler module imports, heaviest first (cumulative ms, from `python -X importtime`): the
+    modules one level under the top-level imports, plus the top-level ones themselves."""
+    out = {}
+    for line in importtime.splitlines():
+        parts = line.split("|")
+        name = parts[2] if len(parts) == 3 else ""
+        depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
+        if depth in (0, 1):
+            try:
+                out[parts[2].strip()] = round(int(parts[1]) / 1000, 1)
+            except ValueError:
+                continue
+    return dict(sorted(out.items(), key=lambda kv: -kv[1])[:top])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -147,6 +195,38 @@ def main() -> None:
             times.append(float(proc.stdout.split("COLD")[-1]))
         cold[mode] = statistics.median(times)
 
+    print("(b2) cold starts with real S3 GETs (stand-in S3 on 127.0.0.1): light reader vs boto3 client ...", flush=True)
+    server = folder_s3(work)
+    s3_env = {
+        **child_env,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_port}",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    for mode, client in (("onnx-light", "light"), ("onnx-boto3", "boto3")):
+        times = []
+        for _ in range(5):
+            proc = subprocess.run(
+                [sys.executable, "-c", COLD, mode],
+                env={**s3_env, "DR_S3_CLIENT": client, "DR_ARTIFACTS_BUCKET": "bench-bucket"},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            times.append(float(proc.stdout.split("COLD")[-1]))
+        cold[mode] = statistics.median(times)
+    profile = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", COLD, "onnx-light"],
+        env={**s3_env, "DR_S3_CLIENT": "light", "DR_ARTIFACTS_BUCKET": "bench-bucket"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    server.shutdown()
+    imports = import_profile(profile)
+
     print("(c) package sizes (unzipped) ...", flush=True)
     bundle_mb = folder_mb(build_predict_bundle())
     import hashlib
@@ -169,6 +249,12 @@ def main() -> None:
                 "handler_p50_us": round(p50_onnx, 1),
                 "handler_p99_us": round(percentile(onnx_us, 99), 1),
                 "cold_start_ms": round(cold["onnx"], 1),
+                "cold_start_with_s3_ms": {
+                    "light_reader": round(cold["onnx-light"], 1),
+                    "boto3_client": round(cold["onnx-boto3"], 1),
+                    "saved_ms": round(cold["onnx-boto3"] - cold["onnx-light"], 1),
+                },
+                "import_profile_ms": imports,
                 "package_mb": round(bundle_mb, 1),
                 "same_probability": abs(p_onnx - p_sk) < 1e-4,
                 "packages": list(PREDICT_PACKAGES),

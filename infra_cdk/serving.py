@@ -65,6 +65,7 @@ class PredictionApi(Construct):
             environment={
                 "DR_ARTIFACTS_BUCKET": bucket_name("artifacts"),
                 "DR_MODEL_REFRESH_S": "60",
+                "DR_S3_CLIENT": "light",
                 "POWERTOOLS_SERVICE_NAME": "diabetes-risk-predict",
                 "POWERTOOLS_METRICS_NAMESPACE": "DiabetesRisk",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
