@@ -285,3 +285,14 @@ def test_batch_score_writes_only_outbox_and_quarantine(stacks):
             resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
             writes += [json.dumps(r) for r in resources if "batch" in json.dumps(r)]
     assert writes and all("/outbox/*" in w or "/quarantine/*" in w for w in writes)
+
+
+@pytest.mark.parametrize("target", ["local", "aws"])
+def test_the_deployed_predict_function_reads_its_model_with_the_light_s3_reader(stacks, target):
+    _, template = stacks[target]
+    (predict,) = [
+        f
+        for f in template.find_resources("AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "predict.app.handler"
+    ]
+    assert predict["Properties"]["Environment"]["Variables"]["DR_S3_CLIENT"] == "light"
