@@ -325,7 +325,10 @@ def up(settings: LocalCloudSettings, progress: Progress = _noop) -> float:
         return 0.0
     if all(s.healthy for s in current if s.name != "console"):  # only the console is gone: start it alone
         progress(f"starting the console on {settings.console_url}")
-        _start_console(settings, time.monotonic() + settings.start_timeout_s)
+        record = _start_console(settings)
+        _wait_healthy(
+            "the console", health_urls(settings)["console"], record, time.monotonic() + settings.start_timeout_s
+        )
         return time.monotonic() - started
     if any(s.running for s in current):
         progress("a previous start is half up; stopping it first")
@@ -361,51 +364,58 @@ def up(settings: LocalCloudSettings, progress: Progress = _noop) -> float:
     record = _start("localstack", [str(ls_python), "-m", "localstack.runtime.main"], localstack_env(settings), settings)
     urls = health_urls(settings)
     try:
+        # Everything starts at once; only the MLflow bucket waits for LocalStack (MLflow touches it only when an
+        # artifact is written, never at start).
         progress(f"starting Prometheus on {settings.prometheus_url} (with Alertmanager and the alert inbox)")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DR_"))}
         monitors = {name: _start(name, cmd, env, settings) for name, cmd in monitoring.items()}
+        progress(f"starting MLflow on {settings.mlflow_url}")
+        mlflow = _start("mlflow", _mlflow_command(settings), _mlflow_env(settings), settings)
+        progress(f"starting the console on {settings.console_url}")
+        console = _start_console(settings)
         _wait_healthy("LocalStack", f"{settings.localstack_url}/_localstack/health", record, deadline)
         _create_bucket(settings, settings.mlflow_bucket)
-
-        progress(f"starting MLflow on {settings.mlflow_url}")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_"))}
-        env.update(settings.client_env())
-        env.pop("MLFLOW_TRACKING_URI")
-        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-        mlflow_bin = Path(sys.executable).with_name("mlflow")
-        cmd = [
-            str(mlflow_bin),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{settings.run_dir / 'mlflow.db'}",
-            "--artifacts-destination",
-            f"s3://{settings.mlflow_bucket}/",
-            "--host",
-            settings.host,
-            "--port",
-            str(settings.mlflow_port),
-            "--workers",
-            "1",
-        ]
-        record = _start("mlflow", cmd, env, settings)
-        progress(f"starting the console on {settings.console_url}")
         for name, monitor in monitors.items():
             _wait_healthy(name, urls[name], monitor, deadline)
-        _wait_healthy("MLflow", f"{settings.mlflow_url}/health", record, deadline)
-        _start_console(settings, deadline)
+        _wait_healthy("MLflow", f"{settings.mlflow_url}/health", mlflow, deadline)
+        _wait_healthy("the console", urls["console"], console, deadline)
     except BaseException:
         down(settings)
         raise
     return time.monotonic() - started
 
 
-def _start_console(settings: LocalCloudSettings, deadline: float) -> None:
+def _mlflow_env(settings: LocalCloudSettings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_"))}
+    env.update(settings.client_env())
+    env.pop("MLFLOW_TRACKING_URI")
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    return env
+
+
+def _mlflow_command(settings: LocalCloudSettings) -> list[str]:
+    return [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{settings.run_dir / 'mlflow.db'}",
+        "--artifacts-destination",
+        f"s3://{settings.mlflow_bucket}/",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.mlflow_port),
+        "--workers",
+        "1",
+    ]
+
+
+def _start_console(settings: LocalCloudSettings) -> dict:
     """The console reads this local cloud (its ports and state folder as DR_* variables); the user's own
     DR_CONSOLE_* settings pass through."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DR_")) or k.startswith("DR_CONSOLE_")}
     env |= settings.dr_env()
-    record = _start("console", [sys.executable, "-m", "console"], env, settings)
-    _wait_healthy("the console", health_urls(settings)["console"], record, deadline)
+    return _start("console", [sys.executable, "-m", "console"], env, settings)
 
 
 def _stop(proc: psutil.Process) -> None:
