@@ -106,11 +106,10 @@ def set_throttle(apigw, api_id: str, rate: float, burst: int) -> None:
 
 
 def main() -> None:
-    from champion import train_champion
+    from champion import deploy_with_champion
     from dr_host_executor.process import free_port
 
     from diabetes_risk.access import local_token
-    from diabetes_risk.deploy import deploy_local
     from diabetes_risk.predict_client import local_api_url
     from inference_core.contracts import EXAMPLE_PATIENT
     from localcloud import runtime
@@ -129,13 +128,8 @@ def main() -> None:
     print(f"starting a local cloud on {settings.localstack_url} ...", flush=True)
     runtime.up(settings, progress=lambda m: print("  " + m, flush=True))
     try:
-        print("deploying the CDK app (cdklocal) ...", flush=True)
-        outputs = deploy_local(settings, on_line=lambda line: None)["outputs"]
-        champion = train_champion()
-        s3, apigw = clients(settings, "s3", "apigateway")
-        bucket = outputs["ArtifactsBucket"]
-        s3.put_object(Bucket=bucket, Key=champion.pointer.onnx_key, Body=champion.onnx_bytes)
-        s3.put_object(Bucket=bucket, Key="serving/champion.json", Body=champion.pointer.model_dump_json().encode())
+        outputs = deploy_with_champion(settings)
+        (apigw,) = clients(settings, "apigateway")
         host = local_api_url(settings.localstack_url, outputs["ApiId"])
         tokens = [local_token(settings, "clinic-demo", ["predict"]) for _ in range(USERS)]  # a client system each
         stage = apigw.get_stage(restApiId=outputs["ApiId"], stageName="prod")["methodSettings"]["*/*"]

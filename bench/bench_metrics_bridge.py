@@ -138,11 +138,10 @@ def set_subscriptions(logs, sources: dict[str, dict], on: bool) -> None:
 
 
 def main() -> None:
-    from champion import train_champion
+    from champion import deploy_with_champion
     from dr_host_executor.process import free_port
 
     from diabetes_risk.access import local_token
-    from diabetes_risk.deploy import deploy_local
     from diabetes_risk.predict_client import local_api_url
     from inference_core.contracts import EXAMPLE_PATIENT
     from infra_cdk.bundling import build_bundle, folder_mb
@@ -167,13 +166,8 @@ def main() -> None:
     print(f"starting a local cloud on {settings.localstack_url} ...", flush=True)
     runtime.up(settings, progress=lambda m: print("  " + m, flush=True))
     try:
-        print("deploying the CDK app (cdklocal) ...", flush=True)
-        outputs = deploy_local(settings, on_line=lambda line: None)["outputs"]
-        champion = train_champion()
-        s3, logs = clients(settings, "s3", "logs")
-        bucket = outputs["ArtifactsBucket"]
-        s3.put_object(Bucket=bucket, Key=champion.pointer.onnx_key, Body=champion.onnx_bytes)
-        s3.put_object(Bucket=bucket, Key="serving/champion.json", Body=champion.pointer.model_dump_json().encode())
+        outputs = deploy_with_champion(settings)
+        (logs,) = clients(settings, "logs")
         url = f"{local_api_url(settings.localstack_url, outputs['ApiId'])}/predict"
         headers = {"Authorization": f"Bearer {local_token(settings, 'clinic-demo', ['predict'])}"}
         prom = settings.prometheus_url

@@ -51,3 +51,19 @@ def train_champion(profile_key: str = "-") -> BenchChampion:
         promoted_at="-",
     )
     return BenchChampion(valid, result.pipeline, onnx_bytes, pointer)
+
+
+def deploy_with_champion(settings) -> dict:
+    """The CDK app deployed into a bench's local cloud with a freshly trained champion published to its
+    artifacts bucket, as promotion would; returns the stack outputs."""
+    from diabetes_risk.deploy import deploy_local
+    from localcloud.smoke import clients
+
+    print("deploying the CDK app (cdklocal) ...", flush=True)
+    outputs = deploy_local(settings, on_line=lambda line: None)["outputs"]
+    champion = train_champion()
+    (s3,) = clients(settings, "s3")
+    bucket = outputs["ArtifactsBucket"]
+    s3.put_object(Bucket=bucket, Key=champion.pointer.onnx_key, Body=champion.onnx_bytes)
+    s3.put_object(Bucket=bucket, Key="serving/champion.json", Body=champion.pointer.model_dump_json().encode())
+    return outputs

@@ -370,7 +370,15 @@ def authorizer_resource_provider():
             return ProgressEvent(status=OperationStatus.SUCCESS, resource_model=model)
 
         def read(self, request):
-            raise NotImplementedError
+            model = request.desired_state
+            found = request.aws_client_factory.apigateway.get_authorizer(
+                restApiId=model["RestApiId"], authorizerId=model["AuthorizerId"]
+            )
+            for key in fields:
+                name = key[0].lower() + key[1:]
+                if found.get(name) is not None:
+                    model[key] = found[name]
+            return ProgressEvent(status=OperationStatus.SUCCESS, resource_model=model)
 
         def delete(self, request):
             model = request.desired_state
