@@ -130,13 +130,17 @@ def score_table(
     required_values: frozenset[str],
     write_csv: bool,
     progress: Callable[[int], None] | None = None,
+    challenger: LoadedModel | None = None,
 ) -> ScoreSummary:
+    """Score every valid row with the champion (and, when there is one, the challenger: one more column, so a
+    whole clinic file compares both)."""
     features = model.pointer.features
     timer = Timer()
     schema = pa.schema(
         [("row", pa.int64())]
         + ([(source.id_column, pa.string())] if source.id_column else [])
         + [("probability", pa.float64()), ("risk_band", pa.string())]
+        + ([("challenger_probability", pa.float64())] if challenger is not None else [])
     )
     outputs = ["predictions.parquet", "errors.csv"] + (["predictions.csv"] if write_csv else [])
     read = scored = rejected = 0
@@ -156,6 +160,9 @@ def score_table(
             if source.id_column:
                 columns.append(chunk.ids.filter(pa.array(checked.valid)).cast(pa.string()))
             columns += [pa.array(np.round(proba, 6)), BAND_NAMES.take(pa.array(band))]
+            if challenger is not None:
+                other = np.clip(probabilities(challenger, checked.X), 0.0, 1.0) if len(checked.X) else np.zeros(0)
+                columns.append(pa.array(np.round(other, 6)))
             batch = pa.record_batch(columns, schema=schema)
             parquet.write_batch(batch)
             if csv_out is not None:

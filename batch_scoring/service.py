@@ -64,10 +64,18 @@ class ModelRef(BaseModel):
     thresholds: dict[str, float]
 
 
+class ChallengerRef(BaseModel):
+    version: str
+    family: str
+    onnx_sha256: str
+    column: str = "challenger_probability"
+
+
 class Manifest(ScoreSummary):
     name: str
     input: InputRef
     model: ModelRef
+    challenger: ChallengerRef | None = None  # scored beside the champion: its probability is one more column
     output_keys: dict[str, str]
     training_execution_arn: str | None = None
     started_at: str
@@ -197,6 +205,9 @@ class BatchScorer:
                 "each into inbox/"
             )
         model = self.store.get()
+        challenger = self.store.challenger()
+        if challenger is not None and challenger.pointer.features != model.pointer.features:
+            challenger = None  # measured on other features: the rows as checked for the champion do not fit it
         profile = self._profile(model.pointer.profile_key)
         drift = DriftAccumulator(profile, model.pointer.features, s.psi_threshold, s.ks_threshold, s.drift_min_rows)
         required = [f for f in model.pointer.features if f not in OPTIONAL_FEATURES or f in s.required_values]
@@ -220,7 +231,7 @@ class BatchScorer:
                 source = open_csv(stream, ref.key, required, s.id_column, s.csv_block_bytes)
             out = work / "out"
             out.mkdir()
-            summary = score_table(source, model, out, drift, s.required_values, kind == "csv")
+            summary = score_table(source, model, out, drift, s.required_values, kind == "csv", challenger=challenger)
             body.drain()
             ref = ref.model_copy(update={"sha256": body.sha.hexdigest()})
             training_arn = self._maybe_retrain(summary, name)
@@ -243,6 +254,15 @@ class BatchScorer:
                         onnx_sha256=model.pointer.onnx_sha256,
                         features=model.pointer.features,
                         thresholds=model.pointer.thresholds,
+                    ),
+                    challenger=(
+                        ChallengerRef(
+                            version=challenger.pointer.model_version,
+                            family=challenger.pointer.family,
+                            onnx_sha256=challenger.pointer.onnx_sha256,
+                        )
+                        if challenger
+                        else None
                     ),
                     output_keys=keys,
                     training_execution_arn=training_arn,

@@ -85,7 +85,10 @@ class Prediction(BaseModel):
 
 
 class PredictResponse(BaseModel):
-    model_version: str
+    model_version: str = Field(description="The version of the model that answered")
+    variant: Literal["champion", "challenger"] = Field(
+        "champion", description="Which model answered: the challenger only for the canary share of requests"
+    )
     request_id: str
     predictions: list[Prediction]
 
@@ -107,6 +110,13 @@ class Lineage(BaseModel):
     onnx_sha256: str
 
 
+class ChallengerInfo(BaseModel):
+    model_version: str
+    family: str
+    metrics: dict[str, float]
+    onnx_sha256: str
+
+
 class ModelInfo(BaseModel):
     model_name: str
     model_version: str
@@ -118,6 +128,9 @@ class ModelInfo(BaseModel):
     thresholds: dict[str, float]
     contributions: str
     lineage: Lineage
+    rollout: Rollout
+    challenger: ChallengerInfo | None = None
+    previous_version: str | None = None
 
 
 class HealthResponse(BaseModel):
@@ -137,11 +150,18 @@ class LinearExplainer(BaseModel):
     intercept: float
 
 
-class ServingPointer(BaseModel):
-    """serving/champion.json: what the prediction and batch functions load and describe."""
+class Calibration(BaseModel):
+    """Platt scaling of the ONNX model's probability, chosen in training where it improves the Brier score."""
 
-    model_config = ConfigDict(extra="ignore")
-    model_name: str
+    kind: Literal["platt"] = "platt"
+    a: float = Field(gt=0)
+    b: float
+
+
+class ModelRef(BaseModel):
+    """One published model: its files in the artifacts bucket and what serving needs to use and describe it."""
+
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
     model_version: str
     family: str
     onnx_key: str
@@ -157,3 +177,28 @@ class ServingPointer(BaseModel):
     trained_at: str
     promoted_at: str
     explainer: LinearExplainer | None = None
+    calibration: Calibration | None = None
+
+
+class Rollout(BaseModel):
+    """How the challenger meets live traffic. none: champion only. shadow: `share` of requests are also scored by
+    the challenger, the champion answers. canary: `share` of requests are answered by the challenger."""
+
+    mode: Literal["none", "shadow", "canary"] = "none"
+    share: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class ServingPointer(ModelRef):
+    """serving/champion.json: the champion (these fields), the challenger and previous champion when there are
+    ones, and the rollout. One object, written last, so a reader sees one consistent decision."""
+
+    model_name: str
+    challenger: ModelRef | None = None
+    previous: ModelRef | None = None
+    rollout: Rollout = Field(default_factory=Rollout)
+
+    def champion_ref(self) -> ModelRef:
+        return ModelRef.model_validate(self.model_dump(include=set(ModelRef.model_fields)))
+
+
+ModelInfo.model_rebuild()

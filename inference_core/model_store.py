@@ -1,8 +1,9 @@
-"""Load the champion ONNX model once per container and keep it fresh.
+"""Load the champion ONNX model once per container and keep it fresh; the challenger too, lazily.
 
 The serving pointer is re-read at most every `refresh_s` seconds; a new champion is loaded, its sha256
 checked, and swapped in. A failed load keeps serving the previous model; with no model at all,
-`ModelUnavailable` says why (the API answers 503)."""
+`ModelUnavailable` says why (the API answers 503). The challenger is loaded on its first use (shadow, canary
+or batch) with the same checks; if it cannot be loaded the champion answers alone."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-from .contracts import ServingPointer
+from .contracts import ModelRef, ServingPointer
 
 LOG = logging.getLogger(__name__)
 POINTER_KEY = "serving/champion.json"
@@ -28,7 +29,7 @@ class ModelUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class LoadedModel:
-    pointer: ServingPointer
+    pointer: ServingPointer | ModelRef  # the champion's is the whole serving pointer; a challenger's its ModelRef
     session: ort.InferenceSession
     input_name: str
     probability_output: str
@@ -58,6 +59,8 @@ class ModelStore:
         self.s3, self.bucket, self.pointer_key = s3, bucket, pointer_key
         self.refresh_s, self.threads, self.clock = refresh_s, threads, clock
         self._model: LoadedModel | None = None
+        self._challenger: LoadedModel | None = None
+        self._challenger_failed: str | None = None  # the sha256 that failed: not retried until the pointer changes
         self._checked_at: float | None = None
         self._last_error: str | None = None
         self._lock = threading.Lock()
@@ -94,22 +97,57 @@ class ModelStore:
             return
         try:
             pointer = ServingPointer.model_validate_json(head["Body"].read())
-            model_bytes = self.s3.get_object(Bucket=self.bucket, Key=pointer.onnx_key)["Body"].read()
-            digest = hashlib.sha256(model_bytes).hexdigest()
-            if digest != pointer.onnx_sha256:
-                raise ValueError(
-                    f"sha256 of {pointer.onnx_key} is {digest[:12]}…, pointer says {pointer.onnx_sha256[:12]}…"
+            current = self._model
+            if current is not None and current.pointer.onnx_sha256 == pointer.onnx_sha256:
+                # same champion, new rollout or challenger: no reload, only the description changes
+                model = LoadedModel(
+                    pointer, current.session, current.input_name, current.probability_output, etag, current.loaded_at
                 )
-            session = make_session(model_bytes, self.threads)
-            outputs = [o.name for o in session.get_outputs()]
-            probability = "probabilities" if "probabilities" in outputs else outputs[-1]
-            model = LoadedModel(pointer, session, session.get_inputs()[0].name, probability, etag, time.time())
-            # A model that cannot score one row is not swapped in.
-            model.session.run([probability], {model.input_name: np.zeros((1, len(pointer.features)), np.float32)})
+            else:
+                model = self._load(pointer, etag)
         except Exception as exc:
             self._last_error = "the champion model could not be loaded (the function's log has the reason)"
             LOG.error("model load failed; keeping the current model", extra={"error": str(exc)})
             return
         previous = self._model.pointer.model_version if self._model else None
         self._model, self._last_error = model, None
-        LOG.info("model loaded", extra={"model_version": pointer.model_version, "previous_version": previous})
+        self._challenger_failed = None
+        if previous != pointer.model_version:
+            LOG.info("model loaded", extra={"model_version": pointer.model_version, "previous_version": previous})
+
+    def _load(self, ref: ModelRef, etag: str) -> LoadedModel:
+        """Fetch, check the sha256, open, and prove the model scores one row before anything uses it."""
+        model_bytes = self.s3.get_object(Bucket=self.bucket, Key=ref.onnx_key)["Body"].read()
+        digest = hashlib.sha256(model_bytes).hexdigest()
+        if digest != ref.onnx_sha256:
+            raise ValueError(f"sha256 of {ref.onnx_key} is {digest[:12]}…, pointer says {ref.onnx_sha256[:12]}…")
+        session = make_session(model_bytes, self.threads)
+        outputs = [o.name for o in session.get_outputs()]
+        probability = "probabilities" if "probabilities" in outputs else outputs[-1]
+        model = LoadedModel(ref, session, session.get_inputs()[0].name, probability, etag, time.time())
+        model.session.run([probability], {model.input_name: np.zeros((1, len(ref.features)), np.float32)})
+        return model
+
+    def challenger(self) -> LoadedModel | None:
+        """The pointer's challenger, loaded on first use; None when there is none or it cannot be loaded."""
+        champion = self.get()
+        ref = getattr(champion.pointer, "challenger", None)
+        if ref is None:
+            return None
+        loaded = self._challenger
+        if loaded is not None and loaded.pointer.onnx_sha256 == ref.onnx_sha256:
+            return loaded
+        if self._challenger_failed == ref.onnx_sha256:
+            return None
+        with self._lock:
+            loaded = self._challenger
+            if loaded is not None and loaded.pointer.onnx_sha256 == ref.onnx_sha256:
+                return loaded
+            try:
+                self._challenger = self._load(ref, champion.etag)
+            except Exception as exc:
+                self._challenger_failed = ref.onnx_sha256
+                LOG.error("challenger load failed; the champion answers alone", extra={"error": str(exc)})
+                return None
+            LOG.info("challenger loaded", extra={"model_version": ref.model_version})
+            return self._challenger

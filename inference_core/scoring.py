@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .contracts import LinearExplainer, Patient, Prediction
+from .contracts import Calibration, LinearExplainer, Patient, Prediction
 from .model_store import LoadedModel
 
 
@@ -23,7 +23,15 @@ def _value(v: float | None) -> float:
 
 def probabilities(model: LoadedModel, X: np.ndarray) -> np.ndarray:
     out = model.session.run([model.probability_output], {model.input_name: X})[0]
-    return np.asarray(out, dtype=np.float64)[:, 1]
+    return calibrate(model.pointer.calibration, np.asarray(out, dtype=np.float64)[:, 1])
+
+
+def calibrate(calibration: Calibration | None, p: np.ndarray) -> np.ndarray:
+    """The model's Platt scaling when training chose one (the same formula as training.stats)."""
+    if calibration is None:
+        return p
+    q = np.clip(p, 1e-6, 1 - 1e-6)
+    return 1.0 / (1.0 + np.exp(-(calibration.a * np.log(q / (1 - q)) + calibration.b)))
 
 
 def risk_band(probability: float, thresholds: dict[str, float]) -> str:

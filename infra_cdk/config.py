@@ -30,6 +30,18 @@ class DeployConfig(BaseModel):
         "still accepted until its cached answer expires",
     )
     drift_retrain: bool = Field(False, description="A batch that drifts starts the training state machine")
+    promotion: Literal["immediate", "shadow", "canary"] = Field(
+        "immediate",
+        description="What a trained model that passes the gate becomes: the champion, or a challenger (shadow or "
+        "canary) that `diabetes-risk models promote` makes the champion; an execution's input may override it",
+    )
+    model_refresh_s: int | None = Field(
+        None,
+        ge=0,
+        le=3600,
+        description="How often the prediction function re-reads the serving pointer (default: "
+        "5 s on the local cloud, 60 s on AWS)",
+    )
     remote_write_url: str = Field(
         "http://127.0.0.1:9090/api/v1/write",
         pattern=r"^https?://",
@@ -60,6 +72,12 @@ class DeployConfig(BaseModel):
     @property
     def client_scopes(self) -> dict[str, tuple[str, ...]]:
         return parse_clients(self.clients)
+
+    @property
+    def refresh_s(self) -> int:
+        if self.model_refresh_s is not None:
+            return self.model_refresh_s
+        return 5 if self.local else 60
 
     @property
     def local(self) -> bool:

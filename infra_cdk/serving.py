@@ -7,6 +7,7 @@ from __future__ import annotations
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -64,7 +65,7 @@ class PredictionApi(Construct):
             description="Diabetes Risk: ONNX prediction API",
             environment={
                 "DR_ARTIFACTS_BUCKET": bucket_name("artifacts"),
-                "DR_MODEL_REFRESH_S": "60",
+                "DR_MODEL_REFRESH_S": str(config.refresh_s),
                 "DR_S3_CLIENT": "light",
                 "POWERTOOLS_SERVICE_NAME": "diabetes-risk-predict",
                 "POWERTOOLS_METRICS_NAMESPACE": "DiabetesRisk",
@@ -105,7 +106,14 @@ class PredictionApi(Construct):
             ),
         )
         self.auth = ApiAuth(self, "Auth", config)
-        integration = apigw.LambdaIntegration(self.function, proxy=True)
+        # On AWS the API calls the `live` alias, which CodeDeploy moves to a new code version by canary (below);
+        # the local cloud has no CodeDeploy, so there the API calls the function (the model-level canary still runs).
+        self.alias = (
+            None
+            if config.local
+            else lambda_.Alias(self, "PredictLive", alias_name="live", version=self.function.current_version)
+        )
+        integration = apigw.LambdaIntegration(self.alias or self.function, proxy=True)
         # API keys are not authentication (AWS says so): on AWS they only tie a client to its usage plan.
         need_key = not config.local or config.api_key
         routes = [
@@ -136,13 +144,13 @@ class PredictionApi(Construct):
             plan.add_api_key(self.api.add_api_key("ClientKey", api_key_name="diabetes-risk-client"))
 
         five_minutes = Duration.minutes(5)
-        alarm(
+        server_errors = alarm(
             self,
             "Api5xx",
             "The prediction API answered 5xx",
             self.api.metric_server_error(period=five_minutes, statistic="Sum"),
         )
-        alarm(
+        latency = alarm(
             self,
             "ApiLatencyP99",
             "p99 latency of the prediction API above 1 s",
@@ -151,13 +159,48 @@ class PredictionApi(Construct):
             3,
             cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         )
-        alarm(
+        errors = alarm(
             self,
             "PredictErrors",
             "The predict function raised errors",
             self.function.metric_errors(period=five_minutes, statistic="Sum"),
         )
+        if self.alias is not None:
+            self._canary_release(server_errors, latency, errors)
         self._suppressions()
+
+    def _canary_release(self, *alarms: cloudwatch.Alarm) -> None:
+        """A code release of the predict function: CodeDeploy shifts 10 % of the `live` alias to the new version for
+        5 minutes, then the rest, and rolls back by itself if a 5xx, latency or error alarm fires meanwhile."""
+        one_minute = Duration.minutes(1)
+        canary_errors = alarm(
+            self,
+            "PredictLiveErrors",
+            "The live alias (old and new version during a release) raised errors",
+            self.alias.metric_errors(period=one_minute, statistic="Sum"),
+        )
+        self.deployment_group = codedeploy.LambdaDeploymentGroup(
+            self,
+            "PredictRelease",
+            alias=self.alias,
+            deployment_config=codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,
+            alarms=[*alarms, canary_errors],
+            auto_rollback=codedeploy.AutoRollbackConfig(
+                failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
+            ),
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.deployment_group,
+            [
+                {
+                    "id": "AwsSolutions-IAM4",
+                    "reason": "CodeDeploy's service role uses the AWS-managed AWSCodeDeployRoleForLambdaLimited "
+                    "policy, "
+                    "scoped by AWS to aliases and alarms.",
+                }
+            ],
+            apply_to_children=True,
+        )
 
     @staticmethod
     def _method_not_allowed(resource: apigw.Resource, path: str, allowed: str) -> None:

@@ -56,10 +56,10 @@ def _statements(access: tuple[str, ...]) -> list[iam.PolicyStatement]:
             ),
             iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket_arn("data")]),
         ]
-    if "publish" in access:
+    if "publish" in access:  # and read back: the champion to compare with, a version's serving.json
         out.append(
             iam.PolicyStatement(
-                actions=["s3:PutObject"],
+                actions=["s3:GetObject", "s3:PutObject"],
                 resources=[bucket_arn("artifacts", "/models/*"), bucket_arn("artifacts", "/serving/champion.json")],
             )
         )
@@ -85,6 +85,7 @@ class TrainingPipeline(Construct):
             "POWERTOOLS_SERVICE_NAME": "diabetes-risk-training",
             "POWERTOOLS_LOG_LEVEL": "INFO",
             "DR_ALLOW_FAULT_INJECTION": "true" if config.allow_fault_injection else "false",
+            "DR_PROMOTION": config.promotion,
         }
         if config.s3_endpoint:
             env |= {"AWS_ENDPOINT_URL_S3": config.s3_endpoint, "FEAST_S3_ENDPOINT_URL": config.s3_endpoint}

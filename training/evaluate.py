@@ -148,22 +148,44 @@ def model_card(
     holdout_ref: dict,
     importance: dict[str, float],
     all_families: list[dict[str, Any]],
+    selection: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> str:
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
     fam_rows = "\n".join(
-        f"| {f['family']} | {f['cv_auc_mean']:.4f} ± {f['cv_auc_std']:.4f} | "
-        f"{f.get('holdout', {}).get('roc_auc', float('nan')):.4f} | "
-        f"{f.get('holdout', {}).get('brier', float('nan')):.4f} |"
+        f"| {f['family']} | {f['cv_auc_mean']:.4f} ± {f.get('cv_auc_se', 0.0):.4f} | "
+        f"{_with_ci(f, 'roc_auc')} | {_with_ci(f, 'brier')} |"
         for f in all_families
     )
+    selection = selection or {}
+    repeats = selection.get("repeats", 1)
+    rule = (
+        f"the one-standard-error rule on repeated stratified CV ({repeats} x {selection.get('folds', 5)}-fold): "
+        f"best {selection.get('best_family', '?')} {selection.get('best_cv_auc', float('nan')):.4f} "
+        f"(SE {selection.get('best_cv_auc_se', float('nan')):.4f}); within one SE: "
+        f"{', '.join(selection.get('within_one_se', [])) or '?'}; the simplest of those is chosen"
+    )
+    if calibration:
+        cal = (
+            f"Out-of-fold Brier {calibration['brier_raw']:.4f} raw vs {calibration['brier_calibrated']:.4f} with "
+            f"cross-validated Platt scaling (expected calibration error {calibration['ece_raw']:.3f} vs "
+            f"{calibration['ece_calibrated']:.3f}): "
+            + (
+                "scaling applied (serving applies it after the ONNX model)."
+                if calibration["applied"]
+                else "left uncalibrated (scaling did not help)."
+            )
+        )
+    else:
+        cal = "Not checked."
+    ci = next((f.get("holdout_ci") or {} for f in all_families if f["family"] == family), {})
     top = ", ".join(k for k, _ in sorted(importance.items(), key=lambda kv: -kv[1])[:3])
     steps = "median imputation, scaling" if family == "logistic_regression" else "median imputation"
     return f"""# Model card — diabetes-risk{f" v{version}" if version else ""}
 
 **Model:** {family} (scikit-learn Pipeline: {steps}, then the classifier), exported to ONNX.
-**Selected by** cross-validated ROC AUC ({cv["cv_auc_mean"]:.4f} ±
-{cv["cv_auc_std"]:.4f}, stratified 5-fold), near ties going to the simpler family; the holdout was not used
-to choose it. **Hyper-parameters:** `{cv["best_params"]}`.
+**Selected by** {rule}. Its CV ROC AUC {cv["cv_auc_mean"]:.4f} ± {cv.get("cv_auc_se", 0.0):.4f} (SE); the
+holdout was not used to choose it. **Hyper-parameters:** `{cv["best_params"]}`.
 
 ## Data
 | | source | sha256 | rows |
@@ -179,8 +201,14 @@ BMI mean "not measured" and are imputed.
 |---|---|
 {rows}
 
+95% bootstrap intervals (1,000 stratified resamples of the holdout): ROC AUC {_interval(ci.get("roc_auc"))},
+Brier {_interval(ci.get("brier"))}.
+
+## Calibration
+{cal} The reliability curve is `plots/calibration.png`.
+
 ## All families
-| family | CV ROC AUC | holdout ROC AUC | holdout Brier |
+| family | CV ROC AUC ± SE | holdout ROC AUC (95% CI) | holdout Brier (95% CI) |
 |---|---|---|---|
 {fam_rows}
 
@@ -200,3 +228,13 @@ confirmatory testing (HbA1c, fasting glucose). Not a diagnosis.
 - Inputs outside physiological ranges are refused; missing values are imputed with training medians.
 - Monitor drift (population shift) and recalibrate or retrain when it rises.
 """
+
+
+def _interval(ci: dict | None) -> str:
+    return f"{ci['estimate']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else "n/a"
+
+
+def _with_ci(family: dict, metric: str) -> str:
+    value = family.get("holdout", {}).get(metric, float("nan"))
+    ci = family.get("holdout_ci", {}).get(metric)
+    return f"{value:.4f} [{ci['low']:.3f}, {ci['high']:.3f}]" if ci else f"{value:.4f}"

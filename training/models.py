@@ -15,13 +15,14 @@ from sklearn.base import clone
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
 FAMILIES = ("logistic_regression", "random_forest", "xgboost")
-# Simpler first: on a near tie in cross-validated AUC the simpler, better calibrated model wins.
+# Simpler first: the one-standard-error rule picks the simplest family whose CV AUC is within one SE of the best.
 SIMPLICITY = {family: rank for rank, family in enumerate(FAMILIES)}
 
 GRIDS: dict[str, dict[str, list[Any]]] = {
@@ -80,6 +81,8 @@ class FamilyResult:
     cv_auc_std: float
     oof_proba: np.ndarray = field(repr=False)
     fit_seconds: float = 0.0
+    cv_auc_se: float = 0.0
+    cv_scores: list[float] = field(default_factory=list, repr=False)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -87,32 +90,58 @@ class FamilyResult:
             "best_params": self.best_params,
             "cv_auc_mean": self.cv_auc_mean,
             "cv_auc_std": self.cv_auc_std,
+            "cv_auc_se": self.cv_auc_se,
+            "cv_scores": self.cv_scores,
             "fit_seconds": self.fit_seconds,
         }
 
 
 def train_family(
-    family: str, X: pd.DataFrame, y: np.ndarray, folds: int = 5, seed: int = 42, n_jobs: int = 1
+    family: str, X: pd.DataFrame, y: np.ndarray, folds: int = 5, seed: int = 42, n_jobs: int = 1, repeats: int = 3
 ) -> FamilyResult:
-    """Grid search with stratified k-fold ROC AUC, refit on all rows, and out-of-fold probabilities
-    of the best configuration (used to choose thresholds without touching the holdout)."""
+    """Grid search with stratified k-fold ROC AUC and refit on all rows; then the chosen configuration is
+    scored again by repeated stratified k-fold (`repeats` x `folds` fits on fresh splits), which gives the
+    mean and standard error the families are compared on, and out-of-fold probabilities (averaged over the
+    repeats) to choose thresholds and calibration without touching the holdout."""
     started = time.perf_counter()
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     search = GridSearchCV(
         build_pipeline(family, seed), GRIDS[family], scoring="roc_auc", cv=cv, n_jobs=n_jobs, refit=True
     )
     search.fit(X, y)
-    best = search.best_index_
-    oof = cross_val_predict(clone(search.best_estimator_), X, y, cv=cv, method="predict_proba", n_jobs=n_jobs)[:, 1]
+    scores, oof = repeated_cv(search.best_estimator_, X, y, folds, repeats, seed + 1, n_jobs)
     return FamilyResult(
         family=family,
         pipeline=search.best_estimator_,
         best_params={k.removeprefix("model__"): v for k, v in search.best_params_.items()},
-        cv_auc_mean=float(search.cv_results_["mean_test_score"][best]),
-        cv_auc_std=float(search.cv_results_["std_test_score"][best]),
+        cv_auc_mean=float(np.mean(scores)),
+        cv_auc_std=float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
+        # SE as in the one-SE rule (ESL 7.10): the spread of fold scores over sqrt(folds per repeat). Repeats of
+        # the same rows are not independent, so dividing by sqrt(all fits) would claim a precision there is not.
+        cv_auc_se=float(np.std(scores, ddof=1) / np.sqrt(folds)) if len(scores) > 1 else 0.0,
+        cv_scores=[float(v) for v in scores],
         oof_proba=oof,
         fit_seconds=time.perf_counter() - started,
     )
+
+
+def _fold(estimator, X: pd.DataFrame, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> tuple[float, np.ndarray]:
+    fitted = clone(estimator).fit(X.iloc[train], y[train])
+    proba = fitted.predict_proba(X.iloc[test])[:, 1]
+    return float(roc_auc_score(y[test], proba)), proba
+
+
+def repeated_cv(
+    estimator, X: pd.DataFrame, y: np.ndarray, folds: int, repeats: int, seed: int, n_jobs: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-fold ROC AUC over `repeats` x `folds` fits, and each row's out-of-fold probability averaged over
+    the repeats (every row is out of fold exactly once per repeat)."""
+    splits = list(RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed).split(X, y))
+    results = Parallel(n_jobs=n_jobs)(delayed(_fold)(estimator, X, y, tr, te) for tr, te in splits)
+    oof = np.zeros(len(y))
+    for (_, test), (_, proba) in zip(splits, results, strict=True):
+        oof[test] += proba / repeats
+    return np.asarray([auc for auc, _ in results]), oof
 
 
 def train_families(
@@ -123,6 +152,7 @@ def train_families(
     seed: int = 42,
     n_jobs: int | None = None,
     by_family: bool = False,
+    repeats: int = 3,
 ) -> list[FamilyResult]:
     """All families, using every core. By default the cores share each search's fits (grid points x
     folds) and the families run one after another: with families of very unequal cost (the forest is
@@ -131,13 +161,13 @@ def train_families(
     n_jobs = n_jobs or os.cpu_count() or 1
     if by_family:
         workers = min(len(families), n_jobs)
-        return Parallel(n_jobs=workers)(delayed(train_family)(f, X, y, folds, seed) for f in families)
-    return [train_family(f, X, y, folds, seed, n_jobs=n_jobs) for f in families]
+        return Parallel(n_jobs=workers)(delayed(train_family)(f, X, y, folds, seed, 1, repeats) for f in families)
+    return [train_family(f, X, y, folds, seed, n_jobs=n_jobs, repeats=repeats) for f in families]
 
 
-def select(results: list[FamilyResult], tie: float = 0.005) -> FamilyResult:
-    """Best cross-validated AUC (never the holdout: it stays an unbiased test); near ties go to the
-    simpler family."""
-    best_auc = max(r.cv_auc_mean for r in results)
-    contenders = [r for r in results if r.cv_auc_mean >= best_auc - tie]
+def select(results: list[FamilyResult]) -> FamilyResult:
+    """The one-standard-error rule: among the families whose repeated-CV AUC is within one SE of the best
+    family's mean, the simplest (never the holdout: it stays an unbiased test)."""
+    best = max(results, key=lambda r: r.cv_auc_mean)
+    contenders = [r for r in results if r.cv_auc_mean >= best.cv_auc_mean - best.cv_auc_se]
     return min(contenders, key=lambda r: SIMPLICITY.get(r.family, 99))

@@ -28,6 +28,7 @@ class TrainingResult(BaseModel):
     model_version: str | None
     promoted: bool
     gate_reason: str
+    published_as: str | None = None  # champion, challenger, or None when the gate refused it
     holdout: dict[str, dict[str, float]]
     cv: dict[str, dict[str, Any]]
     thresholds: dict[str, float]
@@ -52,6 +53,7 @@ def run_training(
     families: tuple[str, ...] | None = None,
     s3=None,
     run_id: str | None = None,
+    promotion: str | None = None,
 ) -> TrainingResult:
     """validate → features (Feast) → train (each family) → evaluate & select → export ONNX → register → promote.
 
@@ -91,7 +93,7 @@ def run_training(
     with stage("register", "logging to MLflow and registering the model"):
         registered = steps.register_step(settings, store, run_id, work, timings)
     with stage("promote", "quality gate"):
-        promoted = steps.promote_step(settings, store, s3=s3)
+        promoted = steps.promote_step(settings, store, s3=s3, promotion=promotion)
     evaluated = store.get_json("evaluate.json")
     return TrainingResult(
         run_id=run_id,
@@ -99,6 +101,7 @@ def run_training(
         model_version=registered["model_version"],
         promoted=promoted["promoted"],
         gate_reason=promoted["reason"],
+        published_as=promoted["published_as"],
         holdout=evaluated["holdout"],
         cv=cv,
         thresholds=evaluated["thresholds"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -25,18 +26,29 @@ class TrainingSettings(BaseSettings):
     feature_source: str | None = Field(None, description="Feast offline Parquet (path or s3://); default in work_dir")
     s3_endpoint: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_S3")
     folds: int = Field(5, ge=2, le=20)
+    cv_repeats: int = Field(3, ge=1, le=20, description="Repeats of the stratified k-fold that compares the families")
     seed: int = 42
     allow_fault_injection: bool = Field(
         False, description="Honour the `fault` test hook of an execution's input (on for the local target only)"
     )
     min_auc: float = Field(0.80, ge=0.5, le=1.0)
-    max_drop: float = Field(0.01, ge=0.0, le=0.5)
+    gate_alpha: float = Field(
+        0.05, gt=0.0, lt=0.5, description="A candidate is refused when the paired test shows it worse at this level"
+    )
+    gate_resamples: int = Field(2000, ge=200, le=100_000, description="Paired bootstrap resamples of the gate")
+    promotion: Literal["immediate", "shadow", "canary"] = Field(
+        "immediate",
+        description="What a run that passes the gate publishes: the champion (immediate), or a challenger in shadow "
+        "or canary mode while a champion serves",
+    )
+    canary_share: float = Field(0.1, gt=0.0, lt=1.0, description="Share of requests a canary challenger answers")
+    shadow_share: float = Field(1.0, gt=0.0, le=1.0, description="Share of requests a shadow challenger also scores")
     min_rows: int = Field(50, ge=10)
     min_per_class: int = Field(10, ge=2)
 
     @property
     def gate(self) -> GateSettings:
-        return GateSettings(min_auc=self.min_auc, max_drop=self.max_drop)
+        return GateSettings(min_auc=self.min_auc, alpha=self.gate_alpha, resamples=self.gate_resamples)
 
     @property
     def validation(self) -> ValidationSettings:

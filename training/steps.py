@@ -85,7 +85,13 @@ def train_step(settings: TrainingSettings, store: RunStore, family: str, n_jobs:
     features = store.get_json("validate.json")["features"]
     frame = store.get_frame(TRAINING_FRAME)
     result = train_family(
-        family, frame[features], frame[LABEL].to_numpy().astype(int), settings.folds, settings.seed, n_jobs=n_jobs
+        family,
+        frame[features],
+        frame[LABEL].to_numpy().astype(int),
+        settings.folds,
+        settings.seed,
+        n_jobs=n_jobs,
+        repeats=settings.cv_repeats,
     )
     store.put_model(f"models/{family}.joblib", result.pipeline)
     summary = result.summary()
@@ -94,9 +100,11 @@ def train_step(settings: TrainingSettings, store: RunStore, family: str, n_jobs:
 
 
 def evaluate_step(settings: TrainingSettings, store: RunStore, families: list[str], work: Path) -> dict:
-    """Select on CV AUC, choose thresholds on OOF predictions, measure every family on the holdout, plots,
-    importance and the reference profile of the training data."""
+    """Select by the one-SE rule on repeated-CV AUC; check calibration on out-of-fold predictions (Platt scaling
+    kept where it helps); choose thresholds on OOF predictions; measure every family on the holdout with bootstrap
+    intervals; plots, importance and the reference profile of the training data."""
     from . import evaluate as ev
+    from . import stats
     from .models import FamilyResult, select
     from .profile import reference_profile
 
@@ -117,29 +125,59 @@ def evaluate_step(settings: TrainingSettings, store: RunStore, families: list[st
                 doc["cv_auc_std"],
                 np.asarray(doc["oof_proba"]),
                 doc["fit_seconds"],
+                doc.get("cv_auc_se", 0.0),
+                doc.get("cv_scores", []),
             )
         )
     chosen = select(results)
-    per_family = {r.family: ev.choose_thresholds(y, r.oof_proba) for r in results}
-    thresholds = per_family[chosen.family]
-    metrics = {
-        r.family: ev.holdout_metrics(yh, r.pipeline.predict_proba(Xh)[:, 1], per_family[r.family].decision)
+    calibration = {r.family: stats.check_calibration(y, r.oof_proba, settings.seed) for r in results}
+    per_family = {
+        r.family: ev.choose_thresholds(y, stats.apply_calibration(calibration[r.family].calibration, r.oof_proba))
         for r in results
     }
-    proba = chosen.pipeline.predict_proba(Xh)[:, 1]
+    holdout_proba = {
+        r.family: stats.apply_calibration(calibration[r.family].calibration, r.pipeline.predict_proba(Xh)[:, 1])
+        for r in results
+    }
+    thresholds = per_family[chosen.family]
+    metrics = {
+        r.family: ev.holdout_metrics(yh, holdout_proba[r.family], per_family[r.family].decision) for r in results
+    }
+    intervals = {
+        r.family: {
+            k: v.model_dump() for k, v in stats.bootstrap_cis(yh, holdout_proba[r.family], 1000, settings.seed).items()
+        }
+        for r in results
+    }
+    proba = holdout_proba[chosen.family]
     importance = ev.feature_importance(chosen.pipeline, Xh, yh, settings.seed)
     for path in ev.save_plots(work / "plots", yh, proba, thresholds.decision, importance, chosen.family):
         store.put_bytes(f"plots/{path.name}", path.read_bytes())
     store.put_json("reference_profile.json", reference_profile(store.get_frame(VALIDATED_TRAIN), features))
+    best = max(results, key=lambda r: r.cv_auc_mean)
     summary = {
         "selected": chosen.family,
+        "selection": {
+            "rule": "one-standard-error",
+            "best_family": best.family,
+            "best_cv_auc": best.cv_auc_mean,
+            "best_cv_auc_se": best.cv_auc_se,
+            "within_one_se": [r.family for r in results if r.cv_auc_mean >= best.cv_auc_mean - best.cv_auc_se],
+            "folds": settings.folds,
+            "repeats": settings.cv_repeats,
+        },
         "thresholds": thresholds.model_dump(),
         "holdout": metrics,
+        "holdout_ci": intervals,
+        "calibration": {f: c.model_dump() for f, c in calibration.items()},
         "cv": {r.family: r.summary() for r in results},
         "importance": importance,
     }
     store.put_json("evaluate.json", summary)
-    return {k: summary[k] for k in ("selected", "thresholds")} | {"holdout": metrics[chosen.family]}
+    return {k: summary[k] for k in ("selected", "thresholds")} | {
+        "holdout": metrics[chosen.family],
+        "calibrated": calibration[chosen.family].applied,
+    }
 
 
 def export_step(settings: TrainingSettings, store: RunStore) -> dict:
@@ -170,7 +208,12 @@ def _card(store: RunStore, version: str | None) -> str:
         train_ref=validated["train"],
         holdout_ref=validated["holdout"],
         importance=evaluated["importance"],
-        all_families=[{**cv, "holdout": evaluated["holdout"][f]} for f, cv in evaluated["cv"].items()],
+        all_families=[
+            {**cv, "holdout": evaluated["holdout"][f], "holdout_ci": evaluated.get("holdout_ci", {}).get(f, {})}
+            for f, cv in evaluated["cv"].items()
+        ],
+        selection=evaluated.get("selection"),
+        calibration=(evaluated.get("calibration") or {}).get(selected),
     )
 
 
@@ -217,13 +260,16 @@ def register_step(
     return result
 
 
-def promote_step(settings: TrainingSettings, store: RunStore, s3=None) -> dict:
-    """The quality gate; on a pass, publish the serving files and pointer and move `champion`."""
+def promote_step(settings: TrainingSettings, store: RunStore, s3=None, promotion: str | None = None) -> dict:
+    """The quality gate (paired with the serving champion on the same holdout); on a pass, publish the serving
+    files and the pointer: as champion (`immediate`) or as challenger (`shadow`, `canary`)."""
     from . import tracking
 
+    promotion = promotion or settings.promotion
     validated, evaluated = store.get_json("validate.json"), store.get_json("evaluate.json")
     registered = store.get_json("register.json")
     selected, version = evaluated["selected"], registered["model_version"]
+    check = (evaluated.get("calibration") or {}).get(selected) or {}
     decision, pointer = tracking.gate_and_promote(
         settings,
         run_id=registered["mlflow_run_id"],
@@ -242,22 +288,32 @@ def promote_step(settings: TrainingSettings, store: RunStore, s3=None) -> dict:
             "training_data_sha256": validated["train"]["sha256"],
             "trained_at": datetime.now(UTC).isoformat(),
             "explainer": store.get_json("export.json").get("explainer"),
+            "calibration": check.get("calibration") if check.get("applied") else None,
         },
+        holdout=store.get_frame(VALIDATED_HOLDOUT),
+        label=LABEL,
+        promotion=promotion,
         s3=s3,
     )
     candidate = evaluated["holdout"][selected]
-    champion = candidate if decision.promoted else (decision.champion_metrics or {})
+    serving = pointer.metrics if pointer else (decision.champion_metrics or {})
+    published_as = None
+    if pointer is not None:
+        published_as = "champion" if pointer.model_version == version else "challenger"
     result = {
         "promoted": decision.promoted,
+        "published_as": published_as,
+        "promotion": promotion,
         "reason": decision.reason,
         "model_version": version,
+        "comparison": decision.comparison,
         "pointer": f"s3://{settings.artifacts_bucket}/serving/champion.json" if pointer else None,
         # model quality over time (EMF metrics of the promote function): the champion after this run's gate
         "quality": {
             "CandidateRocAuc": candidate.get("roc_auc"),
             "CandidateBrier": candidate.get("brier"),
-            "ChampionRocAuc": champion.get("roc_auc"),
-            "ChampionBrier": champion.get("brier"),
+            "ChampionRocAuc": serving.get("roc_auc"),
+            "ChampionBrier": serving.get("brier"),
         },
     }
     store.put_json("promote.json", result)

@@ -10,15 +10,7 @@ from typing import Any
 import boto3
 import pandas as pd
 
-from .registry import (
-    GateDecision,
-    ServingPointer,
-    champion_holdout_metrics,
-    current_champion,
-    decide,
-    promote,
-    register,
-)
+from .registry import GateDecision, ServingPointer, decide, promote, read_pointer, register
 from .settings import TrainingSettings
 
 
@@ -91,11 +83,28 @@ def log_and_register(
                     {
                         "cv_roc_auc_mean": cv["cv_auc_mean"],
                         "cv_roc_auc_std": cv["cv_auc_std"],
+                        "cv_roc_auc_se": cv.get("cv_auc_se", 0.0),
                         "fit_seconds": cv["fit_seconds"],
                         **{f"holdout_{k}": v for k, v in evaluated["holdout"][family].items()},
                     }
                 )
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
+        intervals = evaluated.get("holdout_ci", {}).get(selected, {})
+        mlflow.log_metrics(
+            {f"holdout_{k}_ci_{side}": ci[side] for k, ci in intervals.items() for side in ("low", "high")}
+        )
+        check = evaluated.get("calibration", {}).get(selected)
+        if check:
+            mlflow.log_metrics(
+                {
+                    "oof_brier_raw": check["brier_raw"],
+                    "oof_brier_platt": check["brier_calibrated"],
+                    "oof_ece_raw": check["ece_raw"],
+                    "oof_ece_platt": check["ece_calibrated"],
+                }
+            )
+            mlflow.set_tag("calibration", "platt" if check["applied"] else "none")
+        mlflow.log_dict(evaluated.get("selection", {}), "selection.json")
         mlflow.log_metrics(
             {
                 "cv_roc_auc_mean": evaluated["cv"][selected]["cv_auc_mean"],
@@ -154,6 +163,37 @@ def registered_for(settings: TrainingSettings, pipeline_run_id: str) -> dict | N
     return {"mlflow_run_id": runs[0].info.run_id, "model_version": runs[0].data.tags["registered_version"]}
 
 
+def onnx_probabilities(onnx_bytes: bytes, calibration: dict | None, X: pd.DataFrame) -> Any:
+    """What serving would answer for these rows: the ONNX model through onnxruntime, then its calibration."""
+    import numpy as np
+
+    from inference_core.contracts import Calibration
+    from inference_core.model_store import make_session
+    from inference_core.scoring import calibrate
+
+    session = make_session(onnx_bytes)
+    outputs = [o.name for o in session.get_outputs()]
+    name = "probabilities" if "probabilities" in outputs else outputs[-1]
+    raw = session.run([name], {session.get_inputs()[0].name: X.to_numpy(dtype=np.float32)})[0]
+    return calibrate(Calibration(**calibration) if calibration else None, np.asarray(raw, dtype=np.float64)[:, 1])
+
+
+def paired_with_champion(
+    s3, bucket: str, champion, holdout: pd.DataFrame, label: str, candidate_proba, gate
+) -> Any | None:
+    """The paired bootstrap of candidate vs the serving champion on the same holdout rows; None when the champion
+    needs features this holdout lacks."""
+    from .stats import paired_bootstrap
+
+    if champion is None or not set(champion.features) <= set(holdout.columns):
+        return None
+    champion_bytes = s3.get_object(Bucket=bucket, Key=champion.onnx_key)["Body"].read()
+    calibration = champion.calibration.model_dump() if champion.calibration else None
+    champion_proba = onnx_probabilities(champion_bytes, calibration, holdout[champion.features])
+    y = holdout[label].to_numpy().astype(int)
+    return paired_bootstrap(y, candidate_proba, champion_proba, gate.resamples, seed=42)
+
+
 def gate_and_promote(
     settings: TrainingSettings,
     *,
@@ -164,17 +204,29 @@ def gate_and_promote(
     profile: dict,
     model_card: str,
     fields: dict[str, Any],
+    holdout: pd.DataFrame,
+    label: str,
+    promotion: str = "immediate",
     s3=None,
 ) -> tuple[GateDecision, ServingPointer | None]:
+    from inference_core.contracts import Rollout
+
     mlflow, client = _client(settings)
-    decision = decide(version, candidate_auc, current_champion(client), settings.gate)
-    decision.champion_metrics = champion_holdout_metrics(client)
     s3 = s3 or boto3.client("s3")
+    champion, _ = read_pointer(s3, settings.artifacts_bucket)
+    candidate_proba = onnx_probabilities(onnx_bytes, fields.get("calibration"), holdout[fields["features"]])
+    comparison = paired_with_champion(
+        s3, settings.artifacts_bucket, champion, holdout, label, candidate_proba, settings.gate
+    )
+    decision = decide(version, candidate_auc, champion.champion_ref() if champion else None, comparison, settings.gate)
+    share = settings.shadow_share if promotion == "shadow" else settings.canary_share
     pointer = promote(
         client,
         s3,
         settings.artifacts_bucket,
         decision,
+        promotion=promotion,
+        rollout=Rollout(mode=promotion, share=share) if promotion != "immediate" else None,
         onnx_bytes=onnx_bytes,
         profile=profile,
         model_card=model_card,
@@ -182,8 +234,17 @@ def gate_and_promote(
     )
     with mlflow.start_run(run_id=run_id):
         mlflow.set_tags(
-            {"gate_decision": "promoted" if decision.promoted else "rejected", "gate_reason": decision.reason}
+            {"gate_decision": "promoted" if decision.promoted else "rejected", "gate_reason": decision.reason[:5000]}
         )
+        if comparison is not None:
+            mlflow.log_metrics(
+                {
+                    "gate_delta_roc_auc": comparison.delta,
+                    "gate_delta_roc_auc_ci_low": comparison.low,
+                    "gate_delta_roc_auc_ci_high": comparison.high,
+                    "gate_p_worse": comparison.p_worse,
+                }
+            )
     return decision, pointer
 
 

@@ -1,11 +1,11 @@
-"""The `diabetes-risk` command line: one module per command group (local, pipeline, serving, access, monitoring,
-console)."""
+"""The `diabetes-risk` command line: one module per command group (local, pipeline, serving, models, access,
+monitoring, console)."""
 
 from __future__ import annotations
 
 import typer
 
-from diabetes_risk.cli import access, console, local, monitoring, pipeline, serving
+from diabetes_risk.cli import access, console, local, models, monitoring, pipeline, serving
 
 app = typer.Typer(
     help="Diabetes Risk: train, deploy and serve a diabetes risk model on AWS or the embedded local cloud.",
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.add_typer(local.local_app, name="local")
 pipeline.register(app)
 serving.register(app)
+models.register(app)
 access.register(app)
 monitoring.register(app)
 console.register(app)

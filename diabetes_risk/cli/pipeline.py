@@ -88,6 +88,11 @@ def train(
     inject_fault: str | None = typer.Option(
         None, help="Test the pipeline's Retry/Catch: make STEP fail once (retried) or always (failure path)."
     ),
+    promotion: str | None = typer.Option(
+        None,
+        help="What a model that passes the gate becomes: 'immediate' (the champion), 'shadow' or 'canary' (a "
+        "challenger beside the champion; then `diabetes-risk models promote`). Default: the deployment's setting.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Train, evaluate, export to ONNX, register in MLflow and promote through the quality gate.
@@ -103,19 +108,28 @@ def train(
         err.print(f"[red]unknown model families: {given}[/red]; choose from {', '.join(FAMILIES)}")
         raise typer.Exit(2)
     fault = _parse_fault(inject_fault)
+    if promotion not in (None, "immediate", "shadow", "canary"):
+        err.print(f"[red]bad --promotion {promotion!r}[/red]: choose immediate, shadow or canary")
+        raise typer.Exit(2)
     cloud = settings_from(None, None)
     require_up(cloud)
     if in_process:
         if fault:
             err.print("[red]--inject-fault tests the state machine's Retry/Catch[/red]; it has no effect --in-process")
             raise typer.Exit(2)
-        _train_in_process(cloud, data, holdout, chosen, as_json)
+        _train_in_process(cloud, data, holdout, chosen, as_json, promotion)
     else:
-        _train_state_machine(cloud, data, holdout, chosen, fault, as_json)
+        _train_state_machine(cloud, data, holdout, chosen, fault, as_json, promotion)
 
 
 def _train_state_machine(
-    cloud, data: str, holdout: str, families: tuple[str, ...], fault: dict | None, as_json: bool
+    cloud,
+    data: str,
+    holdout: str,
+    families: tuple[str, ...],
+    fault: dict | None,
+    as_json: bool,
+    promotion: str | None = None,
 ) -> None:
     import uuid
 
@@ -127,6 +141,8 @@ def _train_state_machine(
     payload = {"train_uri": data, "holdout_uri": holdout, "families": list(families)}
     if fault:
         payload["fault"] = fault
+    if promotion:
+        payload["promotion"] = promotion
     name = time.strftime("train-%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
     arn = sfn.start_execution(stateMachineArn=outputs["TrainingStateMachineArn"], name=name, input=json.dumps(payload))[
         "executionArn"
@@ -187,11 +203,20 @@ def _train_state_machine(
         f"(holdout ROC AUC {evaluated.get('holdout', {}).get('roc_auc', float('nan')):.3f}), "
         f"registered v{result.get('register', {}).get('model_version')}"
     )
-    verdict = "[green]promoted to champion[/green]" if promote.get("promoted") else "[yellow]not promoted[/yellow]"
-    console.print(f"{verdict}: {promote.get('reason')}")
+    console.print(f"{_verdict(promote.get('promoted'), promote.get('published_as'))}: {promote.get('reason')}")
 
 
-def _train_in_process(cloud, data: str, holdout: str, chosen: tuple[str, ...], as_json: bool) -> None:
+def _verdict(passed: bool | None, published_as: str | None) -> str:
+    if not passed:
+        return "[yellow]not promoted[/yellow]"
+    if published_as == "challenger":
+        return "[green]published as challenger[/green] (the champion keeps serving)"
+    return "[green]promoted to champion[/green]"
+
+
+def _train_in_process(
+    cloud, data: str, holdout: str, chosen: tuple[str, ...], as_json: bool, promotion: str | None = None
+) -> None:
     import os
 
     from training.data import DataError
@@ -227,7 +252,9 @@ def _train_in_process(cloud, data: str, holdout: str, chosen: tuple[str, ...], a
             bar.update(tasks[stage], description=f"{stage}: {message}")
 
         try:
-            result = run_training(settings, data, holdout, progress=progress, families=chosen, s3=s3)
+            result = run_training(
+                settings, data, holdout, progress=progress, families=chosen, s3=s3, promotion=promotion
+            )
         except (DataError, ExportError) as exc:
             err.print(f"[red]training stopped:[/red] {exc}")
             raise typer.Exit(1) from exc
@@ -236,12 +263,12 @@ def _train_in_process(cloud, data: str, holdout: str, chosen: tuple[str, ...], a
     if as_json:
         typer.echo(result.model_dump_json(indent=2))
         return
-    table = Table("family", "CV ROC AUC", "holdout ROC AUC", "PR AUC", "Brier", "sensitivity", "specificity")
+    table = Table("family", "CV ROC AUC ± SE", "holdout ROC AUC", "PR AUC", "Brier", "sensitivity", "specificity")
     for family, m in result.holdout.items():
         mark = " ✓" if family == result.selected_family else ""
         table.add_row(
             family + mark,
-            f"{result.cv[family]['cv_auc_mean']:.3f}",
+            f"{result.cv[family]['cv_auc_mean']:.3f} ± {result.cv[family].get('cv_auc_se', 0.0):.3f}",
             f"{m['roc_auc']:.3f}",
             f"{m['pr_auc']:.3f}",
             f"{m['brier']:.3f}",
@@ -253,8 +280,7 @@ def _train_in_process(cloud, data: str, holdout: str, chosen: tuple[str, ...], a
         f"selected [bold]{result.selected_family}[/bold] → registered {MODEL_LABEL} v{result.model_version}; "
         f"ONNX parity {result.onnx_parity_max_abs_diff:.1e}"
     )
-    verdict = "[green]promoted to champion[/green]" if result.promoted else "[yellow]not promoted[/yellow]"
-    console.print(f"{verdict}: {result.gate_reason}")
+    console.print(f"{_verdict(result.promoted, result.published_as)}: {result.gate_reason}")
     if result.pointer_uri:
         console.print(f"serving pointer: {result.pointer_uri}")
     console.print(f"MLflow run: {cloud.mlflow_url}/#/experiments (run {result.mlflow_run_id})")

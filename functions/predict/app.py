@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import os
 import time
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
+import numpy as np
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -26,6 +28,7 @@ from inference_core import scoring
 if TYPE_CHECKING:  # imported for real by openapi_document(): the OpenAPI machinery stays off the request path
     from aws_lambda_powertools.event_handler.openapi.params import Body
 from inference_core.contracts import (
+    ChallengerInfo,
     ErrorResponse,
     HealthResponse,
     Lineage,
@@ -89,6 +92,7 @@ STORE = ModelStore(
     SETTINGS.ort_threads,
 )
 BUCKETS = [(i / 10, (i + 1) / 10) for i in range(10)]
+BUCKET_NAMES = [f"Probability_{low:.1f}_{high:.1f}" for low, high in BUCKETS]
 
 
 def error(status: int, message: str, details: list[dict] | None = None, kind: str = "bad_request") -> Response:
@@ -179,22 +183,37 @@ BEARER = [{"bearerAuth": []}]
 )
 def predict(body: Annotated[PredictRequest, Body(description='One patient, or {"patients": [...]}')] = None):
     started = time.perf_counter()
-    request = REQUEST.validate_json(app.current_event.body)  # `body` above documents it; parsed once, here
-    model = STORE.get()
+    raw = app.current_event.body
+    request = REQUEST.validate_json(raw)  # `body` above documents it; parsed once, here
+    champion = STORE.get()
     patients = request.patients if isinstance(request, PatientBatch) else [request]
-    predictions = scoring.predict(model, patients)
+    rollout = champion.pointer.rollout
+    # the same request body always takes the same path: a client's retry meets the same model
+    routed = rollout.mode != "none" and rollout_fraction(raw) < rollout.share
+    answering, variant = champion, "champion"
+    if routed and rollout.mode == "canary":
+        challenger = STORE.challenger()
+        if challenger is not None:
+            answering, variant = challenger, "challenger"
+        else:
+            metrics.add_metric(name="ChallengerUnavailable", unit=MetricUnit.Count, value=1)
+    scoring_started = time.perf_counter()
+    predictions = scoring.predict(answering, patients)
+    scoring_ms = (time.perf_counter() - scoring_started) * 1000
+    if rollout.mode != "none":  # while a challenger meets traffic, the record says which model answered
+        metrics.add_dimension(name="variant", value=variant)
+        metrics.add_metric(name="ScoringLatency", unit=MetricUnit.Milliseconds, value=scoring_ms)
     bands: dict[str, int] = {}
     buckets: dict[str, int] = {}
     for p in predictions:
         bands[p.risk_band] = bands.get(p.risk_band, 0) + 1
-        low, high = BUCKETS[min(int(p.probability * 10), 9)]
-        name = f"Probability_{low:.1f}_{high:.1f}"
+        name = BUCKET_NAMES[min(int(p.probability * 10), 9)]
         buckets[name] = buckets.get(name, 0) + 1
     for name, count in buckets.items():
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
     for band, count in bands.items():
         metrics.add_metric(name=f"Predictions_{band}", unit=MetricUnit.Count, value=count)
-    _champion_gauge(model.pointer.model_version)
+    _champion_gauge(champion.pointer.model_version)
     # Per-request records are API Gateway's access log and the EMF metrics; this line is DEBUG, so it appears
     # for the sampled share of invocations (POWERTOOLS_LOGGER_SAMPLE_RATE) and costs nothing otherwise.
     logger.debug(
@@ -202,12 +221,55 @@ def predict(body: Annotated[PredictRequest, Body(description='One patient, or {"
         extra={
             "patients": len(predictions),
             "bands": bands,
-            "model_version": model.pointer.model_version,
+            "model_version": answering.pointer.model_version,
+            "variant": variant,
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         },
     )
-    body = PredictResponse(model_version=model.pointer.model_version, request_id=_request_id(), predictions=predictions)
-    return Response(200, "application/json", body.model_dump_json())
+    body = PredictResponse(
+        model_version=answering.pointer.model_version,
+        variant=variant,
+        request_id=_request_id(),
+        predictions=predictions,
+    )
+    response = Response(200, "application/json", body.model_dump_json())
+    if routed and rollout.mode == "shadow":
+        shadow_score(patients, predictions)  # after the answer is built: it can neither change nor fail it
+    return response
+
+
+def rollout_fraction(raw: str | None) -> float:
+    """A uniform number in [0, 1) from the request body: the canary/shadow draw, the same for a retry."""
+    digest = hashlib.blake2b((raw or "").encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def shadow_score(patients: list, served: list) -> None:
+    """The challenger scores what the champion answered: its latency and probabilities, and how far it differs
+    (risk band agreement, mean absolute probability difference), in the request's own metric record. Never raises."""
+    try:
+        challenger = STORE.challenger()
+        if challenger is None:
+            metrics.add_metric(name="ChallengerUnavailable", unit=MetricUnit.Count, value=1)
+            return
+        started = time.perf_counter()
+        X = scoring.feature_matrix(patients, challenger.pointer.features)
+        proba = np.clip(scoring.probabilities(challenger, X), 0.0, 1.0)
+        metrics.add_metric(
+            name="ChallengerScoringLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
+        )
+        bands = scoring.risk_band_indices(proba, challenger.pointer.thresholds)
+        agree = sum(1 for b, p in zip(bands, served, strict=True) if scoring.BANDS[b] == p.risk_band)
+        diff = float(np.mean(np.abs(proba - np.asarray([p.probability for p in served]))))
+        metrics.add_metric(name="ShadowScored", unit=MetricUnit.Count, value=len(served))
+        metrics.add_metric(name="ShadowBandAgreement", unit=MetricUnit.Count, value=agree)
+        metrics.add_metric(name="ShadowBandDisagreement", unit=MetricUnit.Count, value=len(served) - agree)
+        metrics.add_metric(name="ShadowAbsProbabilityDiff", unit=MetricUnit.NoUnit, value=diff)
+        for i in np.minimum((proba * 10).astype(int), 9):
+            metrics.add_metric(name=f"Challenger{BUCKET_NAMES[i]}", unit=MetricUnit.Count, value=1)
+    except Exception:
+        logger.exception("shadow scoring failed; the champion's answer is unaffected")
+        metrics.add_metric(name="ShadowErrors", unit=MetricUnit.Count, value=1)
 
 
 _GAUGE = {"version": None, "at": 0.0}
@@ -233,7 +295,7 @@ def health() -> Response[HealthResponse]:
 
 @app.get(
     "/model",
-    summary="The serving model: version, metrics, thresholds and lineage",
+    summary="The serving model (version, metrics, thresholds, lineage), its challenger and rollout",
     responses={
         200: {"description": "The serving model", "content": {"application/json": {"model": ModelInfo}}},
         503: {"description": "No model available", "content": _ERROR},
@@ -263,6 +325,18 @@ def model_info() -> ModelInfo:
             training_data_sha256=p.training_data_sha256,
             onnx_sha256=p.onnx_sha256,
         ),
+        rollout=p.rollout,
+        challenger=(
+            ChallengerInfo(
+                model_version=p.challenger.model_version,
+                family=p.challenger.family,
+                metrics=p.challenger.metrics,
+                onnx_sha256=p.challenger.onnx_sha256,
+            )
+            if p.challenger
+            else None
+        ),
+        previous_version=p.previous.model_version if p.previous else None,
     )
 
 

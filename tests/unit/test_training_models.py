@@ -64,13 +64,31 @@ def test_unknown_family_is_refused():
         build_pipeline("svm")
 
 
-def _result(family: str, auc: float) -> FamilyResult:
-    return FamilyResult(family, build_pipeline(family), {}, auc, 0.01, np.zeros(1))
+def _result(family: str, auc: float, se: float = 0.01) -> FamilyResult:
+    return FamilyResult(family, build_pipeline(family), {}, auc, 0.02, np.zeros(1), cv_auc_se=se)
 
 
-def test_selection_uses_cv_auc_and_prefers_simpler_on_near_ties():
+def test_selection_is_the_one_standard_error_rule():
+    # the simpler family within one SE of the best wins; outside it, the best
     assert select([_result("logistic_regression", 0.80), _result("xgboost", 0.83)]).family == "xgboost"
-    assert select([_result("logistic_regression", 0.828), _result("xgboost", 0.83)]).family == "logistic_regression"
+    assert select([_result("logistic_regression", 0.821), _result("xgboost", 0.83)]).family == "logistic_regression"
+    # the SE is the best family's: a noisier best makes a wider band
+    assert select([_result("logistic_regression", 0.80), _result("xgboost", 0.83, se=0.04)]).family == (
+        "logistic_regression"
+    )
+    assert select([_result("random_forest", 0.815), _result("xgboost", 0.83, se=0.02)]).family == "random_forest"
+
+
+def test_repeated_cv_scores_every_row_once_per_repeat(small):
+    from training.models import repeated_cv
+
+    X, y, _, _ = small
+    scores, oof = repeated_cv(build_pipeline("logistic_regression"), X, y, folds=3, repeats=2, seed=1)
+    assert scores.shape == (6,) and np.all((scores > 0.5) & (scores <= 1))
+    assert oof.shape == (len(y),) and np.all((oof > 0) & (oof < 1))
+    result = train_family("logistic_regression", X, y, folds=3, repeats=2)
+    assert len(result.cv_scores) == 6
+    assert result.cv_auc_se == pytest.approx(np.std(result.cv_scores, ddof=1) / np.sqrt(3))
 
 
 def test_thresholds_are_ordered_and_meet_their_targets(small):
