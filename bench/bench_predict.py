@@ -112,6 +112,57 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=1000, method="inclusive")[int(q * 10) - 1]
 
 
+def shadow_cost(app, event, context, work: Path, pointer, valid, run) -> dict:
+    """Handler p50 with the pointer's rollout off and in shadow (every request also scored by a challenger),
+    in alternating blocks so drift of the machine hits both sides alike."""
+    import hashlib
+
+    from inference_core.contracts import ModelRef, Rollout
+    from inference_core.schema import LABEL
+    from training.export import to_onnx
+    from training.models import train_family
+
+    features = pointer.features
+    lr = train_family("logistic_regression", valid[features], valid[LABEL].to_numpy().astype(int), repeats=1)
+    onnx_bytes = to_onnx(lr.pipeline, features)
+    (work / "models/v2").mkdir(parents=True, exist_ok=True)
+    (work / "models/v2/model.onnx").write_bytes(onnx_bytes)
+    challenger = ModelRef(
+        **{
+            **pointer.champion_ref().model_dump(),
+            "model_version": "2",
+            "family": "logistic_regression",
+            "onnx_key": "models/v2/model.onnx",
+            "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
+        }
+    )
+
+    def serve(mode: str) -> None:
+        doc = pointer.model_copy(update={"challenger": challenger, "rollout": Rollout(mode=mode, share=1.0)})
+        (work / "serving/champion.json").write_text(doc.model_dump_json())
+        app.STORE._checked_at = None  # re-read the pointer now (deployed: within DR_MODEL_REFRESH_S)
+        app.STORE.get()
+
+    times: dict[str, list[float]] = {"none": [], "shadow": []}
+    for block in range(6):
+        mode = ("none", "shadow")[block % 2]
+        serve(mode)
+        times[mode] += run(app.handler)
+    serve("shadow")
+    answered = json.loads(app.handler(event, context)["body"])
+    serve("none")
+    off, on = statistics.median(times["none"]), statistics.median(times["shadow"])
+    return {
+        "events_each": len(times["none"]),
+        "handler_p50_us_off": round(off, 1),
+        "handler_p50_us_shadow": round(on, 1),
+        "extra_p50_us": round(on - off, 1),
+        "handler_p99_us_off": round(percentile(times["none"], 99), 1),
+        "handler_p99_us_shadow": round(percentile(times["shadow"], 99), 1),
+        "champion_answered_in_shadow": answered["variant"] == "champion",
+    }
+
+
 def main() -> None:
     import joblib
     from champion import train_champion
@@ -182,6 +233,9 @@ def main() -> None:
     onnx_us, sklearn_us = run(onnx_app.handler), run(sklearn_app.handler)
     p_onnx = json.loads(onnx_app.handler(event, Context())["body"])["predictions"][0]["probability"]
     p_sk = json.loads(sklearn_app.handler(event, Context())["body"])["predictions"][0]["probability"]
+
+    print("(a2) shadow scoring on vs off: the same events, blocks alternating, challenger = logistic regression ...")
+    shadow = shadow_cost(onnx_app, event, Context(), work, pointer, champion.valid, run)
 
     print("(b) cold starts: fresh process to first response (3 each) ...", flush=True)
     cold = {}
@@ -255,6 +309,7 @@ def main() -> None:
                     "saved_ms": round(cold["onnx-boto3"] - cold["onnx-light"], 1),
                 },
                 "import_profile_ms": imports,
+                "shadow": shadow,
                 "package_mb": round(bundle_mb, 1),
                 "same_probability": abs(p_onnx - p_sk) < 1e-4,
                 "packages": list(PREDICT_PACKAGES),

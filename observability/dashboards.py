@@ -262,7 +262,79 @@ def dashboards() -> list[Dashboard]:
             ),
         ],
     )
-    return [api, batch, training, bridge]
+    models = Dashboard(
+        "dr-models",
+        "Diabetes Risk — champion and challenger",
+        "A challenger on live traffic (diabetes-risk models): who answered, shadow agreement with the champion, "
+        "probability difference, latency per variant.",
+        [
+            Panel(
+                "Requests answered by variant (5 min)",
+                [(f"sum by (variant) (count_over_time(diabetes_risk_scoring_latency{P}[5m]))", "{{variant}}")],
+                description="Only while a rollout is on (shadow: all champion; canary: the challenger's share).",
+            ),
+            Panel(
+                "Scoring latency p50 by variant (ms)",
+                [
+                    (
+                        f"max by (variant) (quantile_over_time(0.5, diabetes_risk_scoring_latency{P}[5m]))",
+                        "{{variant}}",
+                    ),
+                    (
+                        f"max(quantile_over_time(0.5, diabetes_risk_challenger_scoring_latency{P}[5m]))",
+                        "challenger (shadow)",
+                    ),
+                ],
+                unit="ms",
+            ),
+            Panel(
+                "Shadow risk-band agreement (15 min)",
+                [
+                    (
+                        f"sum(sum_over_time(diabetes_risk_shadow_band_agreement{P}[15m]))"
+                        f" / clamp_min(sum(sum_over_time(diabetes_risk_shadow_scored{P}[15m])), 1)",
+                        "agreement",
+                    )
+                ],
+                unit="percentunit",
+                description="Share of shadow-scored patients the challenger puts in the champion's risk band.",
+            ),
+            Panel(
+                "Shadow mean |probability difference| (15 min)",
+                [(f"avg(avg_over_time(diabetes_risk_shadow_abs_probability_diff{P}[15m]))", "mean |Δp|")],
+            ),
+            Panel(
+                "High-risk share by variant (15 min)",
+                [
+                    (
+                        f"sum by (variant) (sum_over_time(diabetes_risk_predictions_high{P}[15m]))"
+                        f" / clamp_min(sum by (variant) (count_over_time(diabetes_risk_scoring_latency{P}[15m])), 1)",
+                        "{{variant}} (answered)",
+                    ),
+                    (
+                        f"(sum(sum_over_time(diabetes_risk_challenger_probability_0_9_1_0{P}[15m])) or vector(0))"
+                        f" / clamp_min(sum(sum_over_time(diabetes_risk_shadow_scored{P}[15m])), 1)",
+                        "challenger p ≥ 0.9 (shadow)",
+                    ),
+                ],
+                unit="percentunit",
+            ),
+            Panel(
+                "Challenger unavailable or failing (1 h)",
+                [
+                    (f"sum(sum_over_time(diabetes_risk_challenger_unavailable{P}[1h]))", "unavailable"),
+                    (f"sum(sum_over_time(diabetes_risk_shadow_errors{P}[1h]))", "shadow errors"),
+                ],
+                kind="stat",
+            ),
+            Panel(
+                "Models published by training (30 d)",
+                [(f"sum by (published_as) (sum_over_time(diabetes_risk_publications{T}[30d]))", "{{published_as}}")],
+                kind="stat",
+            ),
+        ],
+    )
+    return [api, batch, training, models, bridge]
 
 
 def queries() -> list[tuple[str, str, str]]:
