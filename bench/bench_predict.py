@@ -113,8 +113,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def shadow_cost(app, event, context, work: Path, pointer, valid, run) -> dict:
-    """Handler p50 with the pointer's rollout off and in shadow (every request also scored by a challenger),
-    in alternating blocks so drift of the machine hits both sides alike."""
+    """Handler p50 with the pointer's rollout off, in shadow (every request buffered, the challenger scoring each
+    window in one run), and in shadow with the challenger scoring every request as it comes (the baseline), in
+    alternating blocks so drift of the machine hits all sides alike."""
     import hashlib
 
     from inference_core.contracts import ModelRef, Rollout
@@ -143,22 +144,33 @@ def shadow_cost(app, event, context, work: Path, pointer, valid, run) -> dict:
         app.STORE._checked_at = None  # re-read the pointer now (deployed: within DR_MODEL_REFRESH_S)
         app.STORE.get()
 
-    times: dict[str, list[float]] = {"none": [], "shadow": []}
-    for block in range(6):
-        mode = ("none", "shadow")[block % 2]
-        serve(mode)
+    times: dict[str, list[float]] = {"none": [], "shadow": [], "each": []}
+    window = app.SHADOW.max_age_s
+    for block in range(9):
+        mode = ("none", "shadow", "each")[block % 3]
+        serve("none" if mode == "none" else "shadow")
+        # each: the challenger scores every request as it comes (a window of 0 s), the design batching replaced
+        app.SHADOW.max_age_s = 0.0 if mode == "each" else window
         times[mode] += run(app.handler)
+    app.SHADOW.max_age_s = window
     serve("shadow")
     answered = json.loads(app.handler(event, context)["body"])
     serve("none")
     off, on = statistics.median(times["none"]), statistics.median(times["shadow"])
+    each = statistics.median(times["each"])
     return {
         "events_each": len(times["none"]),
+        "window": {"max_rows": app.SHADOW.max_rows, "max_age_s": window},
         "handler_p50_us_off": round(off, 1),
         "handler_p50_us_shadow": round(on, 1),
         "extra_p50_us": round(on - off, 1),
         "handler_p99_us_off": round(percentile(times["none"], 99), 1),
         "handler_p99_us_shadow": round(percentile(times["shadow"], 99), 1),
+        "baseline_challenger_per_request": {
+            "handler_p50_us": round(each, 1),
+            "extra_p50_us": round(each - off, 1),
+            "handler_p99_us": round(percentile(times["each"], 99), 1),
+        },
         "champion_answered_in_shadow": answered["variant"] == "champion",
     }
 

@@ -66,6 +66,7 @@ class PredictionApi(Construct):
             environment={
                 "DR_ARTIFACTS_BUCKET": bucket_name("artifacts"),
                 "DR_MODEL_REFRESH_S": str(config.refresh_s),
+                "DR_SHADOW_FLUSH_S": "1" if config.local else "10",
                 "DR_S3_CLIENT": "light",
                 "POWERTOOLS_SERVICE_NAME": "diabetes-risk-predict",
                 "POWERTOOLS_METRICS_NAMESPACE": "DiabetesRisk",

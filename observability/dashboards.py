@@ -281,11 +281,16 @@ def dashboards() -> list[Dashboard]:
                         "{{variant}}",
                     ),
                     (
-                        f"max(quantile_over_time(0.5, diabetes_risk_challenger_scoring_latency{P}[5m]))",
-                        "challenger (shadow)",
+                        f"max(quantile_over_time(0.5, diabetes_risk_challenger_scoring_latency{P}[15m]))",
+                        "challenger (shadow, one patient)",
+                    ),
+                    (
+                        f"max(quantile_over_time(0.5, diabetes_risk_champion_scoring_latency{P}[15m]))",
+                        "champion (shadow, same patient)",
                     ),
                 ],
                 unit="ms",
+                description="Canary: each answer's model run. Shadow: both models timed on one patient per window.",
             ),
             Panel(
                 "Shadow risk-band agreement (15 min)",
@@ -301,7 +306,13 @@ def dashboards() -> list[Dashboard]:
             ),
             Panel(
                 "Shadow mean |probability difference| (15 min)",
-                [(f"avg(avg_over_time(diabetes_risk_shadow_abs_probability_diff{P}[15m]))", "mean |Δp|")],
+                [
+                    (
+                        f"sum(sum_over_time(diabetes_risk_shadow_abs_probability_diff_sum{P}[15m]))"
+                        f" / clamp_min(sum(sum_over_time(diabetes_risk_shadow_scored{P}[15m])), 1)",
+                        "mean |Δp|",
+                    )
+                ],
             ),
             Panel(
                 "High-risk share by variant (15 min)",
@@ -324,6 +335,7 @@ def dashboards() -> list[Dashboard]:
                 [
                     (f"sum(sum_over_time(diabetes_risk_challenger_unavailable{P}[1h]))", "unavailable"),
                     (f"sum(sum_over_time(diabetes_risk_shadow_errors{P}[1h]))", "shadow errors"),
+                    (f"sum(sum_over_time(diabetes_risk_shadow_rows_dropped{P}[1h]))", "rows of a replaced challenger"),
                 ],
                 kind="stat",
             ),

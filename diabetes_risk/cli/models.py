@@ -121,20 +121,25 @@ def live_comparison(prometheus_url: str, window: str) -> dict[str, float | None]
                 f" / sum(sum_over_time(diabetes_risk_shadow_scored{p}[{window}]))",
             ),
             "shadow mean |Δprobability|": scalar(
-                prometheus_url, f"avg(avg_over_time(diabetes_risk_shadow_abs_probability_diff{p}[{window}]))"
+                prometheus_url,
+                f"sum(sum_over_time(diabetes_risk_shadow_abs_probability_diff_sum{p}[{window}]))"
+                f" / sum(sum_over_time(diabetes_risk_shadow_scored{p}[{window}]))",
             ),
-            "shadow challenger p50 scoring ms": scalar(
+            "shadow p50 scoring ms, challenger": scalar(
                 prometheus_url, f"max(quantile_over_time(0.5, diabetes_risk_challenger_scoring_latency{p}[{window}]))"
+            ),
+            "shadow p50 scoring ms, champion": scalar(
+                prometheus_url, f"max(quantile_over_time(0.5, diabetes_risk_champion_scoring_latency{p}[{window}]))"
             ),
         }
         for row in query(
             prometheus_url, f"sum by (variant) (count_over_time(diabetes_risk_scoring_latency{p}[{window}]))"
         ):
-            out[f"requests answered by {row['metric'].get('variant', '?')}"] = float(row["value"][1])
+            out[f"canary requests answered by {row['metric'].get('variant', '?')}"] = float(row["value"][1])
         for row in query(
             prometheus_url, f"max by (variant) (quantile_over_time(0.5, diabetes_risk_scoring_latency{p}[{window}]))"
         ):
-            out[f"p50 scoring ms, {row['metric'].get('variant', '?')}"] = float(row["value"][1])
+            out[f"canary p50 scoring ms, {row['metric'].get('variant', '?')}"] = float(row["value"][1])
     except PrometheusError:
         return None
     return out

@@ -14,7 +14,6 @@ import os
 import time
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -38,6 +37,7 @@ from inference_core.contracts import (
     PredictResponse,
 )
 from inference_core.model_store import ModelStore, ModelUnavailable
+from inference_core.shadow import ShadowBuffer
 
 
 class PredictSettings(BaseSettings):
@@ -52,6 +52,10 @@ class PredictSettings(BaseSettings):
     # light: botocore's SigV4 signer over urllib for the model's two GETs (≈ 180 ms less cold start than a boto3
     # client); the deployed functions use it. boto3: a full client (unit tests run it against moto).
     s3_client: Literal["light", "boto3"] = "boto3"
+    # shadow scoring: the challenger scores buffered requests together, when this many patients wait or the oldest
+    # has waited this long (what an environment still holds when it is shut down is never scored)
+    shadow_batch: int = Field(256, ge=1, le=10_000)
+    shadow_flush_s: float = Field(10.0, ge=0, le=300)
 
 
 SETTINGS = PredictSettings()
@@ -91,6 +95,7 @@ STORE = ModelStore(
     SETTINGS.model_refresh_s,
     SETTINGS.ort_threads,
 )
+SHADOW = ShadowBuffer(SETTINGS.shadow_batch, SETTINGS.shadow_flush_s)
 BUCKETS = [(i / 10, (i + 1) / 10) for i in range(10)]
 BUCKET_NAMES = [f"Probability_{low:.1f}_{high:.1f}" for low, high in BUCKETS]
 
@@ -200,7 +205,7 @@ def predict(body: Annotated[PredictRequest, Body(description='One patient, or {"
     scoring_started = time.perf_counter()
     predictions = scoring.predict(answering, patients)
     scoring_ms = (time.perf_counter() - scoring_started) * 1000
-    if rollout.mode != "none":  # while a challenger meets traffic, the record says which model answered
+    if rollout.mode == "canary":  # while a canary runs, the record says which model answered
         metrics.add_dimension(name="variant", value=variant)
         metrics.add_metric(name="ScoringLatency", unit=MetricUnit.Milliseconds, value=scoring_ms)
     bands: dict[str, int] = {}
@@ -234,7 +239,7 @@ def predict(body: Annotated[PredictRequest, Body(description='One patient, or {"
     )
     response = Response(200, "application/json", body.model_dump_json())
     if routed and rollout.mode == "shadow":
-        shadow_score(patients, predictions)  # after the answer is built: it can neither change nor fail it
+        shadow(champion, patients, predictions)  # after the answer is built: it can neither change nor fail it
     return response
 
 
@@ -244,32 +249,35 @@ def rollout_fraction(raw: str | None) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def shadow_score(patients: list, served: list) -> None:
-    """The challenger scores what the champion answered: its latency and probabilities, and how far it differs
-    (risk band agreement, mean absolute probability difference), in the request's own metric record. Never raises."""
+def shadow(champion, patients: list, served: list) -> None:
+    """Buffer what the champion answered; when the window is full or old, the challenger scores it in one run and
+    the comparison goes into this request's metric record. Never raises: the answer is already built."""
     try:
+        SHADOW.add(champion.pointer.challenger.onnx_sha256, patients, served)
+        if not SHADOW.due():
+            return
         challenger = STORE.challenger()
         if challenger is None:
-            metrics.add_metric(name="ChallengerUnavailable", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name="ChallengerUnavailable", unit=MetricUnit.Count, value=len(SHADOW.patients))
+            SHADOW.clear()
             return
-        started = time.perf_counter()
-        X = scoring.feature_matrix(patients, challenger.pointer.features)
-        proba = np.clip(scoring.probabilities(challenger, X), 0.0, 1.0)
-        metrics.add_metric(
-            name="ChallengerScoringLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
-        )
-        bands = scoring.risk_band_indices(proba, challenger.pointer.thresholds)
-        agree = sum(1 for b, p in zip(bands, served, strict=True) if scoring.BANDS[b] == p.risk_band)
-        diff = float(np.mean(np.abs(proba - np.asarray([p.probability for p in served]))))
-        metrics.add_metric(name="ShadowScored", unit=MetricUnit.Count, value=len(served))
-        metrics.add_metric(name="ShadowBandAgreement", unit=MetricUnit.Count, value=agree)
-        metrics.add_metric(name="ShadowBandDisagreement", unit=MetricUnit.Count, value=len(served) - agree)
-        metrics.add_metric(name="ShadowAbsProbabilityDiff", unit=MetricUnit.NoUnit, value=diff)
-        for i in np.minimum((proba * 10).astype(int), 9):
-            metrics.add_metric(name=f"Challenger{BUCKET_NAMES[i]}", unit=MetricUnit.Count, value=1)
+        summary = SHADOW.score(challenger, champion)
+        if summary is None:
+            return
+        if summary.rows_dropped:
+            metrics.add_metric(name="ShadowRowsDropped", unit=MetricUnit.Count, value=summary.rows_dropped)
+            return
+        metrics.add_metric(name="ShadowScored", unit=MetricUnit.Count, value=summary.scored)
+        metrics.add_metric(name="ShadowBandAgreement", unit=MetricUnit.Count, value=summary.band_agreement)
+        metrics.add_metric(name="ShadowAbsProbabilityDiffSum", unit=MetricUnit.NoUnit, value=summary.abs_diff_sum)
+        metrics.add_metric(name="ChallengerScoringLatency", unit=MetricUnit.Milliseconds, value=summary.challenger_ms)
+        metrics.add_metric(name="ChampionScoringLatency", unit=MetricUnit.Milliseconds, value=summary.champion_ms)
+        for decile, count in summary.deciles.items():
+            metrics.add_metric(name=f"Challenger{BUCKET_NAMES[decile]}", unit=MetricUnit.Count, value=count)
     except Exception:
-        logger.exception("shadow scoring failed; the champion's answer is unaffected")
+        logger.exception("shadow scoring failed; the champion's answers are unaffected")
         metrics.add_metric(name="ShadowErrors", unit=MetricUnit.Count, value=1)
+        SHADOW.clear()
 
 
 _GAUGE = {"version": None, "at": 0.0}

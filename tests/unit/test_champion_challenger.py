@@ -32,9 +32,10 @@ def models():
     return build_champion("logistic_regression"), build_champion("xgboost")
 
 
-def _deploy(s3, monkeypatch, models, rollout: Rollout, challenger_sha: str | None = None):
+def _deploy(s3, monkeypatch, models, rollout: Rollout, challenger_sha: str | None = None, flush_s: str = "0"):
     monkeypatch.setenv("DR_ARTIFACTS_BUCKET", BUCKET)
     monkeypatch.setenv("DR_MODEL_REFRESH_S", "0")
+    monkeypatch.setenv("DR_SHADOW_FLUSH_S", flush_s)  # 0: the challenger scores after every shadowed request
     s3.create_bucket(Bucket=BUCKET)
     (_, features, onnx_lr, thr_lr, expl), (_, _, onnx_xgb, thr_xgb, _) = models
     challenger = model_ref(s3, onnx_xgb, features, thr_xgb, "2", "xgboost", sha=challenger_sha)
@@ -80,7 +81,7 @@ def test_canary_share_answers_by_challenger_deterministically(s3, monkeypatch, m
 
 def test_shadow_answers_with_champion_and_records_the_comparison(s3, monkeypatch, models, capfd):
     api = _deploy(s3, monkeypatch, models, Rollout(mode="shadow", share=1.0))
-    (lr, features, *_), (xgb, *_) = models
+    (lr, features, *_), (xgb, _, _, thr_c, _) = models
     capfd.readouterr()
     body = {"patients": _patients(20)}
     answer = _call(api, body)
@@ -89,12 +90,29 @@ def test_shadow_answers_with_champion_and_records_the_comparison(s3, monkeypatch
     champion_p, challenger_p = lr.predict_proba(frame)[:, 1], xgb.predict_proba(frame)[:, 1]
     np.testing.assert_allclose([p["probability"] for p in answer["predictions"]], champion_p, atol=1e-5)
     (record,) = [r for r in _emf(capfd.readouterr().out) if "ShadowScored" in r]
-    assert record["variant"] == "champion" and record["ShadowScored"] == 20
-    assert record["ShadowBandAgreement"] + record["ShadowBandDisagreement"] == 20
-    assert record["ShadowAbsProbabilityDiff"] == pytest.approx(np.mean(np.abs(challenger_p - champion_p)), abs=1e-4)
+    assert "variant" not in record and record["ShadowScored"] == 20
+    agree = sum(
+        (c >= thr_c["high"]) == (p["risk_band"] == "high") and (c < thr_c["low"]) == (p["risk_band"] == "low")
+        for c, p in zip(challenger_p, answer["predictions"], strict=True)
+    )
+    assert record["ShadowBandAgreement"] == agree
+    assert record["ShadowAbsProbabilityDiffSum"] == pytest.approx(np.abs(challenger_p - champion_p).sum(), abs=1e-3)
     challenger_buckets = sum(v for k, v in record.items() if k.startswith("ChallengerProbability_"))
-    assert challenger_buckets == 20 and record["ChallengerScoringLatency"] > 0
-    assert record["ScoringLatency"] > 0
+    assert challenger_buckets == 20 and record["ChallengerScoringLatency"] > 0 and record["ChampionScoringLatency"] > 0
+
+
+def test_shadow_batches_the_challenger_by_window(s3, monkeypatch, models, capfd):
+    """With a 60 s window and 256 rows, 30 single-patient requests cost the challenger nothing yet; a batch that
+    fills the window scores everything buffered in one run."""
+    api = _deploy(s3, monkeypatch, models, Rollout(mode="shadow", share=1.0), flush_s="60")
+    capfd.readouterr()
+    for body in _patients(30):
+        assert _call(api, body)["variant"] == "champion"
+    assert not [r for r in _emf(capfd.readouterr().out) if "ShadowScored" in r]
+    assert api.STORE._challenger is None  # not even loaded yet
+    _call(api, {"patients": _patients(230)})
+    (record,) = [r for r in _emf(capfd.readouterr().out) if "ShadowScored" in r]
+    assert record["ShadowScored"] == 260 and not api.SHADOW.patients
 
 
 def test_shadow_share_scores_only_that_share(s3, monkeypatch, models, capfd):
@@ -152,3 +170,29 @@ def test_calibration_in_the_pointer_is_applied():
     np.testing.assert_allclose(calibrate(None, p), p)
     scaled = calibrate(Calibration(a=2.0, b=0.0), p)
     assert scaled[0] < 0.1 and scaled[1] == pytest.approx(0.5) and scaled[2] > 0.9
+
+
+def test_shadow_buffer_window_and_a_new_challenger(models):
+    from inference_core.contracts import Patient, Prediction
+    from inference_core.shadow import ShadowBuffer
+
+    now = [0.0]
+    buffer = ShadowBuffer(max_rows=5, max_age_s=10, clock=lambda: now[0])
+    patients = [Patient(**p) for p in _patients(3)]
+    served = [Prediction(probability=0.5, risk_band="moderate")] * 3
+    buffer.add("sha-a", patients, served)
+    assert not buffer.due()
+    now[0] = 10.0
+    assert buffer.due()  # old enough
+    now[0] = 0.0
+    buffer.add("sha-a", patients, served)
+    assert buffer.due() and len(buffer.patients) == 6  # full enough
+    buffer.add("sha-b", patients[:1], served[:1])  # another challenger: the old one's rows are not its to score
+    assert len(buffer.patients) == 1 and buffer.challenger_sha == "sha-b"
+
+    class Loaded:  # a challenger whose file is not the one the rows were buffered for
+        def __init__(self, sha):
+            self.pointer = type("P", (), {"onnx_sha256": sha, "model_version": "9"})()
+
+    summary = buffer.score(Loaded("sha-c"), Loaded("sha-a"))
+    assert summary.rows_dropped == 1 and summary.scored == 0 and not buffer.patients
