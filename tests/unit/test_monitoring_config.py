@@ -114,7 +114,7 @@ def test_dashboards_are_grafana_models_on_the_provisioned_datasource():
         for panel in model["panels"]:
             assert panel["datasource"]["uid"] == provisioned["uid"]
             assert all(t["expr"] for t in panel["targets"])
-    assert len(titles) == 4  # API, batch & drift, training & quality, bridge health
+    assert len(titles) == 5  # API, batch & drift, training & quality, champion & challenger, bridge health
 
 
 def test_queries_only_use_metrics_the_bridge_can_name():
