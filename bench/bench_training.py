@@ -61,6 +61,7 @@ def main() -> None:
     parallel = result.timings_s["train"]
 
     selected = result.holdout[result.selected_family]
+    best_cv = max(result.cv, key=lambda f: result.cv[f]["cv_auc_mean"])  # what "best CV AUC wins" would pick
     print(
         json.dumps(
             {
@@ -74,6 +75,20 @@ def main() -> None:
                     for f, m in result.holdout.items()
                 },
                 "selected_roc_auc": round(selected["roc_auc"], 4),
+                "selection": {
+                    "rule": "one-standard-error, repeated stratified CV",
+                    "cv_auc_mean_se": {
+                        f: [round(c["cv_auc_mean"], 4), round(c.get("cv_auc_se", 0.0), 4)] for f, c in result.cv.items()
+                    },
+                    "within_one_se": result.selection.get("within_one_se"),
+                    "best_cv_family": best_cv,
+                    "best_cv_family_holdout_roc_auc": round(result.holdout[best_cv]["roc_auc"], 4),
+                },
+                "calibration_selected": {
+                    k: round(v, 4) if isinstance(v, float) else v
+                    for k, v in result.calibration.get(result.selected_family, {}).items()
+                    if k != "calibration"
+                },
                 "selected_brier": round(selected["brier"], 4),
                 "onnx_parity_max_abs_diff": float(np.format_float_scientific(result.onnx_parity_max_abs_diff, 2)),
                 "search_parallel_s": round(parallel, 2),

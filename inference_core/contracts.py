@@ -79,8 +79,8 @@ class Prediction(BaseModel):
     risk_band: Literal["low", "moderate", "high"]
     contributions: dict[str, float] | None = Field(
         None,
-        description="Per-feature contribution to the log-odds (coefficient times standardised value), for "
-        "logistic-regression champions only; null for tree ensembles.",
+        description="Per-feature contribution to the log-odds (coefficient times standardised value, times the "
+        "Platt slope when the model is calibrated), for logistic regressions only; null for tree ensembles.",
     )
 
 

@@ -64,6 +64,8 @@ def predict(model: LoadedModel, patients: Sequence[Patient]) -> list[Prediction]
     X = feature_matrix(patients, features)
     proba = probabilities(model, X)
     contrib = contributions(model.pointer.explainer, X) if model.pointer.explainer else None
+    if contrib is not None and model.pointer.calibration is not None:
+        contrib = contrib * model.pointer.calibration.a  # the served logit is a * (model logit) + b
     out = []
     for i, p in enumerate(proba):
         p = float(min(1.0, max(0.0, p)))

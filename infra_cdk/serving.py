@@ -145,13 +145,13 @@ class PredictionApi(Construct):
             plan.add_api_key(self.api.add_api_key("ClientKey", api_key_name="diabetes-risk-client"))
 
         five_minutes = Duration.minutes(5)
-        server_errors = alarm(
+        alarm(
             self,
             "Api5xx",
             "The prediction API answered 5xx",
             self.api.metric_server_error(period=five_minutes, statistic="Sum"),
         )
-        latency = alarm(
+        alarm(
             self,
             "ApiLatencyP99",
             "p99 latency of the prediction API above 1 s",
@@ -160,32 +160,50 @@ class PredictionApi(Construct):
             3,
             cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         )
-        errors = alarm(
+        alarm(
             self,
             "PredictErrors",
             "The predict function raised errors",
             self.function.metric_errors(period=five_minutes, statistic="Sum"),
         )
         if self.alias is not None:
-            self._canary_release(server_errors, latency, errors)
+            self._canary_release()
         self._suppressions()
 
-    def _canary_release(self, *alarms: cloudwatch.Alarm) -> None:
+    def _canary_release(self) -> None:
         """A code release of the predict function: CodeDeploy shifts 10 % of the `live` alias to the new version for
-        5 minutes, then the rest, and rolls back by itself if a 5xx, latency or error alarm fires meanwhile."""
+        5 minutes, then the rest, and rolls back by itself if a 5xx, latency or error alarm fires meanwhile. These
+        alarms look at 1-minute periods, so they can fire within the 5-minute bake (the 5-minute ones above cannot)."""
         one_minute = Duration.minutes(1)
-        canary_errors = alarm(
-            self,
-            "PredictLiveErrors",
-            "The live alias (old and new version during a release) raised errors",
-            self.alias.metric_errors(period=one_minute, statistic="Sum"),
-        )
+        alarms = [
+            alarm(
+                self,
+                "ReleaseApi5xx",
+                "During a release: the prediction API answered 5xx",
+                self.api.metric_server_error(period=one_minute, statistic="Sum"),
+            ),
+            alarm(
+                self,
+                "ReleaseApiLatencyP99",
+                "During a release: p99 latency of the prediction API above 1 s for 2 minutes",
+                self.api.metric_latency(period=one_minute, statistic="p99"),
+                1000,
+                2,
+                cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            ),
+            alarm(
+                self,
+                "ReleaseLiveErrors",
+                "During a release: the live alias (old and new version) raised errors",
+                self.alias.metric_errors(period=one_minute, statistic="Sum"),
+            ),
+        ]
         self.deployment_group = codedeploy.LambdaDeploymentGroup(
             self,
             "PredictRelease",
             alias=self.alias,
             deployment_config=codedeploy.LambdaDeploymentConfig.CANARY_10_PERCENT_5_MINUTES,
-            alarms=[*alarms, canary_errors],
+            alarms=alarms,
             auto_rollback=codedeploy.AutoRollbackConfig(
                 failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
             ),

@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 
 from .config import DASHBOARDS_DIR
+from .emf import metric_name
 
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 
@@ -79,6 +80,11 @@ P = '{service="predict"}'
 B = '{service="batch"}'
 T = '{service="training"}'
 M = '{service="metrics_bridge"}'
+
+
+def _decile_metric(prefix: str, i: int) -> str:
+    """The Prometheus name of the predict function's `<prefix>Probability_<low>_<high>` EMF metric."""
+    return metric_name("DiabetesRisk", f"{prefix}Probability_{i / 10:.1f}_{(i + 1) / 10:.1f}")
 
 
 def dashboards() -> list[Dashboard]:
@@ -271,7 +277,7 @@ def dashboards() -> list[Dashboard]:
             Panel(
                 "Requests answered by variant (5 min)",
                 [(f"sum by (variant) (count_over_time(diabetes_risk_scoring_latency{P}[5m]))", "{{variant}}")],
-                description="Only while a rollout is on (shadow: all champion; canary: the challenger's share).",
+                description="Canary only: each answer's record carries the variant that gave it.",
             ),
             Panel(
                 "Scoring latency p50 by variant (ms)",
@@ -315,20 +321,25 @@ def dashboards() -> list[Dashboard]:
                 ],
             ),
             Panel(
-                "High-risk share by variant (15 min)",
+                "Patients by variant and risk band (canary, 15 min)",
                 [
                     (
-                        f"sum by (variant) (sum_over_time(diabetes_risk_predictions_high{P}[15m]))"
-                        f" / clamp_min(sum by (variant) (count_over_time(diabetes_risk_scoring_latency{P}[15m])), 1)",
-                        "{{variant}} (answered)",
-                    ),
-                    (
-                        f"(sum(sum_over_time(diabetes_risk_challenger_probability_0_9_1_0{P}[15m])) or vector(0))"
-                        f" / clamp_min(sum(sum_over_time(diabetes_risk_shadow_scored{P}[15m])), 1)",
-                        "challenger p ≥ 0.9 (shadow)",
-                    ),
+                        f"sum by (variant) (sum_over_time(diabetes_risk_predictions_{band}{P}[15m]))",
+                        f"{{{{variant}}}} {band}",
+                    )
+                    for band in ("low", "moderate", "high")
                 ],
-                unit="percentunit",
+            ),
+            Panel(
+                "Challenger probability by decile (shadow, 15 min)",
+                [
+                    (
+                        f"sum(sum_over_time({_decile_metric('Challenger', i)}{P}[15m]))",
+                        f"{i / 10:.1f}-{(i + 1) / 10:.1f}",
+                    )
+                    for i in range(10)
+                ],
+                description="The champion's own distribution is the API dashboard's probability panel.",
             ),
             Panel(
                 "Challenger unavailable or failing (1 h)",

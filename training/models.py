@@ -79,10 +79,17 @@ class FamilyResult:
     best_params: dict[str, Any]
     cv_auc_mean: float
     cv_auc_std: float
-    oof_proba: np.ndarray = field(repr=False)
+    oof_proba: np.ndarray = field(repr=False)  # every out-of-fold prediction, the repeats one after another
     fit_seconds: float = 0.0
     cv_auc_se: float = 0.0
     cv_scores: list[float] = field(default_factory=list, repr=False)
+    oof_rows: np.ndarray | None = field(default=None, repr=False)  # the training row of each oof_proba entry
+
+    def oof(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(labels, probabilities, rows) of the out-of-fold predictions: one per row and repeat, each from a single
+        fitted model, as serving will see them (an average over repeats would be smoother than any one model)."""
+        rows = np.arange(len(self.oof_proba)) if self.oof_rows is None else np.asarray(self.oof_rows)
+        return np.asarray(y)[rows], np.asarray(self.oof_proba), rows
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -109,7 +116,7 @@ def train_family(
         build_pipeline(family, seed), GRIDS[family], scoring="roc_auc", cv=cv, n_jobs=n_jobs, refit=True
     )
     search.fit(X, y)
-    scores, oof = repeated_cv(search.best_estimator_, X, y, folds, repeats, seed + 1, n_jobs)
+    scores, oof, rows = repeated_cv(search.best_estimator_, X, y, folds, repeats, seed + 1, n_jobs)
     return FamilyResult(
         family=family,
         pipeline=search.best_estimator_,
@@ -121,6 +128,7 @@ def train_family(
         cv_auc_se=float(np.std(scores, ddof=1) / np.sqrt(folds)) if len(scores) > 1 else 0.0,
         cv_scores=[float(v) for v in scores],
         oof_proba=oof,
+        oof_rows=rows,
         fit_seconds=time.perf_counter() - started,
     )
 
@@ -133,15 +141,14 @@ def _fold(estimator, X: pd.DataFrame, y: np.ndarray, train: np.ndarray, test: np
 
 def repeated_cv(
     estimator, X: pd.DataFrame, y: np.ndarray, folds: int, repeats: int, seed: int, n_jobs: int = 1
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-fold ROC AUC over `repeats` x `folds` fits, and each row's out-of-fold probability averaged over
-    the repeats (every row is out of fold exactly once per repeat)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-fold ROC AUC over `repeats` x `folds` fits, and every out-of-fold prediction with its training row
+    (each row is out of fold exactly once per repeat)."""
     splits = list(RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed).split(X, y))
     results = Parallel(n_jobs=n_jobs)(delayed(_fold)(estimator, X, y, tr, te) for tr, te in splits)
-    oof = np.zeros(len(y))
-    for (_, test), (_, proba) in zip(splits, results, strict=True):
-        oof[test] += proba / repeats
-    return np.asarray([auc for auc, _ in results]), oof
+    rows = np.concatenate([test for _, test in splits])
+    proba = np.concatenate([p for _, p in results])
+    return np.asarray([auc for auc, _ in results]), proba, rows
 
 
 def train_families(

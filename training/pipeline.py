@@ -29,6 +29,8 @@ class TrainingResult(BaseModel):
     promoted: bool
     gate_reason: str
     published_as: str | None = None  # champion, challenger, or None when the gate refused it
+    selection: dict[str, Any] = {}  # the one-SE rule's figures
+    calibration: dict[str, Any] = {}  # per family: OOF Brier raw vs Platt-scaled, and whether it was applied
     holdout: dict[str, dict[str, float]]
     cv: dict[str, dict[str, Any]]
     thresholds: dict[str, float]
@@ -102,6 +104,8 @@ def run_training(
         promoted=promoted["promoted"],
         gate_reason=promoted["reason"],
         published_as=promoted["published_as"],
+        selection=evaluated.get("selection", {}),
+        calibration=evaluated.get("calibration", {}),
         holdout=evaluated["holdout"],
         cv=cv,
         thresholds=evaluated["thresholds"],

@@ -35,6 +35,9 @@ class GateSettings(BaseModel):
     min_auc: float = 0.80
     alpha: float = 0.05  # the candidate is refused when the paired test says "worse" at this level
     resamples: int = 2000
+    # promotion straight to champion needs more: non-inferiority, the (1 - 2 alpha) interval of the AUC difference
+    # entirely above -margin. A challenger only needs "not worse"; live traffic decides the rest.
+    margin: float = 0.02
 
 
 class GateDecision(BaseModel):
@@ -72,12 +75,16 @@ def register(client, run_id: str, model_uri: str, tags: dict[str, str], model_id
 
 
 def alias_version(client, alias: str) -> str | None:
+    """The version an alias points to; None when the alias (or the model) does not exist. An unreachable MLflow
+    raises: "unset" must not be reported for "could not ask"."""
     from mlflow.exceptions import MlflowException
 
     try:
         return str(client.get_model_version_by_alias(MODEL_NAME, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE") or "not found" in str(exc).lower():
+            return None
+        raise
 
 
 def decide(
@@ -86,9 +93,12 @@ def decide(
     champion: ModelRef | None,
     comparison: BaseModel | None,
     gate: GateSettings,
+    promotion: Promotion = "immediate",
 ) -> GateDecision:
     """Refuse below `min_auc`; refuse when the paired test on the same holdout rows shows the candidate worse than
-    the champion (one-sided p < alpha). A difference within the noise passes: the live comparison decides then."""
+    the champion (one-sided p < alpha). A challenger (shadow, canary) that is not worse passes: live traffic decides
+    then. Straight to champion (immediate) it must also be non-inferior: the lower end of the interval of the AUC
+    difference above -margin, so a holdout too small to see a drop cannot wave a worse model through."""
     base = {
         "candidate_version": candidate_version,
         "candidate_auc": candidate_auc,
@@ -119,10 +129,18 @@ def decide(
     c = comparison.model_dump()
     figures = (
         f"ΔAUC {c['delta']:+.4f} vs champion v{champion.model_version} on the same {c['rows']} holdout rows "
-        f"(95% CI {c['low']:+.4f} to {c['high']:+.4f}, paired bootstrap, one-sided p = {c['p_worse']:.3f})"
+        f"({c.get('level', 0.9):.0%} CI {c['low']:+.4f} to {c['high']:+.4f}, paired bootstrap, "
+        f"one-sided p = {c['p_worse']:.3f})"
     )
     if c["p_worse"] < gate.alpha:
         return GateDecision(promoted=False, reason=f"significantly worse: {figures}", **base)
+    if promotion == "immediate" and c["low"] < -gate.margin:
+        return GateDecision(
+            promoted=False,
+            reason=f"not shown non-inferior within {gate.margin:.2f} (needed to replace the champion directly; "
+            f"publish it as a challenger with --promotion shadow or canary instead): {figures}",
+            **base,
+        )
     return GateDecision(promoted=True, reason=f"not worse at alpha = {gate.alpha:.2f}: {figures}", **base)
 
 
@@ -201,6 +219,8 @@ def _pointer(champion: ModelRef, **rest: Any) -> ServingPointer:
 def as_champion(before: ServingPointer | None, ref: ModelRef) -> ServingPointer:
     """`ref` serves alone; the champion it replaces is kept as `previous` (a pending challenger is dropped: it was
     compared with a champion that no longer serves)."""
+    if before is not None and before.model_version == ref.model_version and before.onnx_sha256 == ref.onnx_sha256:
+        return before  # already serving (a retried promotion): never its own `previous`
     ref = ref.model_copy(update={"promoted_at": _now()})
     return _pointer(ref, previous=before.champion_ref() if before else None)
 
@@ -211,6 +231,8 @@ def as_challenger(before: ServingPointer | None, ref: ModelRef, rollout: Rollout
         return as_champion(None, ref)
     if ref.model_version == before.model_version:
         raise DecisionError(f"v{ref.model_version} is already the champion")
+    if before.challenger is not None and before.challenger.onnx_sha256 == ref.onnx_sha256 and before.rollout == rollout:
+        return before  # already the challenger (a retried promotion)
     return before.model_copy(update={"challenger": ref, "rollout": rollout})
 
 
@@ -291,12 +313,18 @@ def apply_decision(
     decision: str,
     reason: str,
     by: str | None = None,
+    read: tuple[ServingPointer | None, str | None] | None = None,
+    sync: bool = True,
 ) -> tuple[ServingPointer | None, ServingPointer]:
-    """Read the pointer, compute the new one, write it conditionally, then bring MLflow in line."""
-    before, etag = read_pointer(s3, bucket)
+    """Read the pointer (or take the read the decision was made on: if it changed since, the write is refused),
+    compute the new one, write it conditionally, then bring MLflow in line (`sync=False`: the caller does, to report
+    an MLflow failure apart from the serving change that already happened)."""
+    before, etag = read if read is not None else read_pointer(s3, bucket)
     after = change(before)
-    write_pointer(s3, bucket, after, etag)
-    sync_aliases(client, after, decision=decision, reason=reason, by=by)
+    if after is not before:
+        write_pointer(s3, bucket, after, etag)
+    if sync:
+        sync_aliases(client, after, decision=decision, reason=reason, by=by)
     return before, after
 
 
@@ -308,10 +336,11 @@ def promote(
     *,
     promotion: Promotion = "immediate",
     rollout: Rollout | None = None,
+    read: tuple[ServingPointer | None, str | None] | None = None,
     **publish_args,
 ) -> ServingPointer | None:
     """Apply a gate decision: record it on the version; on a pass, publish the files and the pointer (champion,
-    or challenger in shadow/canary) and move the aliases."""
+    or challenger in shadow/canary) and move the aliases. `read`: the pointer and ETag the gate compared with."""
     client.set_model_version_tag(
         MODEL_NAME, decision.candidate_version, "gate_decision", "promoted" if decision.promoted else "rejected"
     )
@@ -325,6 +354,6 @@ def promote(
         wanted = rollout or Rollout(mode=promotion, share=1.0 if promotion == "shadow" else 0.1)
         change, kind = (lambda before: as_challenger(before, ref, wanted)), "challenger"
     _, after = apply_decision(
-        client, s3, bucket, change, decision=kind, reason=f"gate: {decision.reason}", by="training"
+        client, s3, bucket, change, decision=kind, reason=f"gate: {decision.reason}", by="training", read=read
     )
     return after

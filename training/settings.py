@@ -36,6 +36,12 @@ class TrainingSettings(BaseSettings):
         0.05, gt=0.0, lt=0.5, description="A candidate is refused when the paired test shows it worse at this level"
     )
     gate_resamples: int = Field(2000, ge=200, le=100_000, description="Paired bootstrap resamples of the gate")
+    gate_margin: float = Field(
+        0.02,
+        ge=0.0,
+        le=0.2,
+        description="Non-inferiority margin (ROC AUC) for a model to replace the champion directly",
+    )
     promotion: Literal["immediate", "shadow", "canary"] = Field(
         "immediate",
         description="What a run that passes the gate publishes: the champion (immediate), or a challenger in shadow "
@@ -48,7 +54,9 @@ class TrainingSettings(BaseSettings):
 
     @property
     def gate(self) -> GateSettings:
-        return GateSettings(min_auc=self.min_auc, alpha=self.gate_alpha, resamples=self.gate_resamples)
+        return GateSettings(
+            min_auc=self.min_auc, alpha=self.gate_alpha, resamples=self.gate_resamples, margin=self.gate_margin
+        )
 
     @property
     def validation(self) -> ValidationSettings:

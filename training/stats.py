@@ -87,13 +87,20 @@ class PairedComparison(BaseModel):
     p_worse: float  # one-sided p-value of "the candidate's AUC is below the champion's"
     resamples: int
     rows: int
+    level: float = 0.90  # of [low, high]
 
 
 def paired_bootstrap(
-    y: np.ndarray, candidate: np.ndarray, champion: np.ndarray, resamples: int = 2000, seed: int = 42
+    y: np.ndarray,
+    candidate: np.ndarray,
+    champion: np.ndarray,
+    resamples: int = 2000,
+    seed: int = 42,
+    alpha: float = 0.05,
 ) -> PairedComparison:
     """Paired bootstrap of the ROC AUC difference: each resample draws the same rows for both models, so what
-    the two share (the hard patients) cancels and only their difference is tested."""
+    the two share (the hard patients) cancels and only their difference is tested. The interval is the
+    (1 - 2 alpha) one, the two-sided twin of a one-sided test at alpha."""
     y = np.asarray(y).astype(int)
     if len(candidate) != len(y) or len(champion) != len(y):
         raise ValueError("candidate, champion and labels must describe the same holdout rows")
@@ -101,7 +108,7 @@ def paired_bootstrap(
     delta = weighted_auc(y, candidate, w) - weighted_auc(y, champion, w)
     full = np.ones((1, len(y)))
     a_cand, a_champ = float(weighted_auc(y, candidate, full)[0]), float(weighted_auc(y, champion, full)[0])
-    low, high = np.quantile(delta, [0.025, 0.975])
+    low, high = np.quantile(delta, [alpha, 1 - alpha])
     # one-sided p-value of "the candidate is worse": the share of resamples where it is not (+1 smoothing); small
     # means nearly every resample has the candidate below the champion
     p_worse = float((np.sum(delta >= 0) + 1) / (resamples + 1))
@@ -114,6 +121,7 @@ def paired_bootstrap(
         p_worse=p_worse,
         resamples=resamples,
         rows=len(y),
+        level=1 - 2 * alpha,
     )
 
 
@@ -127,11 +135,16 @@ def apply_calibration(calibration: Calibration | None, p: np.ndarray) -> np.ndar
     return calibrate(calibration, np.asarray(p, dtype=np.float64))
 
 
-def _fit_platt(p: np.ndarray, y: np.ndarray) -> Calibration:
+def _fit_platt(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Raw (a, b): a may come out <= 0 on a model that ranks badly, and such a scaling is never used."""
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=1e6, max_iter=1000).fit(logit(p).reshape(-1, 1), y)
-    return Calibration(a=float(model.coef_[0, 0]), b=float(model.intercept_[0]))
+    return float(model.coef_[0, 0]), float(model.intercept_[0])
+
+
+def _platt(p: np.ndarray, a: float, b: float) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-(a * logit(p) + b)))
 
 
 class CalibrationCheck(BaseModel):
@@ -157,25 +170,32 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
     return total / len(y)
 
 
-def check_calibration(y: np.ndarray, oof: np.ndarray, seed: int = 42, min_gain: float = 0.001) -> CalibrationCheck:
+def check_calibration(
+    y: np.ndarray, oof: np.ndarray, seed: int = 42, min_gain: float = 0.001, groups: np.ndarray | None = None
+) -> CalibrationCheck:
     """Platt scaling is kept only when its own cross-validated out-of-fold Brier beats the raw one by at
-    least `min_gain`: a well-calibrated model (logistic regression usually is) is left as it is."""
-    from sklearn.model_selection import StratifiedKFold
+    least `min_gain` and its slope is positive: a well-calibrated model (logistic regression usually is) is left as
+    it is, and a scaling that would reorder patients is never used. `groups` (the patient of each row, when
+    repeated CV gives several predictions per patient) keeps a patient's rows in one fold."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     y, oof = np.asarray(y).astype(int), np.asarray(oof, dtype=np.float64)
     calibrated = np.empty_like(oof)
-    for train, test in StratifiedKFold(5, shuffle=True, random_state=seed).split(oof.reshape(-1, 1), y):
-        calibrated[test] = apply_calibration(_fit_platt(oof[train], y[train]), oof[test])
+    if groups is None:
+        splits = StratifiedKFold(5, shuffle=True, random_state=seed).split(oof.reshape(-1, 1), y)
+    else:
+        splits = StratifiedGroupKFold(5, shuffle=True, random_state=seed).split(oof.reshape(-1, 1), y, groups)
+    for train, test in splits:
+        a, b = _fit_platt(oof[train], y[train])
+        calibrated[test] = _platt(oof[test], a, b) if a > 0 else oof[test]
     brier_raw, brier_cal = float(np.mean((oof - y) ** 2)), float(np.mean((calibrated - y) ** 2))
-    applied = brier_cal <= brier_raw - min_gain
-    fitted = _fit_platt(oof, y) if applied else None
-    if fitted is not None and not (math.isfinite(fitted.a) and fitted.a > 0):
-        applied, fitted = False, None  # a non-monotone scaling would reorder patients: never
+    a, b = _fit_platt(oof, y)
+    applied = brier_cal <= brier_raw - min_gain and math.isfinite(a) and a > 0
     return CalibrationCheck(
         brier_raw=brier_raw,
         brier_calibrated=brier_cal,
         ece_raw=expected_calibration_error(y, oof),
         ece_calibrated=expected_calibration_error(y, calibrated),
         applied=applied,
-        calibration=fitted,
+        calibration=Calibration(a=a, b=b) if applied else None,
     )

@@ -95,7 +95,7 @@ def train_step(settings: TrainingSettings, store: RunStore, family: str, n_jobs:
     )
     store.put_model(f"models/{family}.joblib", result.pipeline)
     summary = result.summary()
-    store.put_json(f"models/{family}.json", {**summary, "oof_proba": result.oof_proba})
+    store.put_json(f"models/{family}.json", {**summary, "oof_proba": result.oof_proba, "oof_rows": result.oof_rows})
     return summary
 
 
@@ -127,13 +127,18 @@ def evaluate_step(settings: TrainingSettings, store: RunStore, families: list[st
                 doc["fit_seconds"],
                 doc.get("cv_auc_se", 0.0),
                 doc.get("cv_scores", []),
+                np.asarray(doc["oof_rows"]) if doc.get("oof_rows") is not None else None,
             )
         )
     chosen = select(results)
-    calibration = {r.family: stats.check_calibration(y, r.oof_proba, settings.seed) for r in results}
+    oof = {r.family: r.oof(y) for r in results}  # (labels, probabilities, rows), repeats stacked
+    calibration = {
+        f: stats.check_calibration(labels, proba, settings.seed, groups=rows)
+        for f, (labels, proba, rows) in oof.items()
+    }
     per_family = {
-        r.family: ev.choose_thresholds(y, stats.apply_calibration(calibration[r.family].calibration, r.oof_proba))
-        for r in results
+        f: ev.choose_thresholds(labels, stats.apply_calibration(calibration[f].calibration, proba))
+        for f, (labels, proba, _) in oof.items()
     }
     holdout_proba = {
         r.family: stats.apply_calibration(calibration[r.family].calibration, r.pipeline.predict_proba(Xh)[:, 1])

@@ -191,7 +191,7 @@ def paired_with_champion(
     calibration = champion.calibration.model_dump() if champion.calibration else None
     champion_proba = onnx_probabilities(champion_bytes, calibration, holdout[champion.features])
     y = holdout[label].to_numpy().astype(int)
-    return paired_bootstrap(y, candidate_proba, champion_proba, gate.resamples, seed=42)
+    return paired_bootstrap(y, candidate_proba, champion_proba, gate.resamples, seed=42, alpha=gate.alpha)
 
 
 def gate_and_promote(
@@ -213,12 +213,14 @@ def gate_and_promote(
 
     mlflow, client = _client(settings)
     s3 = s3 or boto3.client("s3")
-    champion, _ = read_pointer(s3, settings.artifacts_bucket)
+    champion, etag = read_pointer(s3, settings.artifacts_bucket)  # the decision is written on this very read
     candidate_proba = onnx_probabilities(onnx_bytes, fields.get("calibration"), holdout[fields["features"]])
     comparison = paired_with_champion(
         s3, settings.artifacts_bucket, champion, holdout, label, candidate_proba, settings.gate
     )
-    decision = decide(version, candidate_auc, champion.champion_ref() if champion else None, comparison, settings.gate)
+    decision = decide(
+        version, candidate_auc, champion.champion_ref() if champion else None, comparison, settings.gate, promotion
+    )
     share = settings.shadow_share if promotion == "shadow" else settings.canary_share
     pointer = promote(
         client,
@@ -227,6 +229,7 @@ def gate_and_promote(
         decision,
         promotion=promotion,
         rollout=Rollout(mode=promotion, share=share) if promotion != "immediate" else None,
+        read=(champion, etag),
         onnx_bytes=onnx_bytes,
         profile=profile,
         model_card=model_card,

@@ -47,14 +47,21 @@ def models(
         return
     import re
 
-    from training.registry import MODEL_NAME, read_pointer
+    from training.registry import MODEL_NAME
 
     if not re.fullmatch(r"\d+[smhdw]", window):
         err.print(f"[red]bad --window {window!r}[/red]: a PromQL range such as 15m, 1h or 1d")
         raise typer.Exit(2)
+    from mlflow.exceptions import MlflowException
+
     cloud, bucket, s3, client = _context()
-    pointer, _ = read_pointer(s3, bucket)
-    versions = sorted(client.search_model_versions(f"name='{MODEL_NAME}'"), key=lambda v: int(v.version))
+    pointer = _read(s3, bucket)
+    failed = False
+    try:
+        versions = sorted(client.search_model_versions(f"name='{MODEL_NAME}'"), key=lambda v: int(v.version))
+    except MlflowException as exc:
+        err.print(f"[red]MLflow at {cloud.mlflow_url} could not be asked for the versions:[/red] {exc.message[:300]}")
+        versions, failed = [], True
     live = live_comparison(cloud.prometheus_url, window)
     if as_json:
         doc = {
@@ -65,6 +72,8 @@ def models(
             "live": live,
         }
         typer.echo(json.dumps(doc, indent=2))
+        if failed:
+            raise typer.Exit(1)
         return
     table = Table("version", "family", "holdout ROC AUC", "aliases", "gate", "last decision", title=MODEL_NAME)
     for v in versions:
@@ -80,10 +89,13 @@ def models(
             tags.get("gate_decision", ""),
             decision,
         )
-    print_table(table) if versions else console.print("[yellow]no registered versions yet[/yellow]: train first")
+    if versions:
+        print_table(table)
+    elif not failed:
+        console.print("[yellow]no registered versions yet[/yellow]: train first")
     if pointer is None:
         console.print("[yellow]nothing is serving yet[/yellow]")
-        return
+        raise typer.Exit(1 if failed else 0)
     console.print(
         f"serving: champion v{pointer.model_version} ({pointer.family})"
         + (
@@ -95,14 +107,30 @@ def models(
         + (f" {pointer.rollout.share:.0%}" if pointer.rollout.mode != "none" else "")
         + (f", previous v{pointer.previous.model_version}" if pointer.previous else "")
     )
-    _mismatch(client, pointer)
+    if not failed:
+        _mismatch(client, pointer)
     if live is None:
         console.print("[dim]live figures: Prometheus not reachable[/dim]")
-        return
-    figures = Table("live (last " + window + ")", "value")
-    for key, value in live.items():
-        figures.add_row(key, "-" if value is None else f"{value:.4g}")
-    print_table(figures)
+    else:
+        figures = Table("live (last " + window + ")", "value")
+        for key, value in live.items():
+            figures.add_row(key, "-" if value is None else f"{value:.4g}")
+        print_table(figures)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _read(s3, bucket: str):
+    """The serving pointer, or a clear exit when S3 cannot be read."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from training.registry import read_pointer
+
+    try:
+        return read_pointer(s3, bucket)[0]
+    except (ClientError, BotoCoreError) as exc:
+        err.print(f"[red]the serving pointer s3://{bucket}/serving/champion.json could not be read:[/red] {exc}")
+        raise typer.Exit(1) from exc
 
 
 def live_comparison(prometheus_url: str, window: str) -> dict[str, float | None] | None:
@@ -163,17 +191,28 @@ def _mismatch(client, pointer) -> None:
             )
 
 
-def _decide(change, decision: str, reason: str, by: str | None) -> None:
-    from training.registry import DecisionError, PointerChanged, apply_decision
+def _decide(change, decision: str, reason: str, by: str | None, context=None) -> None:
+    """Apply a decision to the pointer (the commit point), then MLflow; each failure says what did and did not
+    change."""
+    from botocore.exceptions import BotoCoreError, ClientError
+    from mlflow.exceptions import MlflowException
 
-    _, bucket, s3, client = _context()
+    from training.registry import DecisionError, PointerChanged, apply_decision, sync_aliases
+
+    cloud, bucket, s3, client = context or _context()
     try:
-        before, after = apply_decision(client, s3, bucket, change, decision=decision, reason=reason, by=by)
+        before, after = apply_decision(client, s3, bucket, change, decision=decision, reason=reason, by=by, sync=False)
     except DecisionError as exc:
         err.print(f"[red]cannot {decision}:[/red] {exc}")
         raise typer.Exit(1) from exc
     except PointerChanged as exc:
         err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    except (ClientError, BotoCoreError) as exc:
+        err.print(
+            f"[red]{decision} not applied: the serving pointer in s3://{bucket} could not be read or written:[/red] "
+            f"{exc}"
+        )
         raise typer.Exit(1) from exc
     was = f"v{before.model_version}" if before else "nothing"
     console.print(
@@ -183,6 +222,15 @@ def _decide(change, decision: str, reason: str, by: str | None) -> None:
         + (f" {after.rollout.share:.0%}" if after.rollout.mode != "none" else "")
         + (f", previous v{after.previous.model_version}" if after.previous else "")
     )
+    try:
+        sync_aliases(client, after, decision=decision, reason=reason, by=by)
+    except MlflowException as exc:
+        err.print(
+            f"[yellow]serving changed, but MLflow at {cloud.mlflow_url} was not updated[/yellow] "
+            f"({exc.message[:200]}): its aliases and tags lag behind until the next decision; "
+            "`diabetes-risk models` shows the difference"
+        )
+        raise typer.Exit(1) from exc
     console.print("[dim]the prediction function picks it up at its next pointer check (DR_MODEL_REFRESH_S)[/dim]")
 
 
@@ -199,15 +247,17 @@ def promote(
     """Make VERSION the champion; the current champion is kept as `previous` for `rollback`."""
     from training.registry import promote_version, published_ref
 
-    _, bucket, s3, _client = _context()
     if not version.isdigit():
         err.print(f"[red]bad version {version!r}[/red]: a registered version number, e.g. 3")
         raise typer.Exit(2)
+    context = _context()
+    _, bucket, s3, _ = context
     _decide(
         lambda before: promote_version(before, version, lambda v: published_ref(s3, bucket, v)),
         "promote",
         reason,
         by or getpass.getuser(),
+        context,
     )
 
 

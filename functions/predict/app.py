@@ -188,13 +188,13 @@ BEARER = [{"bearerAuth": []}]
 )
 def predict(body: Annotated[PredictRequest, Body(description='One patient, or {"patients": [...]}')] = None):
     started = time.perf_counter()
-    raw = app.current_event.body
-    request = REQUEST.validate_json(raw)  # `body` above documents it; parsed once, here
+    request = REQUEST.validate_json(app.current_event.body)  # `body` above documents it; parsed once, here
     champion = STORE.get()
     patients = request.patients if isinstance(request, PatientBatch) else [request]
     rollout = champion.pointer.rollout
-    # the same request body always takes the same path: a client's retry meets the same model
-    routed = rollout.mode != "none" and rollout_fraction(raw) < rollout.share
+    # the same request always takes the same path, however a retry re-serialises it: the draw hashes the parsed,
+    # validated patients (and is computed only while a rollout is on)
+    routed = rollout.mode != "none" and rollout_fraction(REQUEST.dump_json(request)) < rollout.share
     answering, variant = champion, "champion"
     if routed and rollout.mode == "canary":
         challenger = STORE.challenger()
@@ -243,10 +243,9 @@ def predict(body: Annotated[PredictRequest, Body(description='One patient, or {"
     return response
 
 
-def rollout_fraction(raw: str | None) -> float:
-    """A uniform number in [0, 1) from the request body: the canary/shadow draw, the same for a retry."""
-    digest = hashlib.blake2b((raw or "").encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64
+def rollout_fraction(canonical: bytes) -> float:
+    """A uniform number in [0, 1) from the request's canonical JSON: the canary/shadow draw, the same for a retry."""
+    return int.from_bytes(hashlib.blake2b(canonical, digest_size=8).digest(), "big") / 2**64
 
 
 def shadow(champion, patients: list, served: list) -> None:

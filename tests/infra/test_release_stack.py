@@ -34,6 +34,9 @@ def test_aws_releases_predict_code_by_canary_with_automatic_rollback(stacks):
     alarms = template.find_resources("AWS::CloudWatch::Alarm")
     watched = {alarms[i]["Properties"].get("MetricName") for i in alarm_ids}
     assert {"5XXError", "Latency", "Errors"} <= watched  # API 5xx, API p99 latency, function errors
+    for i in alarm_ids:  # each can fire within the 5-minute bake, or it could never stop a bad release
+        props = alarms[i]["Properties"]
+        assert props["Period"] * props["EvaluationPeriods"] <= 300, props["AlarmDescription"]
     # the alias CodeDeploy moves, and the API calls that alias, not the function's $LATEST
     (alias_id, alias) = next(iter(template.find_resources("AWS::Lambda::Alias").items()))
     assert alias["Properties"]["Name"] == "live"
@@ -62,11 +65,12 @@ def test_local_has_no_codedeploy_and_the_api_calls_the_function(stacks):
     assert methods and all(predict_id in json.dumps(m["Properties"]["Integration"]["Uri"]) for m in methods)
 
 
-@pytest.mark.parametrize(("target", "refresh"), [("local", "5"), ("aws", "60")])
-def test_pointer_refresh_and_promotion_setting_by_target(stacks, target, refresh):
+@pytest.mark.parametrize(("target", "refresh", "flush"), [("local", "5", "1"), ("aws", "60", "10")])
+def test_pointer_refresh_and_promotion_setting_by_target(stacks, target, refresh, flush):
     _, template = stacks[target]
     _, predict = _predict(template)
     assert predict["Properties"]["Environment"]["Variables"]["DR_MODEL_REFRESH_S"] == refresh
+    assert predict["Properties"]["Environment"]["Variables"]["DR_SHADOW_FLUSH_S"] == flush
     steps = [
         f
         for f in template.find_resources("AWS::Lambda::Function").values()

@@ -24,7 +24,8 @@ def build_champion(family: str = "logistic_regression"):
     valid, report = validate(load_bundled("train").frame)
     features = report.features_used
     result = train_family(family, valid[features], valid[LABEL].to_numpy().astype(int), folds=3)
-    thresholds = choose_thresholds(valid[LABEL].to_numpy().astype(int), result.oof_proba)
+    labels, oof, _ = result.oof(valid[LABEL].to_numpy().astype(int))
+    thresholds = choose_thresholds(labels, oof)
     return (
         result.pipeline,
         features,

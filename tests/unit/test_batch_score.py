@@ -370,6 +370,21 @@ def test_a_challenger_adds_its_probability_beside_the_champions(service, s3, cha
     # without a challenger: no extra column, no challenger in the manifest (test_drop_scores_once_per_object_version)
 
 
+def test_a_challenger_on_other_features_is_left_out_of_the_batch(service, s3, champion):
+    """The rows are checked against the champion's features; a challenger measured on others cannot score them."""
+    from inference_core.contracts import Rollout
+    from tests.unit.predict_fixtures import model_ref
+
+    _, features, onnx_bytes, thresholds, explainer = champion
+    ref = model_ref(s3, onnx_bytes, features[:-1], thresholds, "2", "logistic_regression")
+    publish(s3, onnx_bytes, features, thresholds, explainer, challenger=ref, rollout=Rollout(mode="canary", share=0.1))
+    put = s3.put_object(Bucket=BATCH, Key="inbox/other.csv", Body=rows_csv([GOOD], features).encode())
+    outcome = service().batch_score("inbox/other.csv", put["VersionId"])
+    assert outcome.status == "scored"
+    manifest = json.loads(s3.get_object(Bucket=BATCH, Key=f"outbox/{outcome.name}/manifest.json")["Body"].read())
+    assert manifest["challenger"] is None and manifest["rows_scored"] == 1
+
+
 @pytest.mark.parametrize("body", [None, b"%PDF-1.7\n\x00\x01binary"], ids=["scored", "quarantined"])
 @pytest.mark.parametrize(
     "key",

@@ -74,9 +74,12 @@ def test_canary_share_answers_by_challenger_deterministically(s3, monkeypatch, m
         assert answer["model_version"] == version
         expected = model.predict_proba(pd.DataFrame([body])[features])[0, 1]
         assert answer["predictions"][0]["probability"] == pytest.approx(expected, abs=1e-5)
-    # a retry of the same request meets the same model
+    # a retry of the same request meets the same model, however it is serialised (key order, spacing, 150 vs 150.0)
     for body, answer in zip(bodies[:40], answers[:40], strict=True):
         assert _call(api, body)["variant"] == answer["variant"]
+        reordered = json.dumps({k: float(v) for k, v in reversed(body.items())}, indent=1)
+        response = api.handler(api_event(raw_body=reordered), CONTEXT)
+        assert json.loads(response["body"])["variant"] == answer["variant"]
 
 
 def test_shadow_answers_with_champion_and_records_the_comparison(s3, monkeypatch, models, capfd):
@@ -196,3 +199,38 @@ def test_shadow_buffer_window_and_a_new_challenger(models):
 
     summary = buffer.score(Loaded("sha-c"), Loaded("sha-a"))
     assert summary.rows_dropped == 1 and summary.scored == 0 and not buffer.patients
+
+
+def test_the_pointers_calibration_is_applied_to_probabilities_and_contributions(s3, monkeypatch, models):
+    """Platt scaling chosen in training travels in the pointer: the API answers calibrated probabilities, and the
+    contributions (scaled by a) still add up, with the calibrated intercept, to the served log-odds."""
+    from tests.unit.predict_fixtures import logit
+
+    monkeypatch.setenv("DR_ARTIFACTS_BUCKET", BUCKET)
+    monkeypatch.setenv("DR_MODEL_REFRESH_S", "0")
+    s3.create_bucket(Bucket=BUCKET)
+    (lr, features, onnx_lr, thr, explainer), _ = models
+    publish(s3, onnx_lr, features, thr, explainer)
+    pointer = json.loads(s3.get_object(Bucket=BUCKET, Key="serving/champion.json")["Body"].read())
+    pointer["calibration"] = {"kind": "platt", "a": 1.7, "b": -0.4}
+    s3.put_object(Bucket=BUCKET, Key="serving/champion.json", Body=json.dumps(pointer).encode())
+    import predict.app as module
+
+    api = importlib.reload(module)
+    (prediction,) = _call(api, PATIENT)["predictions"]
+    raw = lr.predict_proba(pd.DataFrame([PATIENT])[features])[0, 1]
+    expected = 1 / (1 + np.exp(-(1.7 * logit(raw) - 0.4)))
+    assert prediction["probability"] == pytest.approx(expected, abs=1e-5) and abs(expected - raw) > 0.01
+    served_logit = sum(prediction["contributions"].values()) + 1.7 * explainer["intercept"] - 0.4
+    assert served_logit == pytest.approx(logit(prediction["probability"]), abs=1e-3)
+
+
+def test_a_failed_challenger_is_not_reloaded_on_every_request(s3, monkeypatch, models):
+    api = _deploy(s3, monkeypatch, models, Rollout(mode="canary", share=1.0), challenger_sha="0" * 64)
+    api.STORE.refresh_s = 3600  # one pointer: only the challenger guard decides whether it is fetched again
+    loads = []
+    real = api.STORE._load
+    monkeypatch.setattr(api.STORE, "_load", lambda ref, etag: loads.append(ref.model_version) or real(ref, etag))
+    for body in _patients(5):
+        assert _call(api, body)["variant"] == "champion"
+    assert loads.count("2") == 1  # tried once, refused by its sha256, not fetched again for each request

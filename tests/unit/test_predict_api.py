@@ -260,7 +260,8 @@ def test_inference_core_and_predict_import_no_heavy_libraries():
 
     code = (
         "import sys, os; os.environ['DR_ARTIFACTS_BUCKET']='bucket'; sys.path.insert(0, 'functions');"
-        "import inference_core.scoring, inference_core.model_store, inference_core.contracts, predict.app;"
+        "import inference_core.scoring, inference_core.model_store, inference_core.contracts, inference_core.shadow;"
+        "import predict.app;"
         "heavy = {'sklearn', 'pandas', 'mlflow', 'feast', 'scipy', 'xgboost', 'training'};"
         "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))"
     )

@@ -26,7 +26,9 @@ def test_each_family_searches_and_exports_with_parity(small, family):
     X, y, Xh, yh = small
     result = train_family(family, X, y, folds=3)
     assert 0.6 < result.cv_auc_mean <= 1.0
-    assert result.oof_proba.shape == (len(y),)
+    labels, oof, rows = result.oof(y)
+    assert oof.shape == (3 * len(y),) and np.array_equal(np.sort(rows), np.repeat(np.arange(len(y)), 3))
+    assert np.array_equal(labels, y[rows])
     assert set(result.best_params) <= {k.removeprefix("model__") for k in _grid_keys(family)}
     proba = result.pipeline.predict_proba(Xh)[:, 1]
     assert holdout_metrics(yh, proba, 0.5)["roc_auc"] > 0.7
@@ -83,9 +85,14 @@ def test_repeated_cv_scores_every_row_once_per_repeat(small):
     from training.models import repeated_cv
 
     X, y, _, _ = small
-    scores, oof = repeated_cv(build_pipeline("logistic_regression"), X, y, folds=3, repeats=2, seed=1)
+    scores, oof, rows = repeated_cv(build_pipeline("logistic_regression"), X, y, folds=3, repeats=2, seed=1)
     assert scores.shape == (6,) and np.all((scores > 0.5) & (scores <= 1))
-    assert oof.shape == (len(y),) and np.all((oof > 0) & (oof < 1))
+    assert oof.shape == (2 * len(y),) and np.all((oof > 0) & (oof < 1))
+    assert np.array_equal(np.bincount(rows, minlength=len(y)), np.full(len(y), 2))  # each row once per repeat
+    # the two repeats split differently: the same row gets two different out-of-fold predictions
+    first, second = np.empty(len(y)), np.empty(len(y))
+    first[rows[: len(y)]], second[rows[len(y) :]] = oof[: len(y)], oof[len(y) :]
+    assert not np.allclose(first, second)
     result = train_family("logistic_regression", X, y, folds=3, repeats=2)
     assert len(result.cv_scores) == 6
     assert result.cv_auc_se == pytest.approx(np.std(result.cv_scores, ddof=1) / np.sqrt(3))
@@ -93,7 +100,7 @@ def test_repeated_cv_scores_every_row_once_per_repeat(small):
 
 def test_thresholds_are_ordered_and_meet_their_targets(small):
     X, y, _, _ = small
-    oof = train_family("logistic_regression", X, y, folds=3).oof_proba
+    y, oof, _ = train_family("logistic_regression", X, y, folds=3).oof(y)
     t = choose_thresholds(y, oof)
     assert 0 < t.low <= t.decision <= t.high < 1
     assert (oof[y == 1] >= t.low).mean() >= 0.90  # sensitivity at "low"

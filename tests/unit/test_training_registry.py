@@ -16,6 +16,7 @@ from training.registry import (
     PointerChanged,
     alias_version,
     apply_decision,
+    as_challenger,
     decide,
     promote,
     promote_version,
@@ -58,8 +59,8 @@ def _comparison(delta: float, p_worse: float) -> PairedComparison:
         auc_candidate=0.85 + delta,
         auc_champion=0.85,
         delta=delta,
-        low=delta - 0.02,
-        high=delta + 0.02,
+        low=delta - 0.015,
+        high=delta + 0.015,
         p_worse=p_worse,
         resamples=2000,
         rows=332,
@@ -78,12 +79,18 @@ def test_gate_below_minimum_is_rejected_with_reason():
 
 def test_gate_uses_the_paired_test_not_a_fixed_margin():
     champion = _ref("2")
-    # 0.03 lower but within the noise: passes (a fixed 0.01 margin would have refused it)
-    d = decide("3", 0.82, champion, _comparison(-0.03, p_worse=0.20), GATE)
-    assert d.promoted and "not worse at alpha = 0.05" in d.reason and "v2" in d.reason
-    # only 0.005 lower but consistently so on the same rows: refused
-    d = decide("3", 0.845, champion, _comparison(-0.005, p_worse=0.01), GATE)
-    assert not d.promoted and d.reason.startswith("significantly worse") and "p = 0.010" in d.reason
+    # 0.03 lower but within the noise: a challenger passes (a fixed 0.01 margin would have refused it) ...
+    d = decide("3", 0.82, champion, _comparison(-0.03, p_worse=0.20), GATE, "shadow")
+    assert d.promoted and "not worse at alpha = 0.05" in d.reason and "v2" in d.reason and "90% CI" in d.reason
+    # ... but it may not replace the champion directly: not shown non-inferior within 0.02
+    d = decide("3", 0.82, champion, _comparison(-0.03, p_worse=0.20), GATE, "immediate")
+    assert not d.promoted and d.reason.startswith("not shown non-inferior within 0.02")
+    # a tie whose interval stays above -0.02 replaces it directly
+    assert decide("3", 0.85, champion, _comparison(0.0, p_worse=0.5), GATE, "immediate").promoted
+    # only 0.005 lower but consistently so on the same rows: refused in every mode
+    for promotion in ("immediate", "shadow", "canary"):
+        d = decide("3", 0.845, champion, _comparison(-0.005, p_worse=0.01), GATE, promotion)
+        assert not d.promoted and d.reason.startswith("significantly worse") and "p = 0.010" in d.reason
     assert d.comparison["delta"] == -0.005 and d.champion_version == "2"
 
 
@@ -237,6 +244,68 @@ def test_decisions_that_cannot_apply_say_why():
         set_rollout(p, "canary", 0.3)
     with pytest.raises(DecisionError, match="nothing is serving yet"):
         promote_version(None, "1", lambda v: None)
+    with pytest.raises(DecisionError, match="v1 is already the champion"):
+        as_challenger(p, _ref("1"), Rollout(mode="shadow", share=1.0))
+    with pytest.raises(ValueError, match="greater than 0"):  # a scaling that would reorder patients: refused
+        ServingPointer(model_name=MODEL_NAME, **{**_ref("1").model_dump(), "calibration": {"a": -1.0, "b": 0.0}})
+
+
+def test_a_retried_promotion_changes_nothing(mlflow_client, s3):
+    """The Promote step is retried after a timeout: if its first attempt already wrote the pointer, the retry must
+    not make the champion its own `previous` (which would lose the real one and turn rollback into a no-op)."""
+    s3.create_bucket(Bucket="artifacts")
+    v1 = _publish(mlflow_client, s3, 0.85)
+    version = _version(mlflow_client, 0.86)
+    args = dict(onnx_bytes=b"model-v2", profile={}, model_card="", fields={**FIELDS, "metrics": {"roc_auc": 0.86}})
+    promote(mlflow_client, s3, "artifacts", decide(version, 0.86, None, None, GATE), **args)
+    _, etag = read_pointer(s3, "artifacts")
+    promote(mlflow_client, s3, "artifacts", decide(version, 0.86, None, None, GATE), **args)  # the retry
+    again, etag_again = read_pointer(s3, "artifacts")
+    assert (again.model_version, again.previous.model_version) == (version, v1) and etag_again == etag
+    # the same for a challenger published twice
+    shadow = Rollout(mode="shadow", share=1.0)
+    v3 = _version(mlflow_client, 0.87)
+    args3 = {**args, "onnx_bytes": b"model-v3"}
+    promote(
+        mlflow_client, s3, "artifacts", decide(v3, 0.87, None, None, GATE), promotion="shadow", rollout=shadow, **args3
+    )
+    _, etag = read_pointer(s3, "artifacts")
+    promote(
+        mlflow_client, s3, "artifacts", decide(v3, 0.87, None, None, GATE), promotion="shadow", rollout=shadow, **args3
+    )
+    assert read_pointer(s3, "artifacts")[1] == etag
+
+
+def test_the_gate_writes_on_the_pointer_it_compared_with(mlflow_client, s3):
+    """A `models promote` between the gate's read and its write: the gate's decision is refused, not applied to a
+    champion it never compared with."""
+    s3.create_bucket(Bucket="artifacts")
+    _publish(mlflow_client, s3, 0.85)
+    seen = read_pointer(s3, "artifacts")
+    _publish(mlflow_client, s3, 0.86)  # someone else's decision lands meanwhile
+    version = _version(mlflow_client, 0.87)
+    with pytest.raises(PointerChanged):
+        promote(
+            mlflow_client,
+            s3,
+            "artifacts",
+            decide(version, 0.87, None, None, GATE),
+            read=seen,
+            onnx_bytes=b"m",
+            profile={},
+            model_card="",
+            fields=FIELDS,
+        )
+
+
+def test_an_unreachable_mlflow_is_not_an_unset_alias(monkeypatch):
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    with pytest.raises(MlflowException):
+        alias_version(MlflowClient("http://127.0.0.1:9"), "champion")  # nothing listens on the discard port
 
 
 def test_a_concurrent_decision_is_refused_not_overwritten(s3):

@@ -93,3 +93,75 @@ def test_calibration_is_applied_only_where_it_helps():
     p = rng.uniform(0.05, 0.95, 3000)
     y2 = (rng.random(3000) < p).astype(int)
     assert not stats.check_calibration(y2, p).applied
+
+
+def test_a_scaling_that_would_reorder_patients_is_never_applied():
+    """A model that ranks backwards gets a negative Platt slope: reported, not applied, and no crash."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 400)
+    backwards = np.clip(0.7 - 0.4 * y + rng.normal(0, 0.1, 400), 0.01, 0.99)
+    check = stats.check_calibration(y, backwards)
+    assert not check.applied and check.calibration is None
+    assert stats._fit_platt(backwards, y)[0] < 0  # the guard is what refused it: the fitted slope is negative
+    assert check.brier_calibrated == check.brier_raw  # in its own cross-validation too, each fold's scaling was refused
+
+
+def test_calibration_cv_keeps_a_patients_repeats_in_one_fold():
+    """With repeated CV each patient has several predictions; grouping by patient keeps the scaling's own
+    cross-validation honest (with groups, no patient is on both sides of a split)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    rng = np.random.default_rng(6)
+    y = np.tile(rng.integers(0, 2, 100), 3)
+    groups = np.tile(np.arange(100), 3)
+    p = np.clip(0.3 + 0.4 * y + rng.normal(0, 0.2, 300), 0.01, 0.99)
+    for train, test in StratifiedGroupKFold(5, shuffle=True, random_state=42).split(p.reshape(-1, 1), y, groups):
+        assert not set(groups[train]) & set(groups[test])
+    assert stats.check_calibration(y, p, groups=groups).brier_raw == pytest.approx(np.mean((p - y) ** 2))
+
+
+def test_the_gate_scores_the_champion_as_serving_does(s3):
+    """The champion's ONNX file and calibration, on the same holdout rows; a champion measured on features the
+    holdout lacks cannot be compared (None), and the gate says so instead of guessing."""
+    import hashlib
+
+    import pandas as pd
+
+    from inference_core.contracts import ModelRef
+    from tests.unit.predict_fixtures import build_champion
+    from training.registry import GateSettings
+    from training.tracking import onnx_probabilities, paired_with_champion
+
+    pipeline, features, onnx_bytes, thresholds, _ = build_champion()
+    rng = np.random.default_rng(1)
+    holdout = pd.DataFrame({f: rng.uniform(20, 120, 80) for f in features})
+    holdout["diabetes"] = rng.integers(0, 2, 80)
+    raw = pipeline.predict_proba(holdout[features])[:, 1]
+    np.testing.assert_allclose(onnx_probabilities(onnx_bytes, None, holdout[features]), raw, atol=1e-5)
+    scaled = onnx_probabilities(onnx_bytes, {"a": 2.0, "b": 0.5}, holdout[features])
+    np.testing.assert_allclose(scaled, 1 / (1 + np.exp(-(2.0 * np.log(raw / (1 - raw)) + 0.5))), atol=1e-4)
+
+    s3.create_bucket(Bucket="artifacts")
+    s3.put_object(Bucket="artifacts", Key="models/v1/model.onnx", Body=onnx_bytes)
+    champion = ModelRef(
+        model_version="1",
+        family="logistic_regression",
+        onnx_key="models/v1/model.onnx",
+        onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
+        profile_key="p",
+        model_card_key="c",
+        features=features,
+        thresholds=thresholds,
+        metrics={"roc_auc": 0.87},
+        mlflow_run_id="r",
+        training_data_uri="u",
+        training_data_sha256="h",
+        trained_at="t",
+        promoted_at="t",
+    )
+    gate = GateSettings(resamples=300)
+    served = onnx_probabilities(onnx_bytes, None, holdout[features])  # the candidate as serving would score it
+    same = paired_with_champion(s3, "artifacts", champion, holdout, "diabetes", served, gate)
+    assert same.delta == 0.0 and same.p_worse == 1.0 and same.rows == 80
+    other = champion.model_copy(update={"features": [*features, "waist_circumference"]})
+    assert paired_with_champion(s3, "artifacts", other, holdout, "diabetes", served, gate) is None
