@@ -27,6 +27,8 @@ class ShadowSummary:
     scored: int
     band_agreement: int
     abs_diff_sum: float
+    challenger_p_sum: float  # with champion_p_sum / scored: each model's mean probability over the window
+    champion_p_sum: float
     deciles: dict[int, int]  # challenger probability decile (0..9) → patients
     challenger_ms: float  # one patient, challenger alone: comparable with the champion's figure
     champion_ms: float
@@ -72,7 +74,7 @@ class ShadowBuffer:
             dropped = len(self.patients)
             self.clear()
             self.challenger_sha = challenger.pointer.onnx_sha256
-            return ShadowSummary(challenger.pointer.model_version, 0, 0, 0.0, {}, 0.0, 0.0, rows_dropped=dropped)
+            return ShadowSummary(challenger.pointer.model_version, 0, 0, 0.0, 0.0, 0.0, {}, 0.0, 0.0, dropped)
         patients, served, bands = self.patients, np.asarray(self.probabilities), self.bands
         self.clear()
         X = feature_matrix(patients, challenger.pointer.features)
@@ -85,6 +87,8 @@ class ShadowBuffer:
             scored=len(patients),
             band_agreement=agreement,
             abs_diff_sum=float(np.abs(proba - served).sum()),
+            challenger_p_sum=float(proba.sum()),
+            champion_p_sum=float(served.sum()),
             deciles={i: int(n) for i, n in enumerate(deciles) if n},
             challenger_ms=_one_row_ms(challenger, patients[0]),
             champion_ms=_one_row_ms(champion, patients[0]),

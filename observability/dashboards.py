@@ -13,7 +13,6 @@ import sys
 from dataclasses import dataclass, field
 
 from .config import DASHBOARDS_DIR
-from .emf import metric_name
 
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 
@@ -80,11 +79,6 @@ P = '{service="predict"}'
 B = '{service="batch"}'
 T = '{service="training"}'
 M = '{service="metrics_bridge"}'
-
-
-def _decile_metric(prefix: str, i: int) -> str:
-    """The Prometheus name of the predict function's `<prefix>Probability_<low>_<high>` EMF metric."""
-    return metric_name("DiabetesRisk", f"{prefix}Probability_{i / 10:.1f}_{(i + 1) / 10:.1f}")
 
 
 def dashboards() -> list[Dashboard]:
@@ -331,24 +325,17 @@ def dashboards() -> list[Dashboard]:
                 ],
             ),
             Panel(
-                "Challenger probability by decile (shadow, 15 min)",
+                "Mean probability, champion vs challenger (shadow, 15 min)",
                 [
                     (
-                        f"sum(sum_over_time({_decile_metric('Challenger', i)}{P}[15m]))",
-                        f"{i / 10:.1f}-{(i + 1) / 10:.1f}",
+                        f"sum(sum_over_time(diabetes_risk_shadow_{variant}_probability_sum{P}[15m]))"
+                        f" / clamp_min(sum(sum_over_time(diabetes_risk_shadow_scored{P}[15m])), 1)",
+                        variant,
                     )
-                    for i in range(10)
+                    for variant in ("champion", "challenger")
                 ],
-                description="The champion's own distribution is the API dashboard's probability panel.",
-            ),
-            Panel(
-                "Challenger unavailable or failing (1 h)",
-                [
-                    (f"sum(sum_over_time(diabetes_risk_challenger_unavailable{P}[1h]))", "unavailable"),
-                    (f"sum(sum_over_time(diabetes_risk_shadow_errors{P}[1h]))", "shadow errors"),
-                    (f"sum(sum_over_time(diabetes_risk_shadow_rows_dropped{P}[1h]))", "rows of a replaced challenger"),
-                ],
-                kind="stat",
+                description="Over the same shadow-scored patients. Deciles: ChallengerProbability_<decile> metrics; "
+                "failures: ChallengerUnavailable, ShadowErrors, ShadowRowsDropped (diabetes-risk metrics).",
             ),
             Panel(
                 "Models published by training (30 d)",

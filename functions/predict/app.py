@@ -269,6 +269,10 @@ def shadow(champion, patients: list, served: list) -> None:
         metrics.add_metric(name="ShadowScored", unit=MetricUnit.Count, value=summary.scored)
         metrics.add_metric(name="ShadowBandAgreement", unit=MetricUnit.Count, value=summary.band_agreement)
         metrics.add_metric(name="ShadowAbsProbabilityDiffSum", unit=MetricUnit.NoUnit, value=summary.abs_diff_sum)
+        metrics.add_metric(
+            name="ShadowChallengerProbabilitySum", unit=MetricUnit.NoUnit, value=summary.challenger_p_sum
+        )
+        metrics.add_metric(name="ShadowChampionProbabilitySum", unit=MetricUnit.NoUnit, value=summary.champion_p_sum)
         metrics.add_metric(name="ChallengerScoringLatency", unit=MetricUnit.Milliseconds, value=summary.challenger_ms)
         metrics.add_metric(name="ChampionScoringLatency", unit=MetricUnit.Milliseconds, value=summary.champion_ms)
         for decile, count in summary.deciles.items():

@@ -100,6 +100,8 @@ def test_shadow_answers_with_champion_and_records_the_comparison(s3, monkeypatch
     )
     assert record["ShadowBandAgreement"] == agree
     assert record["ShadowAbsProbabilityDiffSum"] == pytest.approx(np.abs(challenger_p - champion_p).sum(), abs=1e-3)
+    assert record["ShadowChallengerProbabilitySum"] == pytest.approx(challenger_p.sum(), abs=1e-3)
+    assert record["ShadowChampionProbabilitySum"] == pytest.approx(champion_p.sum(), abs=1e-3)
     challenger_buckets = sum(v for k, v in record.items() if k.startswith("ChallengerProbability_"))
     assert challenger_buckets == 20 and record["ChallengerScoringLatency"] > 0 and record["ChampionScoringLatency"] > 0
 
