@@ -25,11 +25,40 @@ def deploy(
     mlflow_uri: str | None = typer.Option(
         None, help="MLflow tracking server for target aws (env MLFLOW_TRACKING_URI); local uses the local one."
     ),
+    hotswap: bool = typer.Option(
+        False,
+        "--hotswap",
+        help="Local target: put changed handler code (functions/) straight into the deployed functions, in seconds, "
+        "without CloudFormation. Settings, permissions and new resources still need a full deploy.",
+    ),
+    function: list[str] = typer.Option(
+        [], "--function", help="With --hotswap: only functions whose name contains this (repeatable), e.g. Predict."
+    ),
 ) -> None:
     """Deploy the CDK app (storage, training functions, state machine, schedule, new-data trigger)."""
     import os
 
-    from diabetes_risk.deploy import DeployError, deploy_aws, deploy_local
+    from diabetes_risk.deploy import DeployError, deploy_aws, deploy_local, hotswap_local
+
+    if hotswap:
+        if target != "local":
+            err.print("[red]--hotswap is for the local target[/red]: on AWS use `npx cdk deploy --hotswap` (CDK's own)")
+            raise typer.Exit(2)
+        cloud = settings_from(None, None)
+        require_up(cloud)
+        try:
+            done = hotswap_local(cloud, only=tuple(function), on_line=lambda line: console.print(f"  {line}"))
+        except DeployError as exc:
+            err.print(f"[red]hotswap failed:[/red] {exc}")
+            raise typer.Exit(1) from exc
+        console.print(
+            f"[green]hotswapped[/green] {len(done['updated'])} function(s) in {done['seconds']:.1f} s"
+            f" ({len(done['unchanged'])} already up to date)"
+        )
+        return
+    if function:
+        err.print("[red]--function goes with --hotswap[/red]")
+        raise typer.Exit(2)
 
     if target not in ("local", "aws"):
         err.print(f"[red]unknown target {target!r}[/red]: choose 'local' or 'aws'")

@@ -99,3 +99,50 @@ def test_an_unreadable_pointer_is_named(s3, monkeypatch):
     monkeypatch.setattr(models_cli, "_context", lambda: (cloud, "no-such-bucket", s3, None))
     result = CliRunner().invoke(app, ["models", "rollback", "--reason", "x"])
     assert result.exit_code == 1 and "rollback not applied: the serving pointer in s3://no-such-bucket" in result.output
+
+
+def test_the_functions_zip_is_reproducible_and_ships_no_bytecode(tmp_path):
+    import hashlib
+    import io
+    import zipfile
+
+    from diabetes_risk.deploy import functions_zip
+
+    (tmp_path / "predict" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "predict" / "app.py").write_text("x = 1\n")
+    (tmp_path / "predict" / "__pycache__" / "app.cpython-313.pyc").write_bytes(b"\0")
+    (tmp_path / "training.Dockerfile").write_text("FROM x\n")
+    first = functions_zip(tmp_path)
+    assert zipfile.ZipFile(io.BytesIO(first)).namelist() == ["predict/app.py"]
+    (tmp_path / "predict" / "app.py").touch()  # a new mtime, same bytes: the same zip
+    assert hashlib.sha256(functions_zip(tmp_path)).digest() == hashlib.sha256(first).digest()
+    (tmp_path / "predict" / "app.py").write_text("x = 2\n")
+    assert functions_zip(tmp_path) != first
+
+
+def test_hotswap_is_refused_for_aws_and_without_a_match(monkeypatch):
+    result = CliRunner().invoke(app, ["deploy", "--hotswap", "--target", "aws"])
+    assert result.exit_code == 2 and "--hotswap is for the local target" in result.output
+    result = CliRunner().invoke(app, ["deploy", "--function", "Predict"])
+    assert result.exit_code == 2 and "--function goes with --hotswap" in result.output
+
+    from diabetes_risk import deploy
+
+    class Cfn:
+        class exceptions:
+            ClientError = RuntimeError
+
+        def get_paginator(self, _):
+            return SimpleNamespace(
+                paginate=lambda **_: [
+                    {
+                        "StackResourceSummaries": [
+                            {"ResourceType": "AWS::Lambda::Function", "PhysicalResourceId": "Fn-A"}
+                        ]
+                    }
+                ]
+            )
+
+    monkeypatch.setattr("localcloud.smoke.clients", lambda cloud, *names: (Cfn(), None))
+    with pytest.raises(deploy.DeployError, match="no deployed function matches Nope; the stack has: Fn-A"):
+        deploy.hotswap_local(SimpleNamespace(), only=("Nope",))
