@@ -60,6 +60,20 @@ def api_headers(local_cloud, deployed) -> dict[str, str]:
     return {"Authorization": f"Bearer {local_token(local_cloud, 'clinic-demo', ['predict', 'model:read'])}"}
 
 
+def wait_until(predicate, timeout: float, what: str, poll: float = 0.5):
+    """Poll until `predicate()` is truthy (and return it), or fail naming what never happened and the last value."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
 def cli_env(cloud) -> dict[str, str]:
     return {
         **os.environ,

