@@ -23,6 +23,7 @@ from inference_core.model_store import LoadedModel
 from inference_core.scoring import BANDS, probabilities, risk_band_indices
 
 from .drift import DriftAccumulator, DriftReport
+from .measurements import MeasurementSink
 from .reader import Chunk, Source, UnreadableFile
 from .rows import CheckedChunk, check_chunk, errors_table
 
@@ -131,9 +132,10 @@ def score_table(
     write_csv: bool,
     progress: Callable[[int], None] | None = None,
     challenger: LoadedModel | None = None,
+    measurements: MeasurementSink | None = None,
 ) -> ScoreSummary:
     """Score every valid row with the champion (and, when there is one, the challenger: one more column, so a
-    whole clinic file compares both)."""
+    whole clinic file compares both). With a sink, the valid rows with patient ids are kept for the feature store."""
     features = model.pointer.features
     timer = Timer()
     schema = pa.schema(
@@ -167,6 +169,10 @@ def score_table(
             parquet.write_batch(batch)
             if csv_out is not None:
                 csv_out.write_batch(spreadsheet_safe(batch))
+            if measurements is not None and source.id_column:
+                mask = pa.array(checked.valid)
+                dates = chunk.dates.filter(mask) if chunk.dates is not None else None
+                measurements.add(chunk.ids.filter(mask), dates, checked.columns)
             if checked.errors:
                 errors.write_table(spreadsheet_safe(errors_table(checked)))
             timer.add("write", t)

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
+from inference_core.feature_layout import DATE_COLUMNS
 from inference_core.schema import FEATURES, LABEL, canonical_names
 
 SNIFF_BYTES = 64 * 1024
@@ -34,6 +35,7 @@ class Chunk:
     rows: np.ndarray  # 1-based data row numbers (header not counted), int64
     values: dict[str, pa.Array]  # canonical feature name -> raw column
     ids: pa.Array | None = None
+    dates: pa.Array | None = None  # the measurement date column, when the file has one
     bad_rows: list[tuple[int, str]] = field(default_factory=list)  # rows the parser could not split
 
 
@@ -45,6 +47,7 @@ class Source:
     ignored_columns: list[str]
     id_column: str | None
     chunks: Iterator[Chunk]
+    date_column: str | None = None
 
 
 class PeekReader(io.RawIOBase):
@@ -97,7 +100,7 @@ def sniff(head: bytes, name: str) -> Literal["csv", "parquet"]:
 
 def _map_columns(
     columns: list[str], required: list[str], id_column: str | None
-) -> tuple[str, dict[str, str], list[str], str | None]:
+) -> tuple[str, dict[str, str], list[str], str | None, str | None]:
     fmt, names = canonical_names([str(c) for c in columns])
     seen: dict[str, str] = {}
     for original, canonical in names.items():
@@ -113,8 +116,14 @@ def _map_columns(
             f"({', '.join(FEATURES)}) or a known export (MASS, Kaggle)"
         )
     id_original = next((c for c in columns if id_column and str(c).strip().lower() == id_column.lower()), None)
-    ignored = [str(c) for c in columns if str(c) not in seen.values() and c != id_original and names[str(c)] != LABEL]
-    return fmt, seen, ignored, id_original
+    lowered = {str(c).strip().lower(): c for c in reversed(columns)}
+    date_original = next((lowered[d] for d in DATE_COLUMNS if d in lowered), None)
+    ignored = [
+        str(c)
+        for c in columns
+        if str(c) not in seen.values() and c not in (id_original, date_original) and names[str(c)] != LABEL
+    ]
+    return fmt, seen, ignored, id_original, date_original
 
 
 def open_csv(
@@ -131,7 +140,8 @@ def open_csv(
     header = [h.strip() for h in header]
     if len(set(header)) != len(header):
         raise UnreadableFile("the header names a column twice")
-    fmt, used, ignored, id_original = _map_columns(header, required, id_column)
+    fmt, used, ignored, id_original, date_original = _map_columns(header, required, id_column)
+    extra = [c for c in (id_original, date_original) if c]
     bad: list[tuple[int, str]] = []
 
     def on_invalid(row) -> str:
@@ -146,7 +156,7 @@ def open_csv(
             parse_options=pcsv.ParseOptions(invalid_row_handler=on_invalid),
             convert_options=pcsv.ConvertOptions(
                 column_types={c: pa.string() for c in header},
-                include_columns=[*used.values(), *([id_original] if id_original else [])],
+                include_columns=[*used.values(), *extra],
                 strings_can_be_null=True,
             ),
         )
@@ -171,10 +181,11 @@ def open_csv(
                 rows=rows,
                 values={f: batch.column(c) for f, c in used.items()},
                 ids=batch.column(id_original) if id_original else None,
+                dates=batch.column(date_original) if date_original else None,
                 bad_rows=reported,
             )
 
-    return Source("csv", fmt, list(used), ignored, id_original, chunks())
+    return Source("csv", fmt, list(used), ignored, id_original, chunks(), date_original)
 
 
 def _row_numbers(kept: int, n: int, skipped: np.ndarray) -> np.ndarray:
@@ -222,10 +233,10 @@ def open_parquet(path: str, required: list[str], id_column: str | None, chunk_ro
     except (pa.ArrowInvalid, OSError) as exc:
         raise UnreadableFile(f"not a readable Parquet file: {_arrow_message(exc)}") from exc
     header = list(pf.schema_arrow.names)
-    fmt, used, ignored, id_original = _map_columns(header, required, id_column)
+    fmt, used, ignored, id_original, date_original = _map_columns(header, required, id_column)
     if id_original:
         check_id_type(id_original, pf.schema_arrow.field(id_original).type)
-    columns = [*used.values(), *([id_original] if id_original else [])]
+    columns = [*used.values(), *[c for c in (id_original, date_original) if c]]
 
     def chunks() -> Iterator[Chunk]:
         kept = 0
@@ -237,11 +248,12 @@ def open_parquet(path: str, required: list[str], id_column: str | None, chunk_ro
                     rows,
                     {f: batch.column(c) for f, c in used.items()},
                     batch.column(id_original) if id_original else None,
+                    batch.column(date_original) if date_original else None,
                 )
         except (pa.ArrowInvalid, OSError) as exc:
             raise UnreadableFile(f"not a readable Parquet file: {_arrow_message(exc)}") from exc
 
-    return Source("parquet", fmt, list(used), ignored, id_original, chunks())
+    return Source("parquet", fmt, list(used), ignored, id_original, chunks(), date_original)
 
 
 def to_float(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:

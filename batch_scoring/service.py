@@ -23,11 +23,13 @@ from typing import Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
+from inference_core.feature_layout import ingested_key, partition_key
 from inference_core.model_store import ModelStore, ModelUnavailable
 from inference_core.schema import OPTIONAL_FEATURES
 
 from .core import ScoreSummary, score_table
 from .drift import DriftAccumulator
+from .measurements import FeatureStoreWrite, MeasurementSink
 from .naming import (  # noqa: F401 - re-exported: callers name results through the service too
     FAILED,
     INBOX,
@@ -76,6 +78,7 @@ class Manifest(ScoreSummary):
     input: InputRef
     model: ModelRef
     challenger: ChallengerRef | None = None  # scored beside the champion: its probability is one more column
+    features: FeatureStoreWrite | None = None  # what the rows with patient ids added to the feature store
     output_keys: dict[str, str]
     training_execution_arn: str | None = None
     started_at: str
@@ -171,6 +174,7 @@ class BatchScorer:
         ref = InputRef(
             bucket=self.bucket, key=key, version_id=version, etag=head["ETag"].strip('"'), bytes=head["ContentLength"]
         )
+        arrived = head.get("LastModified") or datetime.now(UTC)  # the measurement time of rows without a date
         name = result_name(key, version, ref.etag)
         prefix = f"{OUTBOX}{name}/"
         if self._exists(prefix + MANIFEST):
@@ -180,7 +184,7 @@ class BatchScorer:
             return BatchOutcome(status="duplicate", name=name, prefix=prefix, failure=Failure(**previous))
         started = _now()
         try:
-            manifest = self._score(ref, name, prefix, started)
+            manifest = self._score(ref, name, prefix, started, arrived)
         except UnreadableFile as exc:
             failure = self._quarantine(ref, name, prefix, str(exc))
             return BatchOutcome(status="quarantined", name=name, prefix=prefix, failure=failure)
@@ -195,7 +199,7 @@ class BatchScorer:
             raise  # the platform retries the invocation; no manifest was written
         return BatchOutcome(status="scored", name=name, prefix=prefix, manifest=manifest)
 
-    def _score(self, ref: InputRef, name: str, prefix: str, started: str) -> Manifest:
+    def _score(self, ref: InputRef, name: str, prefix: str, started: str, arrived: datetime) -> Manifest:
         s = self.settings
         t0 = time.perf_counter()
         if ref.bytes > s.max_input_bytes:
@@ -231,12 +235,20 @@ class BatchScorer:
                 source = open_csv(stream, ref.key, required, s.id_column, s.csv_block_bytes)
             out = work / "out"
             out.mkdir()
-            summary = score_table(source, model, out, drift, s.required_values, kind == "csv", challenger=challenger)
+            sink = (
+                MeasurementSink(work / "measurements", name, arrived, source.date_column)
+                if s.data_bucket and source.id_column
+                else None
+            )
+            summary = score_table(
+                source, model, out, drift, s.required_values, kind == "csv", challenger=challenger, measurements=sink
+            )
             body.drain()
             ref = ref.model_copy(update={"sha256": body.sha.hexdigest()})
             training_arn = self._maybe_retrain(summary, name)
             t1 = time.perf_counter()
             keys = {f: prefix + f for f in summary.outputs}
+            stored = self._store_measurements(sink) if sink is not None else None
             try:
                 for file, key in keys.items():
                     self.s3.upload_file(str(out / file), self.bucket, key)
@@ -264,6 +276,7 @@ class BatchScorer:
                         if challenger
                         else None
                     ),
+                    features=stored,
                     output_keys=keys,
                     training_execution_arn=training_arn,
                     started_at=started,
@@ -273,8 +286,28 @@ class BatchScorer:
             except Exception:
                 self._delete(list(keys.values()))
                 raise
+            if stored is not None and stored.ingested_marker:  # after the commit: S3 starts the materialisation
+                self.s3.put_object(
+                    Bucket=s.data_bucket,
+                    Key=stored.ingested_marker,
+                    Body=json.dumps({"source": name, "rows": stored.rows_stored, "days": stored.days}).encode(),
+                    ContentType="application/json",
+                )
         self._delete([prefix + FAILED])
         return manifest
+
+    def _store_measurements(self, sink: MeasurementSink) -> FeatureStoreWrite:
+        """The kept rows into the offline store (data bucket), under keys named by the result: a retry rewrites the
+        same objects. The marker that starts the online refresh is written after the manifest."""
+        summary = sink.summary()
+        keys = []
+        for day, paths in sorted(sink.files.items()):
+            for path in paths:
+                key = partition_key(day, f"{sink.source}-{path.stem}")
+                self.s3.upload_file(str(path), self.settings.data_bucket, key)
+                keys.append(key)
+        marker = ingested_key(summary.days[0], sink.source) if summary.days else None
+        return summary.model_copy(update={"keys": keys, "ingested_marker": marker})
 
     def _profile(self, key: str) -> dict | None:
         try:

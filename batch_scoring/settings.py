@@ -32,6 +32,11 @@ class BatchSettings(BaseSettings):
         description="Features a row must have a value for; other missing values are imputed by the model",
     )
     id_column: str | None = Field("patient_id", description="Column copied to the predictions, when present")
+    data_bucket: str | None = Field(
+        None,
+        description="Bucket of the feature store's offline measurements: valid rows with patient ids are kept there "
+        "(features/measurements/) and the online store is refreshed; unset, nothing is kept",
+    )
     psi_threshold: float = Field(0.2, gt=0)
     ks_threshold: float = Field(0.2, gt=0, le=1)
     drift_min_rows: int = Field(100, ge=1)

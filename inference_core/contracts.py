@@ -64,12 +64,43 @@ class PatientBatch(BaseModel):
     patients: list[Patient] = Field(min_length=1, max_length=MAX_PATIENTS)
 
 
+class PatientLookup(BaseModel):
+    """A patient by id: scored on their latest measurements in the online feature store. Measurements given here
+    (any of them) override the stored ones, e.g. a glucose taken today."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "examples": [{"patient_id": "pima-tr2-0001"}, {"patient_id": "pima-tr2-0001", "glucose": 151}]
+        },
+    )
+    patient_id: str = Field(
+        min_length=1, max_length=128, pattern=r"^\S(.*\S)?$", description="The clinic's patient id (no edge spaces)"
+    )
+    pregnancies: float | None = _measure("pregnancies", optional=True)
+    glucose: float | None = _measure("glucose", optional=True)
+    blood_pressure: float | None = _measure("blood_pressure", optional=True)
+    skin_thickness: float | None = _measure("skin_thickness", optional=True)
+    insulin: float | None = _measure("insulin", optional=True)
+    bmi: float | None = _measure("bmi", optional=True)
+    diabetes_pedigree: float | None = _measure("diabetes_pedigree", optional=True)
+    age: float | None = _measure("age", optional=True)
+
+    def overrides(self) -> dict[str, float]:
+        return {k: v for k, v in self.model_dump(exclude={"patient_id"}).items() if v is not None}
+
+
 def _request_kind(value: Any) -> str:
-    return "batch" if isinstance(value, dict) and "patients" in value else "patient"
+    if isinstance(value, dict) and "patients" in value:
+        return "batch"
+    return "lookup" if isinstance(value, dict) and "patient_id" in value else "patient"
 
 
 PredictRequest = Annotated[
-    Annotated[Patient, Tag("patient")] | Annotated[PatientBatch, Tag("batch")],
+    Annotated[Patient, Tag("patient")]
+    | Annotated[PatientBatch, Tag("batch")]
+    | Annotated[PatientLookup, Tag("lookup")],
     Discriminator(_request_kind),
 ]
 
@@ -84,6 +115,17 @@ class Prediction(BaseModel):
     )
 
 
+class OnlineFeatures(BaseModel):
+    """Where a patient-id prediction's measurements came from."""
+
+    patient_id: str
+    measured_at: str = Field(description="When the stored measurements were taken (ISO 8601, UTC)")
+    age_days: float = Field(description="Days between that measurement and this request")
+    stale: bool = Field(description="Older than the deployment's maximum feature age: re-measure before relying on it")
+    max_age_days: float
+    overridden: list[str] = Field(default_factory=list, description="Measurements taken from the request instead")
+
+
 class PredictResponse(BaseModel):
     model_version: str = Field(description="The version of the model that answered")
     variant: Literal["champion", "challenger"] = Field(
@@ -91,6 +133,7 @@ class PredictResponse(BaseModel):
     )
     request_id: str
     predictions: list[Prediction]
+    features: OnlineFeatures | None = Field(None, description='For {"patient_id": ...}: the stored measurements used')
 
 
 class ErrorDetail(BaseModel):

@@ -15,6 +15,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from inference_core.feature_layout import INGESTED_PREFIX, MEASUREMENTS_PREFIX
+
 from .alarms import alarm
 from .bundling import function_code
 from .config import DeployConfig
@@ -45,6 +47,11 @@ class BatchScoring(Construct):
             (["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject"], [bucket_arn("batch", "/inbox/*")]),
             (["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [bucket_arn("batch", "/outbox/*")]),
             (["s3:PutObject"], [bucket_arn("batch", "/quarantine/*")]),
+            # the feature store: valid rows with patient ids, and the marker that refreshes the online store
+            (
+                ["s3:PutObject"],
+                [bucket_arn("data", f"/{MEASUREMENTS_PREFIX}*"), bucket_arn("data", f"/{INGESTED_PREFIX}*")],
+            ),
             (["s3:ListBucket"], [bucket_arn("batch")]),
             (
                 ["s3:GetObject"],
@@ -89,6 +96,7 @@ class BatchScoring(Construct):
                 "DR_DRIFT_STARTS_TRAINING": "true" if config.drift_retrain else "false",
                 "DR_STATE_MACHINE_ARN": state_machine.state_machine_arn,
                 "DR_IDEMPOTENCY_TABLE": self.idempotency.table_name,
+                "DR_DATA_BUCKET": bucket_name("data"),
                 "POWERTOOLS_SERVICE_NAME": "diabetes-risk-batch",
                 "POWERTOOLS_METRICS_NAMESPACE": "DiabetesRisk",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -96,7 +104,8 @@ class BatchScoring(Construct):
             },
             tracing=lambda_.Tracing.DISABLED if config.local else lambda_.Tracing.ACTIVE,
         )
-        storage.grant_keys(self.function.role, read=("artifacts",), write=("batch",))  # the table uses batch's key
+        # the idempotency table uses batch's key; the offline measurements go to the data bucket
+        storage.grant_keys(self.function.role, read=("artifacts",), write=("batch", "data"))
         self.idempotency.grant(
             self.function, "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
         )

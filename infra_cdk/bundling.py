@@ -34,7 +34,8 @@ _API = (
     "wrapt",
 )
 # What the prediction Lambda imports, with its runtime dependencies.
-PREDICT_PACKAGES = ("numpy", "onnxruntime", "flatbuffers", "packaging", "protobuf", *_API)
+# mmh3: the online-feature reader computes the key Feast stores a patient under (inference_core/online_features.py)
+PREDICT_PACKAGES = ("numpy", "onnxruntime", "flatbuffers", "packaging", "protobuf", "mmh3", *_API)
 # The batch-score Lambda: the same, plus pyarrow for streaming CSV/Parquet.
 BATCH_PACKAGES = (*PREDICT_PACKAGES, "pyarrow")
 # The token authorizer: PyJWT with RS256 (cryptography).

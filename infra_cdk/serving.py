@@ -68,6 +68,7 @@ class PredictionApi(Construct):
                 "DR_MODEL_REFRESH_S": str(config.refresh_s),
                 "DR_SHADOW_FLUSH_S": "1" if config.local else "10",
                 "DR_S3_CLIENT": "light",
+                "DR_ONLINE_TABLE": storage.online_features.table_name,
                 "POWERTOOLS_SERVICE_NAME": "diabetes-risk-predict",
                 "POWERTOOLS_METRICS_NAMESPACE": "DiabetesRisk",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -76,6 +77,7 @@ class PredictionApi(Construct):
             },
         )
         storage.grant_keys(role, read=("artifacts",))
+        storage.grant_online_features(role, write=False)  # POST /predict {"patient_id"}: one GetItem
         access_logs = logs.LogGroup(
             self, "ApiAccessLogs", retention=logs.RetentionDays.ONE_MONTH, removal_policy=RemovalPolicy.DESTROY
         )

@@ -48,6 +48,8 @@ class DiabetesRiskStack(Stack):
         CfnOutput(self, "BatchDeadLetterQueueUrl", value=self.batch.dead_letters.queue_url)
         CfnOutput(self, "StartDeadLetterQueueUrl", value=self.training.start_dead_letters.queue_url)
         CfnOutput(self, "IdempotencyTableName", value=self.batch.idempotency.table_name)
+        CfnOutput(self, "OnlineFeaturesTable", value=self.storage.online_features.table_name)
+        CfnOutput(self, "OnlineTableTemplate", value=self.storage.online_table_template)
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)
         CfnOutput(self, "MetricsBridgeFunctionName", value=self.monitoring.function.function_name)
         if self.monitoring.workspace is not None:

@@ -6,12 +6,15 @@ function may use a key only if it touches that bucket (`grant_keys`)."""
 from __future__ import annotations
 
 from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from cdk_nag import NagSuppressions
 from constructs import Construct
+
+from inference_core.feature_layout import online_table_name
 
 from .config import DeployConfig
 
@@ -41,8 +44,11 @@ def invoke_on_created(
         source_account=Aws.ACCOUNT_ID,
     )
     cfn_bucket: s3.CfnBucket = bucket.node.default_child
+    existing = cfn_bucket.notification_configuration
+    earlier = list(existing.lambda_configurations or []) if existing else []  # one bucket, several prefixes
     cfn_bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
         lambda_configurations=[
+            *earlier,
             s3.CfnBucket.LambdaConfigurationProperty(
                 event="s3:ObjectCreated:*",
                 function=function.function_arn,
@@ -51,7 +57,7 @@ def invoke_on_created(
                         rules=[s3.CfnBucket.FilterRuleProperty(name="prefix", value=prefix)]
                     )
                 ),
-            )
+            ),
         ]
     )
     cfn_bucket.add_dependency(permission)
@@ -123,6 +129,31 @@ class Storage(Construct):
             versioned=True,
             lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90))],
         )
+
+        # Feast's DynamoDB online store: one item per patient (the latest measurement), written by Feast's
+        # materialisation, read by the prediction function. Patient data: the data key encrypts it.
+        self.online_table_template = f"{config.stack_name}.{{project}}.{{table_name}}"
+        self.online_features = dynamodb.Table(
+            self,
+            "OnlineFeatures",
+            table_name=online_table_name(self.online_table_template),
+            partition_key=dynamodb.Attribute(name="entity_id", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=not config.local
+            ),
+            removal_policy=removal,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=self.keys["data"],
+        )
+
+    def grant_online_features(self, role: iam.IGrantable, write: bool) -> None:
+        """Read (the prediction function) or Feast's materialisation and apply (describe, tags, batch writes)."""
+        actions = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:DescribeTable"]
+        if write:
+            actions += ["dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:ListTagsOfResource"]
+        self.online_features.grant(role, *actions)
+        self.grant_keys(role, read=("data",), write=("data",) if write else ())
 
     def grant_keys(self, role: iam.IGrantable, read: tuple[str, ...] = (), write: tuple[str, ...] = ()) -> None:
         """Decrypt for the buckets a function reads, encrypt and decrypt for those it writes; nothing else."""

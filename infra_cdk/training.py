@@ -16,6 +16,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from cdk_nag import NagSuppressions
 from constructs import Construct
 
+from inference_core.feature_layout import INGESTED_PREFIX, MEASUREMENTS_PREFIX
+
 from .bundling import function_code
 from .config import DeployConfig
 from .queues import dead_letter_alarm, dead_letter_queue
@@ -30,12 +32,14 @@ ASL = ROOT / "statemachines" / "training.asl.json"
 # cross-validated search, the plots) keep ~1.7 vCPUs; the I/O-bound ones get 1 GB: ~3x their peak for larger files.
 STEPS: dict[str, tuple[str, int, int, tuple[str, ...]]] = {
     "Validate": ("validate", 300, 1024, ("read_data", "runs")),
-    "Features": ("features", 600, 3008, ("runs",)),
+    "Features": ("features", 600, 3008, ("runs", "features")),
     "Train": ("train", 900, 3008, ("runs",)),
     "Evaluate": ("evaluate", 600, 3008, ("runs",)),
     "Export": ("export", 300, 1024, ("runs",)),
     "Register": ("register", 300, 1024, ("runs",)),
     "Promote": ("promote", 120, 1024, ("runs", "publish")),
+    # Feast's materialisation into DynamoDB: after a promotion (a state), and after each scored batch (S3 event)
+    "Materialize": ("materialize", 300, 2048, ("features",)),
     "RecordFailure": ("record_failure", 60, 512, ("runs",)),
 }
 
@@ -53,6 +57,14 @@ def _statements(access: tuple[str, ...]) -> list[iam.PolicyStatement]:
         out += [
             iam.PolicyStatement(
                 actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[bucket_arn("data", "/data/*")]
+            ),
+            iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket_arn("data")]),
+        ]
+    if "features" in access:  # the offline store (data bucket) and Feast's registry (artifacts bucket)
+        out += [
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[bucket_arn("data", f"/{MEASUREMENTS_PREFIX}*"), bucket_arn("artifacts", "/feast/*")],
             ),
             iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket_arn("data")]),
         ]
@@ -86,6 +98,8 @@ class TrainingPipeline(Construct):
             "POWERTOOLS_LOG_LEVEL": "INFO",
             "DR_ALLOW_FAULT_INJECTION": "true" if config.allow_fault_injection else "false",
             "DR_PROMOTION": config.promotion,
+            "DR_ONLINE_STORE": "dynamodb",
+            "DR_ONLINE_TABLE_TEMPLATE": storage.online_table_template,
         }
         if config.s3_endpoint:
             env |= {"AWS_ENDPOINT_URL_S3": config.s3_endpoint, "FEAST_S3_ENDPOINT_URL": config.s3_endpoint}
@@ -98,8 +112,13 @@ class TrainingPipeline(Construct):
             storage.grant_keys(
                 self.functions[step].role,
                 read=("data",) if "read_data" in access else (),
-                write=("artifacts",) if {"runs", "publish"} & set(access) else (),
+                write=("artifacts",) if {"runs", "publish", "features"} & set(access) else (),
             )
+            if "features" in access:
+                storage.grant_online_features(self.functions[step].role, write=True)
+        self.materialize_function = self.functions.pop("Materialize")
+        # every scored batch that added measurements leaves a marker: one materialisation per batch
+        self.materialize_function.configure_async_invoke(retry_attempts=2, max_event_age=Duration.hours(6))
 
         log_group = logs.LogGroup(
             self,
@@ -112,12 +131,15 @@ class TrainingPipeline(Construct):
             "StateMachine",
             state_machine_name=f"{Stack.of(self).stack_name}-training",
             definition_body=sfn.DefinitionBody.from_string(ASL.read_text()),
-            definition_substitutions={f"{step}FunctionArn": fn.function_arn for step, fn in self.functions.items()},
+            definition_substitutions={
+                f"{step}FunctionArn": fn.function_arn
+                for step, fn in {**self.functions, "Materialize": self.materialize_function}.items()
+            },
             logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
             tracing_enabled=True,
             timeout=Duration.hours(2),
         )
-        for fn in self.functions.values():
+        for fn in [*self.functions.values(), self.materialize_function]:
             fn.grant_invoke(self.state_machine)
 
         events.Rule(
@@ -212,9 +234,12 @@ class TrainingPipeline(Construct):
         )
         dead_letter_alarm(self, "StartDeadLetterAlarm", self.start_dead_letters, "A new dataset did not start training")
         invoke_on_created(self, "DataBucketInvokesStart", storage.data, "data", start, "data/incoming/")
+        invoke_on_created(
+            self, "DataBucketInvokesMaterialize", storage.data, "data", self.materialize_function, INGESTED_PREFIX
+        )
 
     def _suppressions(self) -> None:
-        for fn in [*self.functions.values(), self.start_function]:
+        for fn in [*self.functions.values(), self.start_function, self.materialize_function]:
             NagSuppressions.add_resource_suppressions(
                 fn.role,
                 [

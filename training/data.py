@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
+from inference_core.feature_layout import DATE_COLUMNS, MAX_ID_CHARS
 from inference_core.schema import (
     FEATURES,
     LABEL,
@@ -27,7 +28,15 @@ from inference_core.schema import (
 )
 
 REQUIRED_COLUMNS = tuple(f for f in FEATURES if f not in OPTIONAL_FEATURES)
-IGNORED_COLUMNS = frozenset({"rownames", "Unnamed: 0", "patient_id", "event_timestamp"})
+IGNORED_COLUMNS = frozenset({"rownames", "Unnamed: 0", "event_timestamp"})
+# Identity and time, kept beside the features when a file has them (the feature store's keys): the patient, when
+# the measurements were taken, when the outcome was diagnosed. Other names a clinic file may use for the dates:
+KEY_ALIASES = {
+    "patient_id": ("patient_id",),
+    "measured_at": DATE_COLUMNS,
+    "diagnosed_at": ("diagnosed_at", "diagnosis_date"),
+}
+KEY_COLUMNS = tuple(KEY_ALIASES)
 
 
 class DataError(ValueError):
@@ -124,9 +133,12 @@ def to_canonical(raw: pd.DataFrame, name: str, require_label: bool = True) -> tu
     mapping = SOURCE_FORMATS.get(fmt, {})
     frame = raw.rename(columns={c: mapping.get(c, c) for c in raw.columns})
     frame = frame.rename(columns={c: c.strip().lower() for c in frame.columns if isinstance(c, str)})
+    keys = {key: next((a for a in aliases if a in frame.columns), None) for key, aliases in KEY_ALIASES.items()}
+    frame = frame.rename(columns={found: key for key, found in keys.items() if found})
+    key_names = {name for aliases in KEY_ALIASES.values() for name in aliases}
     required = set(REQUIRED_COLUMNS) | ({LABEL} if require_label else set())
     missing = sorted(required - set(frame.columns))
-    unknown = sorted(set(frame.columns) - set(FEATURES) - {LABEL} - {c.lower() for c in IGNORED_COLUMNS})
+    unknown = sorted(set(frame.columns) - set(FEATURES) - {LABEL} - {c.lower() for c in IGNORED_COLUMNS} - key_names)
     if missing:
         hint = f"; unknown columns: {', '.join(unknown)}" if unknown else ""
         raise DataError(
@@ -161,7 +173,25 @@ def to_canonical(raw: pd.DataFrame, name: str, require_label: bool = True) -> tu
                 CellIssue(int(idx) + 1, LABEL, f"label must be 0/1 or yes/no: {str(frame[LABEL].iloc[idx])[:40]!r}")
             )
         out[LABEL] = mapped.astype("float64")
+    for key, found in keys.items():
+        if found:
+            out[key] = _key_column(frame[key], key, issues)
     return out.reset_index(drop=True), fmt, issues
+
+
+def _key_column(values: pd.Series, key: str, issues: list[CellIssue]) -> pd.Series:
+    """patient_id as trimmed text; the dates as UTC timestamps (a date without a time is midnight UTC). Empty or
+    unreadable cells become issues of their row."""
+    text = values.astype("string").str.strip()
+    if key == "patient_id":
+        bad = text.isna() | (text == "") | (text.str.len() > MAX_ID_CHARS)
+        for idx in np.flatnonzero(bad.to_numpy()):
+            issues.append(CellIssue(int(idx) + 1, key, f"patient_id must be 1 to {MAX_ID_CHARS} characters"))
+        return text.astype(object)
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+    for idx in np.flatnonzero(parsed.isna().to_numpy()):
+        issues.append(CellIssue(int(idx) + 1, key, f"not a date: {str(values.iloc[idx])[:40]!r}"))
+    return parsed
 
 
 def load_table(uri: str, require_label: bool = True, version_id: str | None = None) -> LoadedTable:

@@ -150,7 +150,17 @@ def model_card(
     all_families: list[dict[str, Any]],
     selection: dict[str, Any] | None = None,
     calibration: dict[str, Any] | None = None,
+    identity: str | None = None,
 ) -> str:
+    from .identity import DERIVATION
+
+    keys = (
+        f"Patients and dates were derived, not recorded: {DERIVATION}. The training set is Feast's point-in-time "
+        "join of the labels at `diagnosed_at` against the measurements known then."
+        if identity == "derived"
+        else "Patient ids and measurement dates come from the file; the training set is Feast's point-in-time join "
+        "of the labels at `diagnosed_at` against the measurements known then."
+    )
     rows = "\n".join(f"| {k} | {v:.4f} |" for k, v in metrics.items())
     fam_rows = "\n".join(
         f"| {f['family']} | {f['cv_auc_mean']:.4f} ± {f.get('cv_auc_se', 0.0):.4f} | "
@@ -195,6 +205,8 @@ holdout was not used to choose it. **Hyper-parameters:** `{cv["best_params"]}`.
 
 Features: {", ".join(features)}. Recorded zeros in glucose, blood pressure, skin thickness, insulin and
 BMI mean "not measured" and are imputed.
+
+{keys}
 
 ## Holdout metrics (decision threshold {thresholds.decision:.3f})
 | metric | value |

@@ -1,5 +1,11 @@
-"""Features through Feast: validated rows become a Parquet offline source; training data comes back from
-a point-in-time join (`get_historical_features`); the online store (SQLite) is materialized too.
+"""The feature store, through Feast.
+
+- Offline: measurements accumulate as Parquet partitioned by date (inference_core/feature_layout.py): a training
+  dataset's rows when it is used, every scored batch's valid rows with patient ids.
+- Training sets: the labels (patient, `diagnosed_at`, outcome) are joined point-in-time against the measurements,
+  so each label gets the latest measurement taken at or before its diagnosis, never a later one.
+- Online: Feast materialises the latest measurement per patient into DynamoDB (SQLite for runs without a cloud);
+  the prediction function reads it by patient id.
 
 Imputation and scaling are not here: they live in the model Pipeline so the ONNX model carries them.
 """
@@ -12,91 +18,178 @@ import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from inference_core.feature_layout import (
+    ID_COLUMN,
+    MEASUREMENTS_PREFIX,
+    PROJECT,
+    SOURCE_COLUMN,
+    TIME_COLUMN,
+    VIEW,
+    partition_key,
+)
 from inference_core.schema import FEATURES, LABEL
+
+LABEL_TIME = "diagnosed_at"
+ROW = "__row"
+
+
+class FeatureStoreError(RuntimeError):
+    """The feature store cannot give what was asked (the message says what and where)."""
 
 
 @dataclass
-class FeastLocations:
-    source_uri: str  # Parquet offline source: local path or s3://bucket/key.parquet
+class FeastConfig:
+    offline_root: str  # folder of the measurements: a local path or s3://bucket/features/measurements/
     registry_path: str  # local path or s3:// URI
-    online_path: str  # SQLite file (local)
-    s3_endpoint: str | None = None  # the local cloud's S3; None on AWS
+    online: Literal["sqlite", "dynamodb"] = "sqlite"
+    online_path: str = ""  # SQLite file (online == "sqlite")
+    table_template: str = "{project}.{table_name}"  # DynamoDB table name (online == "dynamodb")
+    region: str = "us-east-1"
+    dynamodb_endpoint: str | None = None  # the local cloud's; None on AWS
+    s3_endpoint: str | None = None  # the local cloud's; None on AWS
+
+    @property
+    def source_path(self) -> str:
+        return self.offline_root.rstrip("/") + "/"
 
 
-def with_entity_columns(valid: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
-    """Adds patient_id (row position in this dataset) and event_timestamp (when it was measured/loaded)."""
-    frame = valid.copy()
-    frame.insert(0, "patient_id", range(1, len(frame) + 1))
-    frame["event_timestamp"] = pd.Timestamp(as_of)
-    return frame
-
-
-def write_parquet(frame: pd.DataFrame, uri: str) -> None:
-    buf = io.BytesIO()
-    frame.to_parquet(buf, index=False)
-    parsed = urllib.parse.urlparse(uri)
-    if parsed.scheme == "s3":
-        import boto3
-
-        boto3.client("s3").put_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"), Body=buf.getvalue())
-    else:
-        Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        Path(uri).write_bytes(buf.getvalue())
-
-
-def _store(locations: FeastLocations, repo_path: Path):
+def open_store(config: FeastConfig):
     from feast import FeatureStore, RepoConfig
 
-    config = RepoConfig(
-        project="diabetes_risk",
-        provider="local",
-        registry=locations.registry_path,
-        online_store={"type": "sqlite", "path": locations.online_path},
+    if config.online == "dynamodb":
+        online = {"type": "dynamodb", "region": config.region, "table_name_template": config.table_template}
+        if config.dynamodb_endpoint:
+            online["endpoint_url"] = config.dynamodb_endpoint
+    else:
+        Path(config.online_path).parent.mkdir(parents=True, exist_ok=True)
+        online = {"type": "sqlite", "path": config.online_path}
+    if "://" not in config.registry_path:
+        Path(config.registry_path).parent.mkdir(parents=True, exist_ok=True)
+    repo = RepoConfig(
+        project=PROJECT,
+        provider="aws" if config.online == "dynamodb" else "local",
+        registry=config.registry_path,
+        online_store=online,
         offline_store={"type": "file"},
         entity_key_serialization_version=3,
-        repo_path=repo_path,
+        repo_path=Path(config.online_path or ".").parent,
     )
-    return FeatureStore(config=config)
+    return FeatureStore(config=repo)
+
+
+def apply(config: FeastConfig):
+    """Register the entity, source and view (idempotent; creates the online table where Feast manages it)."""
+    from feature_repo.definitions import objects
+
+    store = open_store(config)
+    store.apply(objects(config.source_path, config.s3_endpoint))
+    return store
+
+
+# --- the offline store --------------------------------------------------------------------------------------------
+MEASUREMENT_SCHEMA = pa.schema(
+    [(ID_COLUMN, pa.string()), (TIME_COLUMN, pa.timestamp("us", tz="UTC"))]
+    + [(f, pa.float64()) for f in FEATURES]
+    + [(SOURCE_COLUMN, pa.string())]
+)
+
+
+def measurement_table(frame: pd.DataFrame, source: str) -> pa.Table:
+    """Rows with patient_id, measured_at and the features, in the offline store's schema."""
+    out = {ID_COLUMN: frame[ID_COLUMN].astype(str), TIME_COLUMN: pd.to_datetime(frame[TIME_COLUMN], utc=True)}
+    for f in FEATURES:
+        out[f] = frame[f].astype("float64") if f in frame else np.nan
+    out[SOURCE_COLUMN] = source
+    return pa.Table.from_pandas(pd.DataFrame(out), schema=MEASUREMENT_SCHEMA, preserve_index=False)
+
+
+def write_measurements(frame: pd.DataFrame, offline_root: str, source: str, s3=None) -> list[str]:
+    """One Parquet file per measurement date under the offline root; the same source rewrites the same keys
+    (a training dataset used twice adds nothing). Returns the written locations."""
+    table = measurement_table(frame, source)
+    days = pd.to_datetime(frame[TIME_COLUMN], utc=True).dt.strftime("%Y-%m-%d").to_numpy()
+    parsed = urllib.parse.urlparse(offline_root)
+    written = []
+    for day in sorted(set(days)):
+        part = table.filter(pa.array(days == day))
+        key = partition_key(day, source).removeprefix(MEASUREMENTS_PREFIX)
+        buf = io.BytesIO()
+        pq.write_table(part, buf, compression="zstd")
+        if parsed.scheme == "s3":
+            if s3 is None:
+                import boto3
+
+                s3 = boto3.client("s3")
+            full = parsed.path.lstrip("/").rstrip("/") + "/" + key
+            s3.put_object(Bucket=parsed.netloc, Key=full, Body=buf.getvalue())
+            written.append(f"s3://{parsed.netloc}/{full}")
+        else:
+            path = Path(offline_root) / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(buf.getvalue())
+            written.append(str(path))
+    return written
+
+
+# --- training sets ------------------------------------------------------------------------------------------------
+def point_in_time(store, labels: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+    """Each label row (patient_id, diagnosed_at, ...) with the latest measurement taken at or before diagnosed_at
+    (Feast's point-in-time join). Rows keep their order; a label with no measurement before it gets NaN features."""
+    entity_df = labels.rename(columns={LABEL_TIME: "event_timestamp"}).copy()
+    entity_df["event_timestamp"] = pd.to_datetime(entity_df["event_timestamp"], utc=True)
+    entity_df[ROW] = np.arange(len(entity_df))
+    joined = store.get_historical_features(entity_df=entity_df, features=[f"{VIEW}:{f}" for f in features]).to_df()
+    joined = joined.sort_values(ROW).reset_index(drop=True)
+    if len(joined) != len(labels):
+        raise FeatureStoreError(f"the point-in-time join returned {len(joined)} rows for {len(labels)} labels")
+    return joined.drop(columns=[ROW]).rename(columns={"event_timestamp": LABEL_TIME})
 
 
 def training_frame(
-    valid: pd.DataFrame, features: list[str], locations: FeastLocations, materialize: bool = True
-) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Register the features, load them back point-in-time for the labelled patients, and materialize
-    the online store. Returns the features + label ordered as the input, and the time of each step."""
-    from feature_repo.definitions import VIEW, objects
-
-    timings: dict[str, float] = {}
-    as_of = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
-    frame = with_entity_columns(valid, as_of)
+    config: FeastConfig, valid: pd.DataFrame, features: list[str], source: str, s3=None
+) -> tuple[pd.DataFrame, dict]:
+    """Write the dataset's measurements to the offline store, register the definitions, and build the training
+    set by the point-in-time join of its labels. Returns features + label (+ ids and times) and a report."""
+    report: dict = {}
     t0 = time.perf_counter()
-    write_parquet(frame[["patient_id", "event_timestamp", *FEATURES]], locations.source_uri)
-    Path(locations.online_path).parent.mkdir(parents=True, exist_ok=True)
-    if "://" not in locations.registry_path:
-        Path(locations.registry_path).parent.mkdir(parents=True, exist_ok=True)
-    repo_path = Path(locations.online_path).parent
-    store = _store(locations, repo_path)
-    store.apply(objects(locations.source_uri, locations.s3_endpoint))
-    timings["feast_apply_s"] = time.perf_counter() - t0
-
+    report["offline_files"] = len(write_measurements(valid, config.offline_root, source, s3=s3))
+    store = apply(config)
+    report["feast_apply_s"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
-    entity_df = frame[["patient_id", "event_timestamp", LABEL]].copy()
-    entity_df["event_timestamp"] = pd.Timestamp(as_of + timedelta(seconds=1))
-    joined = store.get_historical_features(
-        entity_df=entity_df, features=[f"{VIEW}:{name}" for name in features]
-    ).to_df()
-    joined = joined.sort_values("patient_id").reset_index(drop=True)
-    timings["feast_historical_s"] = time.perf_counter() - t0
-    if len(joined) != len(valid) or joined[features].isna().sum().sum() != valid[features].isna().sum().sum():
-        raise RuntimeError(
-            f"Feast point-in-time join returned {len(joined)} rows for {len(valid)} patients, or changed "
-            "missing values: the offline source and the entity rows do not match"
+    labels = valid[[ID_COLUMN, LABEL_TIME, LABEL]]
+    joined = point_in_time(store, labels, features)
+    report["feast_historical_s"] = round(time.perf_counter() - t0, 3)
+    no_measurement = joined[features].isna().all(axis=1)
+    if no_measurement.any():  # cannot happen for the dataset's own rows; guards a broken offline store
+        raise FeatureStoreError(
+            f"{int(no_measurement.sum())} labels found no measurement at or before their diagnosis in "
+            f"{config.offline_root} (first: patient {joined.loc[no_measurement, ID_COLUMN].iloc[0]!r})"
         )
-    if materialize:
-        t0 = time.perf_counter()
-        store.materialize(start_date=as_of - timedelta(days=1), end_date=datetime.now(UTC))
-        timings["feast_materialize_s"] = time.perf_counter() - t0
-    return joined[[*features, LABEL]], timings
+    same = np.isclose(
+        joined[features].to_numpy(float), valid[features].to_numpy(float), equal_nan=True, rtol=0, atol=1e-9
+    ).all(axis=1)
+    report["rows"] = len(joined)
+    report["rows_from_later_measurements"] = int((~same).sum())  # a newer measurement, still before the diagnosis
+    return joined[[ID_COLUMN, LABEL_TIME, *features, LABEL]], report
+
+
+def materialize(config: FeastConfig, start: datetime | None = None, end: datetime | None = None, store=None) -> dict:
+    """Latest measurement per patient in [start, end] into the online store (Feast `materialize`); a patient whose
+    newest measurement is older than `start` keeps its online row. Default: everything up to now."""
+    store = store or apply(config)
+    end = end or datetime.now(UTC)
+    start = start or datetime(1970, 1, 2, tzinfo=UTC)
+    t0 = time.perf_counter()
+    store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=[VIEW])
+    return {
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }

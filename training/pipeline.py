@@ -18,7 +18,7 @@ from .data import DatasetRef
 from .settings import TrainingSettings
 from .store import LocalRunStore, RunStore, S3RunStore
 
-STAGES = ("validate", "features", "train", "evaluate", "export", "register", "promote")
+STAGES = ("validate", "features", "train", "evaluate", "export", "register", "promote", "materialize")
 Progress = Callable[[str, str], None]  # (stage, message)
 
 
@@ -57,7 +57,8 @@ def run_training(
     run_id: str | None = None,
     promotion: str | None = None,
 ) -> TrainingResult:
-    """validate → features (Feast) → train (each family) → evaluate & select → export ONNX → register → promote.
+    """validate → features (Feast) → train (each family) → evaluate & select → export ONNX → register → promote →
+    materialize the online features (when the gate passed).
 
     With an S3 client the run's files go to s3://<artifacts>/runs/<run_id>/ (as under Step Functions);
     without, to a local folder under the work dir."""
@@ -96,6 +97,9 @@ def run_training(
         registered = steps.register_step(settings, store, run_id, work, timings)
     with stage("promote", "quality gate"):
         promoted = steps.promote_step(settings, store, s3=s3, promotion=promotion)
+    if promoted["promoted"]:
+        with stage("materialize", "latest measurements per patient into the online store (Feast)"):
+            steps.materialize_step(settings, cloud=s3 is not None)
     evaluated = store.get_json("evaluate.json")
     return TrainingResult(
         run_id=run_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .registry import GateSettings
@@ -22,8 +22,21 @@ class TrainingSettings(BaseSettings):
     mlflow_tracking_uri: str = Field("http://127.0.0.1:5000", validation_alias="MLFLOW_TRACKING_URI")
     experiment: str = "diabetes-risk"
     work_dir: Path = PROJECT_ROOT / ".state" / "training"
-    feast_registry: str | None = Field(None, description="Feast registry (path or s3://); default in work_dir")
-    feature_source: str | None = Field(None, description="Feast offline Parquet (path or s3://); default in work_dir")
+    feast_registry: str | None = Field(
+        None, description="Feast registry (path or s3://); default s3://<artifacts>/feast/registry.db, or work_dir"
+    )
+    offline_store: str | None = Field(
+        None,
+        description="Measurements folder (path or s3://); default s3://<data>/features/measurements/, or work_dir",
+    )
+    online_store: Literal["sqlite", "dynamodb"] = Field(
+        "sqlite", description="Feast online store: DynamoDB when deployed, SQLite in work_dir for runs without a cloud"
+    )
+    online_table_template: str = Field(
+        "{project}.{table_name}", description="Feast's DynamoDB table_name_template (the stack sets its table)"
+    )
+    region: str = Field("us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+    dynamodb_endpoint: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_DYNAMODB")
     s3_endpoint: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_S3")
     folds: int = Field(5, ge=2, le=20)
     cv_repeats: int = Field(3, ge=1, le=20, description="Repeats of the stratified k-fold that compares the families")

@@ -39,7 +39,10 @@ def validate_step(
 ) -> dict:
     """Load and validate both datasets; keep the valid rows and the reports in the store."""
     train_table, holdout_table = _load(train_uri, "train", train_version_id), _load(holdout_uri, "holdout")
+    from .identity import with_identity
+
     train_valid, train_report = validate(train_table.frame, train_table.issues, settings.validation)
+    train_valid, identity = with_identity(train_valid, train_table.ref)
     holdout_valid, holdout_report = validate(holdout_table.frame, holdout_table.issues, settings.validation)
     features = [f for f in train_report.features_used if f in holdout_report.features_used]
     store.put_frame(VALIDATED_TRAIN, train_valid)
@@ -50,32 +53,64 @@ def validate_step(
         "features": features,
         "train": train_table.ref.model_dump(),
         "holdout": holdout_table.ref.model_dump(),
+        "identity": identity,
         "validation": {"train": train_report.summary(), "holdout": holdout_report.summary()},
     }
     store.put_json("validate.json", summary)
     return summary
 
 
-def features_step(settings: TrainingSettings, store: RunStore, work: Path) -> dict:
-    """Feast: offline Parquet source, apply, point-in-time training frame, online materialization."""
-    from .features import FeastLocations, training_frame
+def feast_config(settings: TrainingSettings, cloud: bool):
+    """Where the feature store lives: the data bucket, the artifacts bucket and DynamoDB for a run in a cloud; the
+    work folder otherwise (unless the settings say)."""
+    from inference_core.feature_layout import MEASUREMENTS_PREFIX
 
-    features = store.get_json("validate.json")["features"]
-    valid = store.get_frame(VALIDATED_TRAIN)
-    locations = FeastLocations(
-        source_uri=settings.feature_source or store.uri("feast/patients.parquet"),
-        registry_path=settings.feast_registry or str(work / "feast" / "registry.db"),
-        online_path=str(work / "feast" / "online_store.db"),
+    from .features import FeastConfig
+
+    local = Path(settings.work_dir) / "feature_store"
+    return FeastConfig(
+        offline_root=settings.offline_store
+        or (f"s3://{settings.data_bucket}/{MEASUREMENTS_PREFIX}" if cloud else str(local / "measurements")),
+        registry_path=settings.feast_registry
+        or (f"s3://{settings.artifacts_bucket}/feast/registry.db" if cloud else str(local / "registry.db")),
+        online=settings.online_store,
+        online_path=str(local / "online_store.db"),
+        table_template=settings.online_table_template,
+        region=settings.region,
+        dynamodb_endpoint=settings.dynamodb_endpoint,
         s3_endpoint=settings.s3_endpoint,
     )
-    frame, timings = training_frame(valid, features, locations)
+
+
+def features_step(settings: TrainingSettings, store: RunStore, work: Path) -> dict:
+    """Feast: the dataset's measurements into the offline store, the definitions applied, and the training set
+    built by the point-in-time join of its labels (each gets the latest measurement taken before its diagnosis)."""
+    from .features import training_frame
+    from .store import S3RunStore
+
+    validated = store.get_json("validate.json")
+    features = validated["features"]
+    valid = store.get_frame(VALIDATED_TRAIN)
+    config = feast_config(settings, cloud=isinstance(store, S3RunStore))
+    source = f"train-{validated['train']['sha256'][:16]}"
+    frame, report = training_frame(config, valid, features, source)
     store.put_frame(TRAINING_FRAME, frame)
     return {
         "rows": len(frame),
         "features": features,
-        "source": locations.source_uri,
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "offline_store": config.offline_root,
+        "source": source,
+        "identity": validated.get("identity", "derived"),
+        "rows_from_later_measurements": report["rows_from_later_measurements"],
+        "timings_s": {k: report[k] for k in ("feast_apply_s", "feast_historical_s")},
     }
+
+
+def materialize_step(settings: TrainingSettings, cloud: bool, start: datetime | None = None) -> dict:
+    """The latest measurement of every patient measured since `start` (default: all) into the online store."""
+    from .features import materialize
+
+    return materialize(feast_config(settings, cloud), start=start)
 
 
 def train_step(settings: TrainingSettings, store: RunStore, family: str, n_jobs: int = 1) -> dict:
@@ -219,6 +254,7 @@ def _card(store: RunStore, version: str | None) -> str:
         ],
         selection=evaluated.get("selection"),
         calibration=(evaluated.get("calibration") or {}).get(selected),
+        identity=validated.get("identity"),
     )
 
 

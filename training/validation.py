@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from inference_core.schema import FEATURES, LABEL, OPTIONAL_FEATURES, RANGES
 
-from .data import CellIssue, DataError
+from .data import KEY_COLUMNS, CellIssue, DataError
 
 
 class RowFailure(BaseModel):
@@ -70,7 +70,7 @@ def validate(
         RowFailure(
             row=i.row,
             column=i.column,
-            rule="not_a_number" if i.column != LABEL else "label_value",
+            rule="label_value" if i.column == LABEL else "invalid_key" if i.column in KEY_COLUMNS else "not_a_number",
             value=i.message,
         )
         for i in (cell_issues or [])
@@ -79,7 +79,8 @@ def validate(
     bad_rows = {f.row - 1 for f in failures}
     duplicate_rows: set[int] = set()
     try:
-        _schema(with_label).validate(frame, lazy=True)
+        # the keys (patient_id and the dates) were checked when read; the schema is the features' and the label's
+        _schema(with_label).validate(frame.drop(columns=[c for c in KEY_COLUMNS if c in frame]), lazy=True)
     except SchemaErrors as exc:
         cases = exc.failure_cases
         for case in cases.itertuples(index=False):

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -32,7 +33,10 @@ from inference_core.contracts import (
     HealthResponse,
     Lineage,
     ModelInfo,
+    OnlineFeatures,
+    Patient,
     PatientBatch,
+    PatientLookup,
     PredictRequest,
     PredictResponse,
 )
@@ -56,6 +60,10 @@ class PredictSettings(BaseSettings):
     # has waited this long (what an environment still holds when it is shut down is never scored)
     shadow_batch: int = Field(256, ge=1, le=10_000)
     shadow_flush_s: float = Field(10.0, ge=0, le=300)
+    # patient-id predictions: Feast's DynamoDB online store (unset: such requests get a 503 that says so)
+    online_table: str | None = Field(None, min_length=3, max_length=255)
+    dynamodb_client: Literal["light", "boto3"] = "boto3"
+    feature_max_age_days: float = Field(365.0, gt=0, description="Older stored measurements are flagged stale")
 
 
 SETTINGS = PredictSettings()
@@ -96,6 +104,7 @@ STORE = ModelStore(
     SETTINGS.ort_threads,
 )
 SHADOW = ShadowBuffer(SETTINGS.shadow_batch, SETTINGS.shadow_flush_s)
+_ONLINE: dict[str, Any] = {}  # the online-feature reader, made on the first patient-id request (not at cold start)
 BUCKETS = [(i / 10, (i + 1) / 10) for i in range(10)]
 BUCKET_NAMES = [f"Probability_{low:.1f}_{high:.1f}" for low, high in BUCKETS]
 
@@ -174,23 +183,36 @@ BEARER = [{"bearerAuth": []}]
 
 @app.post(
     "/predict",
-    summary="Diabetes risk for one patient or up to 1,000",
+    summary="Diabetes risk for one patient, up to 1,000, or a patient by id (stored measurements)",
     responses={
         200: {"description": "Risk per patient", "content": {"application/json": {"model": PredictResponse}}},
         400: {"description": "Empty body or not JSON", "content": _ERROR},
         413: {"description": "Body too large", "content": _ERROR},
         415: {"description": "Content-Type is not application/json", "content": _ERROR},
+        404: {"description": "patient_id unknown to the online feature store", "content": _ERROR},
         422: {"description": "Invalid measurements, per field", "content": _ERROR},
-        503: {"description": "No model available", "content": _ERROR},
+        503: {"description": "No model available, or the online feature store cannot be read", "content": _ERROR},
         **_GATEWAY,
     },
     security=BEARER,
 )
-def predict(body: Annotated[PredictRequest, Body(description='One patient, or {"patients": [...]}')] = None):
+def predict(
+    body: Annotated[
+        PredictRequest, Body(description='One patient, {"patients": [...]}, or {"patient_id": ...} with any overrides')
+    ] = None,
+):
     started = time.perf_counter()
     request = REQUEST.validate_json(app.current_event.body)  # `body` above documents it; parsed once, here
     champion = STORE.get()
-    patients = request.patients if isinstance(request, PatientBatch) else [request]
+    stored = None
+    if isinstance(request, PatientLookup):
+        found = lookup(request)
+        if isinstance(found, Response):
+            return found
+        patient, stored = found
+        patients = [patient]
+    else:
+        patients = request.patients if isinstance(request, PatientBatch) else [request]
     rollout = champion.pointer.rollout
     # the same request always takes the same path, however a retry re-serialises it: the draw hashes the parsed,
     # validated patients (and is computed only while a rollout is on)
@@ -236,11 +258,79 @@ def predict(body: Annotated[PredictRequest, Body(description='One patient, or {"
         variant=variant,
         request_id=_request_id(),
         predictions=predictions,
+        features=stored,
     )
     response = Response(200, "application/json", body.model_dump_json())
     if routed and rollout.mode == "shadow":
         shadow(champion, patients, predictions)  # after the answer is built: it can neither change nor fail it
     return response
+
+
+def online_features():
+    """The reader of Feast's online store, made once per container on first use: the measurement path never loads
+    it. The light client signs one GetItem over urllib; boto3 where the environment has no credentials."""
+    if "reader" not in _ONLINE:
+        from inference_core.online_features import DynamoReader, OnlineFeatures
+
+        client = DynamoReader.from_env() if SETTINGS.dynamodb_client == "light" else None
+        if client is None:
+            import boto3
+
+            client = boto3.client("dynamodb")
+        _ONLINE["reader"] = OnlineFeatures(client, SETTINGS.online_table)
+    return _ONLINE["reader"]
+
+
+def lookup(request: PatientLookup) -> tuple[Patient, OnlineFeatures] | Response:
+    """The patient's latest stored measurements, overridden by any sent with the request. An unknown patient is a
+    404; a store that cannot be read is a 503; a required measurement neither stored nor sent is a 422."""
+    from inference_core.online_features import OnlineStoreError
+
+    if not SETTINGS.online_table:
+        return error(503, "patient-id predictions are not configured here (DR_ONLINE_TABLE)", kind="no_feature_store")
+    started = time.perf_counter()
+    try:
+        stored = online_features().get(request.patient_id)
+    except OnlineStoreError as exc:
+        logger.warning("online feature store unavailable", extra={"reason": str(exc)[:300]})
+        return error(
+            503, "the online feature store is unavailable; retry, or send the measurements", kind="feature_store"
+        )
+    metrics.add_metric(
+        name="FeatureLookupLatency", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
+    )
+    if stored is None:
+        return error(
+            404,
+            "unknown patient: the online feature store has no measurements for this patient_id",
+            [{"field": "patient_id", "message": "no stored measurements; score it with its measurements instead"}],
+            kind="unknown_patient",
+        )
+    overrides = request.overrides()
+    values = {k: v for k, v in stored.values.items() if k in Patient.model_fields} | overrides
+    try:
+        patient = Patient.model_validate({k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        details = [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()[:20]]
+        return error(
+            422,
+            "the stored measurements lack values the model needs: send them with the patient_id",
+            details,
+            kind="validation",
+        )
+    age_days = (datetime.now(UTC) - stored.measured_at).total_seconds() / 86400
+    stale = age_days > SETTINGS.feature_max_age_days
+    metrics.add_metric(name="PatientLookups", unit=MetricUnit.Count, value=1)
+    if stale:
+        metrics.add_metric(name="StaleFeatures", unit=MetricUnit.Count, value=1)
+    return patient, OnlineFeatures(
+        patient_id=request.patient_id,
+        measured_at=stored.measured_at.isoformat(),
+        age_days=round(age_days, 2),
+        stale=stale,
+        max_age_days=SETTINGS.feature_max_age_days,
+        overridden=sorted(overrides),
+    )
 
 
 def rollout_fraction(canonical: bytes) -> float:
@@ -393,7 +483,7 @@ def invalid_request(exc: ValidationError) -> Response:
         )
     details = []
     for err in errors[:50]:
-        loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "patient", "batch")]
+        loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "patient", "batch", "lookup")]
         details.append({"field": ".".join(loc) or "body", "message": err.get("msg", "invalid")})
     return error(422, "invalid request: check the fields listed in details", details, "validation")
 

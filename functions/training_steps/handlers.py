@@ -10,16 +10,19 @@ import functools
 import math
 import re
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.data_classes import S3Event
 from aws_lambda_powertools.utilities.parser import parse
 from botocore.exceptions import ClientError, EndpointConnectionError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from inference_core.feature_layout import ingested_day
 from training import steps
 from training.models import FAMILIES
 from training.settings import TrainingSettings
@@ -220,3 +223,35 @@ def record_failure(event: FailureEvent, store: S3RunStore) -> dict:
         extra={"failed_step": record["failed_step"], "error": record["error"], "cause": record["message"]},
     )
     return record
+
+
+@training_step("materialize")
+def _materialize_after_training(event: StepEvent, store: S3RunStore) -> dict:
+    return steps.materialize_step(SETTINGS, cloud=True)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+def _materialize_after_batch(event: dict, context: Any) -> dict:
+    """S3 → one marker per scored batch that added measurements (features/ingested/<first day>/<batch>.json): the
+    patients measured since that day get their latest measurement online."""
+    notification = S3Event(event)
+    days = []
+    for record in notification.records:
+        day = ingested_day(record.s3.get_object.key)  # the data class URL-decodes the key
+        if day is None:
+            raise ValueError(f"not an ingestion marker: {record.s3.get_object.key[:200]!r}")
+        days.append(day)
+    start = datetime.fromisoformat(min(days)).replace(tzinfo=UTC)
+    logger.append_keys(step="materialize", trigger="batch")
+    result = steps.materialize_step(SETTINGS, cloud=True, start=start)
+    count("FeatureMaterializations", trigger="batch")
+    logger.info("online features materialised", extra=result)
+    return result
+
+
+def materialize(event: dict, context: Any) -> dict:
+    """Two callers: the state machine after a promotion (its step input), S3 after a scored batch (a notification)."""
+    if isinstance(event, dict) and "Records" in event:
+        return _materialize_after_batch(event, context)
+    return _materialize_after_training(event, context)
