@@ -43,7 +43,8 @@ def main() -> None:
             artifacts_bucket="artifacts",
             MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
             work_dir=tmp / "work",
-            feature_source=str(tmp / "feast-source.parquet"),  # s3fs (Feast's S3 reader) is not patched by moto
+            offline_store=str(tmp / "measurements"),  # s3fs (Feast's S3 reader) is not patched by moto
+            feast_registry=str(tmp / "registry.db"),
         )
         t0 = time.perf_counter()
         result = run_training(settings, progress=lambda stage, msg: print(f"  {stage}: {msg}", flush=True), s3=s3)

@@ -90,9 +90,14 @@ class DynamoReader:
     (item attributes in DynamoDB's JSON), without the ≈ 180 ms a boto3 client costs a cold start."""
 
     def __init__(
-        self, credentials: Credentials, region: str, endpoint: str | None = None, timeout: float = 5.0
+        self,
+        credentials: Credentials,
+        region: str,
+        endpoint: str | None = None,
+        timeout: float = 5.0,
+        urlopen=urllib.request.urlopen,
     ) -> None:
-        self.credentials, self.region, self.timeout = credentials, region, timeout
+        self.credentials, self.region, self.timeout, self._urlopen = credentials, region, timeout, urlopen
         self.endpoint = (endpoint or f"https://dynamodb.{region}.amazonaws.com").rstrip("/") + "/"
 
     @classmethod
@@ -111,7 +116,7 @@ class DynamoReader:
         SigV4Auth(self.credentials, "dynamodb", self.region).add_auth(request)
         prepared = urllib.request.Request(request.url, data=body, headers=dict(request.headers.items()), method="POST")
         try:
-            with urllib.request.urlopen(prepared, timeout=self.timeout) as response:
+            with self._urlopen(prepared, timeout=self.timeout) as response:
                 doc = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             try:

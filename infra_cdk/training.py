@@ -117,8 +117,20 @@ class TrainingPipeline(Construct):
             if "features" in access:
                 storage.grant_online_features(self.functions[step].role, write=True)
         self.materialize_function = self.functions.pop("Materialize")
-        # every scored batch that added measurements leaves a marker: one materialisation per batch
-        self.materialize_function.configure_async_invoke(retry_attempts=2, max_event_age=Duration.hours(6))
+        # every scored batch that added measurements leaves a marker: one materialisation per batch; what it gives up
+        # on waits in a dead-letter queue (an alarm watches it), and `diabetes-risk features materialize` repairs
+        self.materialize_dead_letters = dead_letter_queue(self, "MaterializeDeadLetters")
+        self.materialize_function.configure_async_invoke(
+            retry_attempts=2,
+            max_event_age=Duration.hours(6),
+            on_failure=lambda_destinations.SqsDestination(self.materialize_dead_letters),
+        )
+        dead_letter_alarm(
+            self,
+            "MaterializeDeadLetterAlarm",
+            self.materialize_dead_letters,
+            "A batch's online features were not updated",
+        )
 
         log_group = logs.LogGroup(
             self,

@@ -146,9 +146,10 @@ def point_in_time(store, labels: pd.DataFrame, features: list[str]) -> pd.DataFr
     entity_df["event_timestamp"] = pd.to_datetime(entity_df["event_timestamp"], utc=True)
     entity_df[ROW] = np.arange(len(entity_df))
     joined = store.get_historical_features(entity_df=entity_df, features=[f"{VIEW}:{f}" for f in features]).to_df()
-    joined = joined.sort_values(ROW).reset_index(drop=True)
-    if len(joined) != len(labels):
-        raise FeatureStoreError(f"the point-in-time join returned {len(joined)} rows for {len(labels)} labels")
+    if joined[ROW].duplicated().any():
+        raise FeatureStoreError("the point-in-time join returned a label twice: the offline store has duplicate rows")
+    # Feast's file store leaves out a label whose patient has no measurement in the window: it comes back as NaN
+    joined = entity_df.merge(joined[[ROW, *features]], on=ROW, how="left").sort_values(ROW).reset_index(drop=True)
     return joined.drop(columns=[ROW]).rename(columns={"event_timestamp": LABEL_TIME})
 
 

@@ -179,10 +179,15 @@ def test_patient_data_buckets_and_the_table_use_rotating_customer_keys(stacks, t
         assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
         assert rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]["Fn::GetAtt"][0] == keys[kind]
         assert rule["BucketKeyEnabled"] is True
-    (table,) = template.find_resources("AWS::DynamoDB::Table").values()
-    sse = table["Properties"]["SSESpecification"]
-    assert sse["SSEEnabled"] is True and sse["SSEType"] == "KMS"
-    assert sse["KMSMasterKeyId"]["Fn::GetAtt"][0] == keys["batch"]
+    tables = {
+        t["Properties"]["KeySchema"][0]["AttributeName"]: t["Properties"]
+        for t in template.find_resources("AWS::DynamoDB::Table").values()
+    }
+    assert set(tables) == {"id", "entity_id"}  # idempotency records; the online feature store (patient data)
+    for key, kind in (("id", "batch"), ("entity_id", "data")):
+        sse = tables[key]["SSESpecification"]
+        assert sse["SSEEnabled"] is True and sse["SSEType"] == "KMS"
+        assert sse["KMSMasterKeyId"]["Fn::GetAtt"][0] == keys[kind]
 
 
 def test_each_function_may_use_only_the_keys_of_what_it_touches(stacks):
@@ -194,9 +199,11 @@ def test_each_function_may_use_only_the_keys_of_what_it_touches(stacks):
         return {kind: _keys_used(template, handler).get(logical) for kind, logical in keys.items()}
 
     predict = used("predict.app.handler")
-    assert predict == {"data": None, "artifacts": decrypt_only, "batch": None}
+    # data: the online features (DynamoDB, the data key), read only
+    assert predict == {"data": decrypt_only, "artifacts": decrypt_only, "batch": None}
     batch = used("batch_score.app.handler")
-    assert batch["data"] is None and batch["artifacts"] == decrypt_only
+    assert batch["artifacts"] == decrypt_only
+    assert {"kms:Encrypt", "kms:GenerateDataKey*"} <= batch["data"]  # valid rows into the offline store
     assert {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*"} <= batch["batch"]
     validate = used("training_steps.handlers.validate")
     assert validate["data"] == decrypt_only and validate["batch"] is None

@@ -38,7 +38,9 @@ def test_bundle_imports_and_scores_in_isolation(tmp_path):
         "import sys; sys.path[:0] = [sys.argv[1]]; sys.path.append(sys.argv[2]);"
         "from inference_core.model_store import make_session; import numpy as np;"
         "s = make_session(open(sys.argv[3], 'rb').read());"
-        "print(s.run(None, {'features': np.array([[0.3, 0.7]], np.float32)})[0].tolist())"
+        "print(s.run(None, {'features': np.array([[0.3, 0.7]], np.float32)})[0].tolist());"
+        # the patient-id path's reader (mmh3 computes Feast's key) is in the bundle too
+        "from inference_core.online_features import entity_id; assert len(entity_id('p-1')) == 32"
     )
     out = subprocess.run(
         [sys.executable, "-S", "-c", code, str(build_predict_bundle()), boto_dir, str(model)],

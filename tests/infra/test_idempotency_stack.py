@@ -14,7 +14,11 @@ def _logical(stack, construct) -> str:
 @pytest.mark.parametrize("target", ["local", "aws"])
 def test_the_idempotency_table_expires_records_and_only_the_batch_function_uses_it(stacks, target):
     stack, template = stacks[target]
-    (table_id, table), *_ = template.find_resources("AWS::DynamoDB::Table").items()
+    ((table_id, table),) = [
+        (k, t)
+        for k, t in template.find_resources("AWS::DynamoDB::Table").items()
+        if t["Properties"]["KeySchema"][0]["AttributeName"] == "id"  # not the online feature store's table
+    ]
     props = table["Properties"]
     assert props["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
@@ -44,7 +48,7 @@ def test_the_idempotency_table_expires_records_and_only_the_batch_function_uses_
 def test_s3_invoked_functions_send_what_they_give_up_on_to_a_watched_dead_letter_queue(stacks, target):
     stack, template = stacks[target]
     queues = template.find_resources("AWS::SQS::Queue")
-    assert len(queues) == 2
+    assert len(queues) == 3
     for queue in queues.values():
         assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
         assert queue["Properties"]["SqsManagedSseEnabled"] is True
@@ -56,7 +60,8 @@ def test_s3_invoked_functions_send_what_they_give_up_on_to_a_watched_dead_letter
         destination = props["DestinationConfig"]["OnFailure"]["Destination"]["Fn::GetAtt"][0]
         targets[props["FunctionName"]["Ref"]] = destination
     batch, start = _logical(stack, stack.batch.function), _logical(stack, stack.training.start_function)
-    assert set(targets) == {batch, start} and targets[batch] != targets[start]
+    materialize = _logical(stack, stack.training.materialize_function)
+    assert set(targets) == {batch, start, materialize} and len(set(targets.values())) == 3
     assert set(targets.values()) == set(queues)
     for queue_id in queues:
         template.has_resource_properties(

@@ -46,7 +46,7 @@ def test_every_emitting_function_is_subscribed_and_the_bridge_never_to_itself(st
         subscribed[_ref(props["LogGroupName"])] = _ref(props["DestinationArn"])
         assert props["FilterPattern"] == "{ $._aws.Timestamp > 0 }"
     emitting = {fid: group for fid, group in groups.items() if fid != bridge_id}
-    assert len(emitting) == 12  # predict, authorizer, batch-score, 8 training steps, start-on-new-data
+    assert len(emitting) == 13  # predict, authorizer, batch-score, 8 training steps, materialize, start-on-new-data
     assert set(subscribed) == set(emitting.values())
     assert set(subscribed.values()) == {bridge_id}
     assert groups[bridge_id] not in subscribed

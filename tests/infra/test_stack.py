@@ -98,7 +98,7 @@ def test_every_task_retries_transient_errors_and_catches_to_the_failure_path(sta
     _, template = stacks["local"]
     asl = _definition(template)
     tasks = {name: s for name, s in asl["States"].items() if s["Type"] == "Task" and name != "Record failure"}
-    assert set(tasks) == {"Validate", "Features", "Evaluate", "Export", "Register", "Promote"}
+    assert set(tasks) == {"Validate", "Features", "Evaluate", "Export", "Register", "Promote", "Materialize features"}
     for name, state in [*tasks.items(), ("Train", asl["States"]["Train families"]["ItemProcessor"]["States"]["Train"])]:
         retry = state["Retry"][0]
         assert "TransientError" in retry["ErrorEquals"] and "Lambda.TooManyRequestsException" in retry["ErrorEquals"]
@@ -107,7 +107,13 @@ def test_every_task_retries_transient_errors_and_catches_to_the_failure_path(sta
         catch = asl["States"][name]["Catch"][0]
         assert catch["ErrorEquals"] == ["States.ALL"]
         assert asl["States"][catch["Next"]]["Next"] == "Record failure"
-    assert asl["States"]["Promote"]["Next"] == "Done"  # promotion is the last step, only on success
+    # promotion is the last model step, only on success; then the online features, only if the gate passed
+    gate = asl["States"][asl["States"]["Promote"]["Next"]]
+    assert gate["Type"] == "Choice" and gate["Default"] == "Done"
+    assert gate["Choices"] == [
+        {"Variable": "$.promote.promoted", "BooleanEquals": True, "Next": "Materialize features"}
+    ]
+    assert asl["States"]["Materialize features"]["Next"] == "Done"
     assert asl["States"]["Train families"]["Type"] == "Map" and asl["States"]["Train families"]["MaxConcurrency"] == 3
 
 
@@ -115,7 +121,7 @@ def test_local_target_uses_zip_functions_and_aws_uses_images_for_training(stacks
     _, local = stacks["local"]
     _, aws = stacks["aws"]
     local_fns = local.find_resources("AWS::Lambda::Function")
-    assert len(local_fns) == 13  # 8 training steps, new-data trigger, predict, authorizer, batch score, bridge
+    assert len(local_fns) == 14  # 8 training steps, materialize, new-data trigger, predict, authorizer, batch, bridge
     assert {f["Properties"]["Runtime"] for f in local_fns.values()} == {"python3.13"}
     aws_fns = aws.find_resources("AWS::Lambda::Function")
     packages = {f["Properties"]["Description"]: f["Properties"].get("PackageType") for f in aws_fns.values()}
@@ -146,9 +152,13 @@ def test_schedule_and_new_data_trigger_without_custom_resources(stacks):
         and b["Properties"].get("VersioningConfiguration")
         and b["Properties"]["LoggingConfiguration"]["LogFilePrefix"] == "data/"
     ]
-    (config,) = data[0]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
-    assert config["Event"] == "s3:ObjectCreated:*"
-    assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "data/incoming/"}]
+    configs = data[0]["Properties"]["NotificationConfiguration"]["LambdaConfigurations"]
+    assert {c["Event"] for c in configs} == {"s3:ObjectCreated:*"}
+    prefixes = [c["Filter"]["S3Key"]["Rules"] for c in configs]
+    assert prefixes == [
+        [{"Name": "prefix", "Value": "data/incoming/"}],
+        [{"Name": "prefix", "Value": "features/ingested/"}],
+    ]
     template.has_resource_properties("AWS::Lambda::Permission", {"Principal": "s3.amazonaws.com"})
 
 
@@ -238,7 +248,17 @@ def test_predict_reads_only_the_pointer_and_models(stacks):
         for s in p["Properties"]["PolicyDocument"]["Statement"]
         for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
     }
-    assert actions == {"s3:GetObject", "s3:ListBucket", "logs:CreateLogStream", "logs:PutLogEvents", "kms:Decrypt"}
+    assert actions == {
+        "s3:GetObject",
+        "s3:ListBucket",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "kms:Decrypt",
+        # POST /predict {"patient_id"}: reads of the online feature store
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:DescribeTable",
+    }
 
 
 def _batch_function(template: Template) -> tuple[str, dict]:

@@ -815,3 +815,61 @@ def test_waiting_stops_when_the_function_gave_up_and_keeps_waiting_through_retri
     kind, record = wait_for_result(s3, upload, 10, poll_s=0.01, dead_letters=gave_up)
     assert kind == "dead_letter" and record["attempts"] == 3 and record["failed"] == failed
     assert len(checks) == 3  # an internal failure alone did not end the wait: Lambda retries it
+
+
+# --- the feature store --------------------------------------------------------------------------------------------
+def test_valid_rows_with_patient_ids_go_to_the_offline_store_by_date_then_the_marker(service, s3, champion):
+    import pyarrow.parquet as pq
+
+    s3.create_bucket(Bucket="data-test")
+    scorer = service(data_bucket="data-test")
+    rows = [
+        {**GOOD, "patient_id": "A", "measured_at": "2024-03-01"},
+        {**GOOD, "glucose": 900, "patient_id": "B", "measured_at": "2024-03-01"},  # rejected: not kept
+        {**GOOD, "glucose": 150, "patient_id": "C", "measured_at": "2024-03-02T10:15:00"},
+        {**GOOD, "patient_id": "", "measured_at": "2024-03-02"},  # scored, no id: not kept
+        {**GOOD, "patient_id": "D", "measured_at": "yesterday"},  # scored, unreadable date: not kept
+    ]
+    body = rows_csv(rows, ["patient_id", "measured_at", *champion[1]])
+    put = s3.put_object(Bucket=BATCH, Key="inbox/clinic/ids.csv", Body=body.encode())
+    outcome = scorer.batch_score("inbox/clinic/ids.csv", put["VersionId"])
+    assert outcome.status == "scored" and outcome.manifest.rows_scored == 4
+    stored = outcome.manifest.features
+    assert (stored.rows_stored, stored.rows_without_id, stored.rows_bad_date) == (2, 1, 1)
+    assert stored.date_column == "measured_at" and stored.days == ["2024-03-01", "2024-03-02"]
+    listed = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="data-test")["Contents"])
+    assert listed == sorted([*stored.keys, stored.ingested_marker])
+    assert stored.ingested_marker == f"features/ingested/2024-03-01/{outcome.name.replace('/', '-')}.json"
+    tables = {
+        k: pq.read_table(io.BytesIO(s3.get_object(Bucket="data-test", Key=k)["Body"].read())) for k in stored.keys
+    }
+    by_day = {k.split("/")[2]: t.to_pylist() for k, t in tables.items()}
+    assert [r["patient_id"] for r in by_day["date=2024-03-01"]] == ["A"]
+    (c,) = by_day["date=2024-03-02"]
+    assert c["patient_id"] == "C" and c["glucose"] == 150.0 and c["insulin"] is None
+    assert c["measured_at"].isoformat() == "2024-03-02T10:15:00+00:00" and c["source"] == outcome.name
+    marker = json.loads(s3.get_object(Bucket="data-test", Key=stored.ingested_marker)["Body"].read())
+    assert marker == {"source": outcome.name, "rows": 2, "days": ["2024-03-01", "2024-03-02"]}
+
+
+def test_without_a_date_column_rows_are_measured_when_the_file_arrived_and_without_ids_nothing_is_kept(
+    service, s3, champion
+):
+    s3.create_bucket(Bucket="data-test")
+    scorer = service(data_bucket="data-test")
+    put = s3.put_object(
+        Bucket=BATCH, Key="inbox/a.csv", Body=rows_csv([{**GOOD, "patient_id": "A"}], ["patient_id", *champion[1]])
+    )
+    arrived = s3.head_object(Bucket=BATCH, Key="inbox/a.csv")["LastModified"]
+    stored = scorer.batch_score("inbox/a.csv", put["VersionId"]).manifest.features
+    assert stored.rows_stored == 1 and stored.date_column is None
+    assert stored.days == [arrived.strftime("%Y-%m-%d")]
+    put = s3.put_object(Bucket=BATCH, Key="inbox/b.csv", Body=rows_csv([GOOD], champion[1]))
+    assert scorer.batch_score("inbox/b.csv", put["VersionId"]).manifest.features is None
+    unset = service()  # no data bucket: the feature store is off
+    put = s3.put_object(
+        Bucket=BATCH, Key="inbox/c.csv", Body=rows_csv([{**GOOD, "patient_id": "Z"}], ["patient_id", *champion[1]])
+    )
+    assert unset.batch_score("inbox/c.csv", put["VersionId"]).manifest.features is None
+    keys_now = [o["Key"] for o in s3.list_objects_v2(Bucket="data-test").get("Contents", [])]
+    assert not any("/Z" in k or "c.csv" in k for k in keys_now) and len(keys_now) == 2

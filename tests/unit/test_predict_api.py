@@ -261,7 +261,8 @@ def test_inference_core_and_predict_import_no_heavy_libraries():
     code = (
         "import sys, os; os.environ['DR_ARTIFACTS_BUCKET']='bucket'; sys.path.insert(0, 'functions');"
         "import inference_core.scoring, inference_core.model_store, inference_core.contracts, inference_core.shadow;"
-        "import predict.app;"
+        "import inference_core.online_features, inference_core.feature_layout;"
+        "os.environ['DR_ONLINE_TABLE']='table'; import predict.app; predict.app.online_features();"
         "heavy = {'sklearn', 'pandas', 'mlflow', 'feast', 'scipy', 'xgboost', 'training'};"
         "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))"
     )

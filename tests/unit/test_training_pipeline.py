@@ -36,7 +36,8 @@ def trained(tmp_path_factory):
             artifacts_bucket="artifacts",
             MLFLOW_TRACKING_URI=f"sqlite:///{tmp / 'mlflow.db'}",
             work_dir=tmp / "work",
-            feature_source=str(tmp / "feast-source.parquet"),  # s3fs (Feast's S3 reader) is not patched by moto
+            offline_store=str(tmp / "measurements"),  # s3fs (Feast's S3 reader) is not patched by moto
+            feast_registry=str(tmp / "registry.db"),
         )
         stages: list[str] = []
         result = run_training(settings, progress=lambda stage, message: stages.append(stage), s3=s3)

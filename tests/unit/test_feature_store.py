@@ -1,0 +1,242 @@
+"""The feature store: ids and dates, the offline store's point-in-time join (no leakage), Feast's DynamoDB online
+store read back by the light reader, and a scored batch's rows in the same offline folder."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from moto import mock_aws
+
+from inference_core.feature_layout import ingested_day, ingested_key, online_table_name, partition_key
+from inference_core.online_features import OnlineFeatures, UndecodableValue, decode_value, entity_id, entity_key
+from inference_core.schema import FEATURES, LABEL
+from training.data import DataError, DatasetRef, load_table
+from training.features import (
+    FeastConfig,
+    FeatureStoreError,
+    apply,
+    materialize,
+    point_in_time,
+    training_frame,
+    write_measurements,
+)
+from training.identity import SCREENING_DAYS, with_identity
+from training.validation import validate
+
+T0 = datetime(2024, 1, 10, 9, tzinfo=UTC)
+
+
+def measurement(patient: str, when: datetime, glucose: float, **extra) -> dict:
+    base = dict.fromkeys(FEATURES, 1.0) | {"insulin": np.nan, "bmi": 30.0, "age": 40.0}
+    return {"patient_id": patient, "measured_at": when, **base, "glucose": glucose, **extra}
+
+
+def config(tmp_path, **over) -> FeastConfig:
+    return FeastConfig(
+        offline_root=str(tmp_path / "measurements"),
+        registry_path=str(tmp_path / "registry.db"),
+        online_path=str(tmp_path / "online.db"),
+        **over,
+    )
+
+
+# --- ids and dates ----------------------------------------------------------------------------------------------
+def test_bundled_data_gets_stable_ids_and_dates_with_diagnosis_after_measurement(pima):
+    train = pima[0]
+    first, how = with_identity(train.frame, train.ref)
+    again, _ = with_identity(train.frame, train.ref)
+    assert how == "derived"
+    assert first["patient_id"].iloc[0] == "pima-tr2-0001" and first["patient_id"].is_unique
+    pd.testing.assert_frame_equal(first, again)  # deterministic: the same bytes give the same ids and dates
+    assert set(first["measured_at"]) <= set(SCREENING_DAYS)
+    gap = (first["diagnosed_at"] - first["measured_at"]).dt.days
+    assert gap.between(7, 90).all()
+    other = DatasetRef(uri="s3://b/k.csv", sha256="ab" * 32, rows=len(train.frame))
+    shifted, _ = with_identity(train.frame, other)
+    assert not shifted["measured_at"].equals(first["measured_at"])  # seeded by the dataset's bytes
+
+
+def test_a_clinic_file_keeps_its_ids_and_dates_and_bad_ones_are_row_failures(tmp_path):
+    path = tmp_path / "clinic.csv"
+    rows = [
+        "patient_id,visit_date,glucose,blood_pressure,skin_thickness,bmi,diabetes_pedigree,age,pregnancies,diabetes",
+        "c-1,2024-02-01,120,70,30,31,0.5,44,1,0",
+        "c-2,not a date,150,70,30,31,0.5,44,1,1",
+        ",2024-02-03,130,70,30,31,0.5,44,1,0",
+    ]
+    rows += [f"c-{i},2024-02-{i % 27 + 1:02d},{100 + i},70,30,31,0.5,{30 + i % 40},1,{i % 2}" for i in range(3, 70)]
+    path.write_text("\n".join(rows) + "\n")
+    table = load_table(str(path))
+    valid, report = validate(table.frame, table.issues)
+    assert {(f.row, f.column, f.rule) for f in report.failures} >= {
+        (2, "measured_at", "invalid_key"),
+        (3, "patient_id", "invalid_key"),
+    }
+    framed, how = with_identity(valid, table.ref)
+    assert how == "file" and framed["patient_id"].iloc[0] == "c-1"
+    assert framed["measured_at"].iloc[0] == pd.Timestamp("2024-02-01", tz="UTC")
+    assert (framed["diagnosed_at"] == framed["measured_at"]).all()  # no diagnosis date: the visit's outcome
+
+
+def test_ids_without_dates_and_a_diagnosis_before_its_measurement_are_refused():
+    ref = DatasetRef(uri="clinic.csv", sha256="0" * 64)
+    frame = pd.DataFrame([measurement("a", T0, 100.0)])
+    with pytest.raises(DataError, match="has patient_id but no measured_at"):
+        with_identity(frame.drop(columns=["measured_at"]), ref)
+    late = frame.assign(diagnosed_at=T0 - timedelta(days=1))
+    with pytest.raises(DataError, match="measured after their diagnosis"):
+        with_identity(late, ref)
+
+
+# --- the offline store and the point-in-time join ------------------------------------------------------------------
+def test_a_measurement_taken_after_the_diagnosis_never_leaks_into_the_training_row(tmp_path):
+    cfg = config(tmp_path)
+    measurements = pd.DataFrame(
+        [
+            measurement("p1", T0, 110.0),  # before the diagnosis
+            measurement("p1", T0 + timedelta(days=20), 250.0),  # after it: must not be used
+            measurement("p2", T0 - timedelta(days=3), 95.0),
+            measurement("p2", T0 + timedelta(days=2), 99.0),  # p2's diagnosis is later: this one is the latest before
+        ]
+    )
+    write_measurements(measurements, cfg.offline_root, "clinic")
+    store = apply(cfg)
+    labels = pd.DataFrame(
+        {
+            "patient_id": ["p1", "p2"],
+            "diagnosed_at": [T0 + timedelta(days=10), T0 + timedelta(days=5)],
+            LABEL: [1.0, 0.0],
+        }
+    )
+    joined = point_in_time(store, labels, ["glucose", "bmi"])
+    assert joined["patient_id"].tolist() == ["p1", "p2"]
+    assert joined["glucose"].tolist() == [110.0, 99.0]
+    assert joined[LABEL].tolist() == [1.0, 0.0]
+
+
+def test_training_frame_uses_a_newer_pre_diagnosis_measurement_and_refuses_a_label_with_none(tmp_path):
+    cfg = config(tmp_path)
+    valid = pd.DataFrame([measurement("p1", T0, 110.0), measurement("p2", T0, 120.0)])
+    valid["diagnosed_at"] = [T0 + timedelta(days=30), T0 + timedelta(days=30)]
+    valid[LABEL] = [1.0, 0.0]
+    # a batch measured p1 again, before the diagnosis: the training row takes it
+    write_measurements(pd.DataFrame([measurement("p1", T0 + timedelta(days=5), 140.0)]), cfg.offline_root, "batch-1")
+    frame, report = training_frame(cfg, valid, ["glucose", "bmi"], "train-x")
+    assert frame["glucose"].tolist() == [140.0, 120.0] and report["rows_from_later_measurements"] == 1
+
+    orphan = valid.assign(patient_id=["p1", "nobody"]).iloc[[1]]
+    with pytest.raises(FeatureStoreError, match=r"1 labels found no measurement at or before.*'nobody'"):
+        training_frame(cfg, orphan.assign(measured_at=T0 + timedelta(days=60)), ["glucose"], "other")
+
+
+def test_offline_keys_are_partitioned_by_day_and_markers_name_their_first_day():
+    assert partition_key("2024-03-01", "batch/a b") == "features/measurements/date=2024-03-01/batch-a-b.parquet"
+    key = ingested_key("2024-03-01", "clinic-v1")
+    assert ingested_day(key) == "2024-03-01" and ingested_day("features/measurements/date=2024-03-01/x") is None
+    assert online_table_name("DR.{project}.{table_name}") == "DR.diabetes_risk.patient_measurements"
+
+
+# --- the online store: Feast writes, the light reader reads ------------------------------------------------------
+@pytest.fixture
+def dynamo(aws_env):
+    with mock_aws():
+        yield boto3.client("dynamodb", region_name="us-east-1")
+
+
+def test_light_reader_returns_what_feast_materialised_into_dynamodb(tmp_path, dynamo):
+    cfg = config(tmp_path, online="dynamodb", table_template="T.{project}.{table_name}")
+    rows = [
+        measurement("a", T0, 100.0),
+        measurement("a", T0 + timedelta(days=30), 180.5, insulin=85.0),
+        measurement("b", T0, 140.0, bmi=np.nan),
+        measurement("ü-ñ 7", T0, 101.0),  # any text id: the key is its UTF-8 bytes
+    ]
+    write_measurements(pd.DataFrame(rows), cfg.offline_root, "clinic")
+    store = apply(cfg)
+    materialize(cfg, store=store)
+    reader = OnlineFeatures(dynamo, "T.diabetes_risk.patient_measurements")
+    expected = store.get_online_features(
+        features=[f"patient_measurements:{f}" for f in FEATURES],
+        entity_rows=[{"patient_id": p} for p in ("a", "b", "ü-ñ 7")],
+    ).to_dict()
+    for i, patient in enumerate(("a", "b", "ü-ñ 7")):
+        got = reader.get(patient)
+        assert got is not None
+        assert got.values == {f: expected[f][i] for f in FEATURES}
+    a = reader.get("a")
+    assert a.values["glucose"] == 180.5 and a.values["insulin"] == 85.0 and a.measured_at == T0 + timedelta(days=30)
+    assert reader.get("b").values["bmi"] is None  # missing stays missing
+    assert reader.get("nobody") is None
+
+
+def test_incremental_materialisation_updates_new_measurements_and_keeps_older_patients(tmp_path, dynamo):
+    cfg = config(tmp_path, online="dynamodb", table_template="T.{project}.{table_name}")
+    write_measurements(
+        pd.DataFrame([measurement("old", T0, 100.0), measurement("a", T0, 120.0)]), cfg.offline_root, "one"
+    )
+    store = apply(cfg)
+    materialize(cfg, store=store)
+    later = T0 + timedelta(days=40)
+    write_measurements(pd.DataFrame([measurement("a", later, 190.0)]), cfg.offline_root, "two")
+    materialize(cfg, start=later.replace(hour=0), store=store)
+    reader = OnlineFeatures(dynamo, "T.diabetes_risk.patient_measurements")
+    assert reader.get("a").values["glucose"] == 190.0 and reader.get("a").measured_at == later
+    assert reader.get("old").values["glucose"] == 100.0
+
+
+def test_entity_key_matches_feasts_serialisation():
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.infra.online_stores.helpers import compute_entity_id
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    for patient in ("a", "pima-tr2-0001", "ü-ñ 7", "x" * 128):
+        key = EntityKey(join_keys=["patient_id"], entity_values=[Value(string_val=patient)])
+        assert entity_key(patient) == serialize_entity_key(key, 3)
+        assert entity_id(patient) == compute_entity_id(key, 3)
+
+
+def test_value_decoder_reads_feast_values_and_refuses_unknown_ones():
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    for value in (0.0, -1.5, 187.3, 1e300):
+        assert decode_value(Value(double_val=value).SerializeToString()) == value
+    assert decode_value(Value(float_val=2.5).SerializeToString()) == 2.5
+    assert decode_value(Value(int64_val=-3).SerializeToString()) == -3.0
+    assert decode_value(b"") is None
+    with pytest.raises(UndecodableValue):
+        decode_value(Value(string_val="x").SerializeToString())
+
+
+# --- a scored batch's rows in the same offline folder ---------------------------------------------------------------
+def test_batch_rows_and_training_rows_share_one_offline_folder_that_feast_reads(tmp_path):
+    from batch_scoring.measurements import MeasurementSink
+
+    cfg = config(tmp_path)
+    write_measurements(pd.DataFrame([measurement("p1", T0, 110.0)]), cfg.offline_root, "train")
+    sink = MeasurementSink(tmp_path / "batch-out", "batch-1", arrived_at=T0 + timedelta(days=60), date_column="date")
+    n = 4
+    ids = pa.array(["p1", "p2", "", "p3"])
+    dates = pa.array(["2024-01-20", "2024-01-21T08:30:00", "2024-01-22", "2999-01-01"])
+    columns = {f: np.full(n, 2.0) for f in FEATURES} | {"glucose": np.array([150.0, 160.0, 170.0, 180.0])}
+    columns["insulin"] = np.array([np.nan, 50.0, np.nan, np.nan])
+    sink.add(ids, dates, columns)
+    summary = sink.summary()
+    assert (summary.rows_stored, summary.rows_without_id, summary.rows_bad_date) == (2, 1, 1)
+    for day, paths in sink.files.items():
+        for path in paths:
+            target = tmp_path / "measurements" / f"date={day}" / f"batch-1-{path.stem}.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    store = apply(cfg)
+    labels = pd.DataFrame(
+        {"patient_id": ["p1", "p2"], "diagnosed_at": [T0 + timedelta(days=5), T0 + timedelta(days=30)], LABEL: [1, 0]}
+    )
+    joined = point_in_time(store, labels, ["glucose", "insulin"])
+    assert joined["glucose"].tolist() == [110.0, 160.0]  # p1's batch row came after its diagnosis
+    assert np.isnan(joined["insulin"].iloc[0]) and joined["insulin"].iloc[1] == 50.0
