@@ -49,7 +49,7 @@ def test_catch_and_retry_edges_follow_the_definition():
     graph = build_graph(ASL)
     catches = {(e.source, e.target) for e in graph.edges if e.kind == "catch"}
     expected = {(n, c["Next"]) for n, s in ASL["States"].items() for c in s.get("Catch", [])}
-    assert catches == expected and len(expected) == 7
+    assert catches == expected and len(expected) == 8
     retried = {e.source for e in graph.edges if e.kind == "retry"}
     assert "Train families/Train" in retried and "Validate" in retried
     assert "Init" not in retried

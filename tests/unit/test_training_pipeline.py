@@ -4,15 +4,14 @@ Feast with local files. Slow-ish (one full search, ~40 s on 2 cores), so it runs
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from training.features import FeastLocations, training_frame
 from training.pipeline import run_training
 from training.registry import MODEL_NAME, POINTER_KEY
 from training.settings import TrainingSettings
-from training.validation import validate
 
 
 @pytest.fixture(scope="module")
@@ -119,17 +118,26 @@ def test_onnx_from_s3_scores_like_the_pointer_says(trained, pima):
     assert proba.shape == (332,) and np.all((proba > 0) & (proba < 1))
 
 
-def test_feast_point_in_time_join_returns_the_validated_rows(tmp_path, pima):
-    valid, report = validate(pima[0].frame.head(80))
-    features = report.features_used
-    frame, timings = training_frame(
-        valid,
-        features,
-        FeastLocations(str(tmp_path / "src.parquet"), str(tmp_path / "registry.db"), str(tmp_path / "online.db")),
+def test_training_keeps_its_measurements_offline_and_materialises_after_the_gate(trained):
+    """The run's measurements went to the offline store by screening day; the online store got the latest per
+    patient (SQLite here: no DynamoDB in this in-process run); the training set is the point-in-time join."""
+    from training import steps
+
+    result, settings = trained["result"], trained["settings"]
+    assert "materialize" in trained["stages"] and result.promoted
+    files = sorted((Path(settings.offline_store)).glob("date=2023-*/train-*.parquet"))
+    assert 10 <= len(files) <= 24
+    config = steps.feast_config(settings, cloud=True)
+    from training.features import open_store
+
+    online = (
+        open_store(config)
+        .get_online_features(features=["patient_measurements:glucose"], entity_rows=[{"patient_id": "pima-tr2-0001"}])
+        .to_dict()
     )
-    np.testing.assert_allclose(frame[features].to_numpy(), valid[features].to_numpy())
-    assert (frame["diabetes"].to_numpy() == valid["diabetes"].to_numpy()).all()
-    assert (tmp_path / "online.db").exists() and {"feast_apply_s", "feast_historical_s"} <= set(timings)
+    from training.data import load_bundled
+
+    assert online["glucose"] == [float(load_bundled("train").frame["glucose"].iloc[0])]
 
 
 def test_register_retried_never_creates_a_second_version(trained):
