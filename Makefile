@@ -91,6 +91,9 @@ demo: up ## Set up everything and run the story on the local cloud
 	@$(CLI) predict --json '{"pregnancies": 2, "glucose": 148, "blood_pressure": 72, "skin_thickness": 35, "bmi": 33.6, "diabetes_pedigree": 0.627, "age": 50}'
 	@echo; echo "== a batch: a clinic's export dropped into the inbox, scored by the batch Lambda; a summary of its manifest"
 	@$(CLI) score examples/clinic-export.csv --wait
+	@echo; echo "== the feature store: the batch's rows went online (Feast → DynamoDB); a prediction by patient id"
+	@$(CLI) features get H0001 --wait 60
+	@$(CLI) predict --json '{"patient_id": "H0001"}'
 	@echo; echo "== monitoring: the functions' metrics in Prometheus (via the log subscription and the bridge)"
 	@sleep 2; $(CLI) metrics 'sum by (service) (count_over_time(diabetes_risk_latency[1h]))'
 	@$(CLI) alerts

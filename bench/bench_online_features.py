@@ -49,6 +49,7 @@ FEAST_COLD = """
 import sys, time, os
 t0 = time.perf_counter()
 sys.path[:0] = [os.environ["BENCH_ROOT"]]
+import feast
 from training.features import FeastConfig, open_store
 t_import = time.perf_counter()
 store = open_store(FeastConfig(offline_root="unused", registry_path=os.environ["BENCH_REGISTRY"], online="dynamodb",
@@ -70,6 +71,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> None:
+    import logging
+
     import boto3
     import pandas as pd
     from champion import train_champion
@@ -78,6 +81,7 @@ def main() -> None:
     from tests.events.loader import api_event
     from training.features import FeastConfig, materialize, open_store, write_measurements
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the stand-in server's access log
     work = Path(tempfile.mkdtemp(prefix="bench-online-"))
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

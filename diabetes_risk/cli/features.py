@@ -36,19 +36,30 @@ def get(
     patient_id: str = typer.Argument(..., help="The patient's id, as in the clinic files (e.g. pima-tr2-0001)."),
     max_age_days: float = typer.Option(365.0, help="Flag the features stale beyond this age (the API's default)."),
     as_json: bool = typer.Option(False, "--json", help="Print the stored features as JSON."),
+    wait: float = typer.Option(
+        0.0, min=0, max=600, help="Wait up to this many seconds for the patient to appear (a batch just landed)."
+    ),
 ) -> None:
     """Show the latest measurements stored online for PATIENT_ID, when they were taken and whether they are stale.
     Reads the DynamoDB item Feast materialised, as the prediction function does."""
+    import time
+
     from inference_core.online_features import OnlineFeatures, OnlineStoreError
     from localcloud.smoke import clients
 
     cloud, outputs = _outputs()
     (dynamodb,) = clients(cloud, "dynamodb")
-    try:
-        stored = OnlineFeatures(dynamodb, outputs["OnlineFeaturesTable"]).get(patient_id)
-    except OnlineStoreError as exc:
-        err.print(f"[red]the online feature store cannot be read[/red]: {exc}")
-        raise typer.Exit(1) from exc
+    reader = OnlineFeatures(dynamodb, outputs["OnlineFeaturesTable"])
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            stored = reader.get(patient_id)
+        except OnlineStoreError as exc:
+            err.print(f"[red]the online feature store cannot be read[/red]: {exc}")
+            raise typer.Exit(1) from exc
+        if stored is not None or time.monotonic() >= deadline:
+            break
+        time.sleep(1.0)
     if stored is None:
         err.print(
             f"[red]unknown patient {patient_id!r}[/red]: no online features. Score a file with a patient_id column "
