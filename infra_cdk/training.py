@@ -117,6 +117,12 @@ class TrainingPipeline(Construct):
             if "features" in access:
                 storage.grant_online_features(self.functions[step].role, write=True)
         self.materialize_function = self.functions.pop("Materialize")
+        if not config.local:
+            # One at a time: a materialisation that read the offline store before a newer batch landed must not
+            # finish after that batch's and put the older value back. Throttled S3 events wait and retry (Lambda
+            # retries throttled asynchronous invocations for up to 6 hours); the state machine's state retries too.
+            cfn: lambda_.CfnFunction = self.materialize_function.node.default_child
+            cfn.reserved_concurrent_executions = 1
         # every scored batch that added measurements leaves a marker: one materialisation per batch; what it gives up
         # on waits in a dead-letter queue (an alarm watches it), and `diabetes-risk features materialize` repairs
         self.materialize_dead_letters = dead_letter_queue(self, "MaterializeDeadLetters")

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from tests.infra.test_auth_stack import _functions, _role_statements
+from tests.infra.test_stack import _definition
 
 
 def _actions(template, handler: str) -> dict[str, set[str]]:
@@ -83,3 +84,18 @@ def test_batch_may_add_measurements_and_markers_but_not_read_or_delete_data(stac
         assert not any("diabetes-risk-data" in r for r in actions.get(action, set()))
     env = _functions(template)["batch_score.app.handler"]["Properties"]["Environment"]["Variables"]
     assert "DR_DATA_BUCKET" in env
+
+
+def test_on_aws_one_materialisation_runs_at_a_time_and_the_state_waits_out_throttling(stacks):
+    stack, aws = stacks["aws"]
+    fn = aws.to_json()["Resources"][stack.get_logical_id(stack.training.materialize_function.node.default_child)]
+    assert fn["Properties"]["ReservedConcurrentExecutions"] == 1
+    _, local = stacks["local"]
+    definition = _definition(local)
+    throttled = next(
+        r
+        for r in definition["States"]["Materialize features"]["Retry"]
+        if r["ErrorEquals"] == ["Lambda.TooManyRequestsException"]
+    )
+    waited = sum(throttled["IntervalSeconds"] * throttled["BackoffRate"] ** i for i in range(throttled["MaxAttempts"]))
+    assert waited > 300  # longer than a materialisation (the function's timeout is 300 s)
