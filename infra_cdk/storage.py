@@ -99,12 +99,14 @@ class Storage(Construct):
                 self,
                 f"{kind.title()}Key",
                 alias=f"alias/{config.stack_name.lower()}-{kind}",
-                description=f"Diabetes Risk: the {kind} bucket's objects",
+                description=f"Diabetes Risk: the {kind} bucket's objects"
+                if kind != "features"
+                else "Diabetes Risk: the features table (the online feature store's items)",
                 enable_key_rotation=True,
                 removal_policy=removal,
                 pending_window=Duration.days(7) if config.local else None,
             )
-            for kind in ("data", "artifacts", "batch")
+            for kind in ("data", "artifacts", "batch", "features")  # features: the online store's table only
         }
 
         def bucket(kind: str, **extra) -> s3.Bucket:
@@ -131,7 +133,8 @@ class Storage(Construct):
         )
 
         # Feast's DynamoDB online store: one item per patient (the latest measurement), written by Feast's
-        # materialisation, read by the prediction function. Patient data: the data key encrypts it.
+        # materialisation, read by the prediction function. Patient data, under its own key: the prediction function
+        # may decrypt the table without being able to decrypt the data bucket's datasets.
         self.online_table_template = f"{config.stack_name}.{{project}}.{{table_name}}"
         self.online_features = dynamodb.Table(
             self,
@@ -144,7 +147,7 @@ class Storage(Construct):
             ),
             removal_policy=removal,
             encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            encryption_key=self.keys["data"],
+            encryption_key=self.keys["features"],
         )
 
     def grant_online_features(self, role: iam.IGrantable, write: bool) -> None:
@@ -153,7 +156,7 @@ class Storage(Construct):
         if write:
             actions += ["dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:ListTagsOfResource"]
         self.online_features.grant(role, *actions)
-        self.grant_keys(role, read=("data",), write=("data",) if write else ())
+        self.grant_keys(role, read=("features",), write=("features",) if write else ())
 
     def grant_keys(self, role: iam.IGrantable, read: tuple[str, ...] = (), write: tuple[str, ...] = ()) -> None:
         """Decrypt for the buckets a function reads, encrypt and decrypt for those it writes; nothing else."""

@@ -112,7 +112,11 @@ class TrainingPipeline(Construct):
             storage.grant_keys(
                 self.functions[step].role,
                 read=("data",) if "read_data" in access else (),
-                write=("artifacts",) if {"runs", "publish", "features"} & set(access) else (),
+                write=("artifacts",)
+                if {"runs", "publish"} & set(access)
+                else ()
+                # the offline store (data bucket) and Feast's registry (artifacts bucket)
+                + (("artifacts", "data") if "features" in access else ()),
             )
             if "features" in access:
                 storage.grant_online_features(self.functions[step].role, write=True)

@@ -60,8 +60,21 @@ class FeastConfig:
         return self.offline_root.rstrip("/") + "/"
 
 
+def forget_s3_listings() -> None:
+    """Feast reads the offline folder through s3fs, whose filesystem instances live as long as the process and cache
+    each listing with every object's ETag. In a warm Lambda a later read of an object rewritten since (a retried
+    batch, a dataset used again: a new ETag under KMS) then fails with FileExpired. Every read starts afresh."""
+    try:
+        import s3fs
+    except ImportError:  # pragma: no cover - installed with feast[aws]
+        return
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
 def open_store(config: FeastConfig):
     from feast import FeatureStore, RepoConfig
+
+    forget_s3_listings()
 
     if config.online == "dynamodb":
         online = {"type": "dynamodb", "region": config.region, "table_name_template": config.table_template}
@@ -142,6 +155,7 @@ def write_measurements(frame: pd.DataFrame, offline_root: str, source: str, s3=N
 def point_in_time(store, labels: pd.DataFrame, features: list[str]) -> pd.DataFrame:
     """Each label row (patient_id, diagnosed_at, ...) with the latest measurement taken at or before diagnosed_at
     (Feast's point-in-time join). Rows keep their order; a label with no measurement before it gets NaN features."""
+    forget_s3_listings()
     entity_df = labels.rename(columns={LABEL_TIME: "event_timestamp"}).copy()
     entity_df["event_timestamp"] = pd.to_datetime(entity_df["event_timestamp"], utc=True)
     entity_df[ROW] = np.arange(len(entity_df))
@@ -188,6 +202,7 @@ def materialize(config: FeastConfig, start: datetime | None = None, end: datetim
     end = end or datetime.now(UTC)
     start = start or datetime(1970, 1, 2, tzinfo=UTC)
     t0 = time.perf_counter()
+    forget_s3_listings()
     store.materialize(start_date=start, end_date=end + timedelta(seconds=1), feature_views=[VIEW])
     return {
         "start": start.isoformat(),

@@ -43,7 +43,7 @@ def _keys_used(template: Template, handler: str) -> dict[str, set[str]]:
 
 
 def _key_ids(template: Template) -> dict[str, str]:
-    """'data' | 'artifacts' | 'batch' → the key's logical id."""
+    """'data' | 'artifacts' | 'batch' | 'features' → the key's logical id."""
     return {
         k["Properties"]["Description"].split("the ")[1].split(" ")[0]: logical
         for logical, k in template.find_resources("AWS::KMS::Key").items()
@@ -164,7 +164,7 @@ def test_tracing_is_active_on_aws_and_off_locally(stacks, target):
 def test_patient_data_buckets_and_the_table_use_rotating_customer_keys(stacks, target):
     _, template = stacks[target]
     keys = _key_ids(template)
-    assert set(keys) == {"data", "artifacts", "batch"}
+    assert set(keys) == {"data", "artifacts", "batch", "features"}
     for logical in keys.values():
         assert template.find_resources("AWS::KMS::Key")[logical]["Properties"]["EnableKeyRotation"] is True
     by_prefix = {
@@ -184,7 +184,7 @@ def test_patient_data_buckets_and_the_table_use_rotating_customer_keys(stacks, t
         for t in template.find_resources("AWS::DynamoDB::Table").values()
     }
     assert set(tables) == {"id", "entity_id"}  # idempotency records; the online feature store (patient data)
-    for key, kind in (("id", "batch"), ("entity_id", "data")):
+    for key, kind in (("id", "batch"), ("entity_id", "features")):
         sse = tables[key]["SSESpecification"]
         assert sse["SSEEnabled"] is True and sse["SSEType"] == "KMS"
         assert sse["KMSMasterKeyId"]["Fn::GetAtt"][0] == keys[kind]
@@ -199,11 +199,12 @@ def test_each_function_may_use_only_the_keys_of_what_it_touches(stacks):
         return {kind: _keys_used(template, handler).get(logical) for kind, logical in keys.items()}
 
     predict = used("predict.app.handler")
-    # data: the online features (DynamoDB, the data key), read only
-    assert predict == {"data": decrypt_only, "artifacts": decrypt_only, "batch": None}
+    # features: the online store's table (its own key), read only; never the data bucket's key
+    assert predict == {"data": None, "artifacts": decrypt_only, "batch": None, "features": decrypt_only}
     batch = used("batch_score.app.handler")
     assert batch["artifacts"] == decrypt_only
     assert {"kms:Encrypt", "kms:GenerateDataKey*"} <= batch["data"]  # valid rows into the offline store
+    assert batch["features"] is None  # the online store is Feast's to write
     assert {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*"} <= batch["batch"]
     validate = used("training_steps.handlers.validate")
     assert validate["data"] == decrypt_only and validate["batch"] is None

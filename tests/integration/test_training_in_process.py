@@ -37,8 +37,9 @@ def test_champion_pointer_and_onnx_are_in_s3(trained, aws):
     onnx_bytes = aws.s3.get_object(Bucket="diabetes-risk-artifacts", Key=pointer["onnx_key"])["Body"].read()
     assert hashlib.sha256(onnx_bytes).hexdigest() == pointer["onnx_sha256"]
     assert trained["holdout"][trained["selected_family"]]["roc_auc"] >= 0.80
-    # the Feast offline source was written to the local S3
-    aws.s3.head_object(Bucket="diabetes-risk-artifacts", Key=f"runs/{trained['run_id']}/feast/patients.parquet")
+    # the run's measurements went to the feature store's offline folder in the local S3, by screening day
+    listed = aws.s3.list_objects_v2(Bucket="diabetes-risk-data", Prefix="features/measurements/").get("Contents", [])
+    assert any(o["Key"].startswith("features/measurements/date=2023-") and "/train-" in o["Key"] for o in listed)
 
 
 def test_champion_is_registered_in_the_mlflow_server(trained, local_cloud, aws):

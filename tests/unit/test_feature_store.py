@@ -38,10 +38,12 @@ def measurement(patient: str, when: datetime, glucose: float, **extra) -> dict:
 
 def config(tmp_path, **over) -> FeastConfig:
     return FeastConfig(
-        offline_root=str(tmp_path / "measurements"),
-        registry_path=str(tmp_path / "registry.db"),
-        online_path=str(tmp_path / "online.db"),
-        **over,
+        **{
+            "offline_root": str(tmp_path / "measurements"),
+            "registry_path": str(tmp_path / "registry.db"),
+            "online_path": str(tmp_path / "online.db"),
+            **over,
+        }
     )
 
 
@@ -240,3 +242,32 @@ def test_batch_rows_and_training_rows_share_one_offline_folder_that_feast_reads(
     joined = point_in_time(store, labels, ["glucose", "insulin"])
     assert joined["glucose"].tolist() == [110.0, 160.0]  # p1's batch row came after its diagnosis
     assert np.isnan(joined["insulin"].iloc[0]) and joined["insulin"].iloc[1] == 50.0
+
+
+def test_a_rewritten_offline_object_is_read_fresh_in_a_long_lived_process(aws_env, tmp_path, monkeypatch):
+    """A warm function read the folder once; then an object is rewritten (new ETag). s3fs's cached listing would
+    send the old ETag as If-Match and fail (FileExpired): each read starts from a fresh listing."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        monkeypatch.setenv("FEAST_S3_ENDPOINT_URL", endpoint)
+        s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="data")
+        cfg = config(tmp_path, offline_root="s3://data/features/measurements/", s3_endpoint=endpoint)
+        labels = pd.DataFrame({"patient_id": ["p1"], "diagnosed_at": [T0 + timedelta(days=1)], LABEL: [1.0]})
+        write_measurements(pd.DataFrame([measurement("p1", T0, 110.0)]), cfg.offline_root, "clinic", s3=s3)
+        store = apply(cfg)
+        assert point_in_time(store, labels, ["glucose"])["glucose"].tolist() == [110.0]
+        write_measurements(pd.DataFrame([measurement("p1", T0, 115.0)]), cfg.offline_root, "clinic", s3=s3)
+        assert point_in_time(store, labels, ["glucose"])["glucose"].tolist() == [115.0]
+    finally:
+        server.stop()
