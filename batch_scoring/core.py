@@ -172,7 +172,7 @@ def score_table(
             if measurements is not None and source.id_column:
                 mask = pa.array(checked.valid)
                 dates = chunk.dates.filter(mask) if chunk.dates is not None else None
-                measurements.add(chunk.ids.filter(mask), dates, checked.columns)
+                measurements.add(chunk.ids.filter(mask), dates, checked.measured)
             if checked.errors:
                 errors.write_table(spreadsheet_safe(errors_table(checked)))
             timer.add("write", t)

@@ -18,13 +18,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from inference_core.feature_layout import ID_COLUMN, MAX_ID_CHARS, SOURCE_COLUMN, TIME_COLUMN
+from inference_core.feature_layout import CREATED_COLUMN, ID_COLUMN, MAX_ID_CHARS, SOURCE_COLUMN, TIME_COLUMN
 from inference_core.schema import FEATURES
 
 SCHEMA = pa.schema(
     [(ID_COLUMN, pa.string()), (TIME_COLUMN, pa.timestamp("us", tz="UTC"))]
     + [(f, pa.float64()) for f in FEATURES]
-    + [(SOURCE_COLUMN, pa.string())]
+    + [(SOURCE_COLUMN, pa.string()), (CREATED_COLUMN, pa.timestamp("us", tz="UTC"))]
 )
 FUTURE_SLACK = timedelta(days=1)  # clinics' clocks and time zones
 
@@ -101,6 +101,7 @@ class MeasurementSink:
                 pa.array(column, pa.float64(), from_pandas=True) if column is not None else pa.nulls(n, pa.float64())
             )
         arrays.append(pa.array([self.source] * n, pa.string()))
+        arrays.append(pa.array([datetime.now(UTC)] * n, pa.timestamp("us", tz="UTC")))
         table = pa.Table.from_arrays(arrays, schema=SCHEMA).filter(keep)
         self.rows_stored += table.num_rows
         days = pc.strftime(table[TIME_COLUMN], format="%Y-%m-%d")

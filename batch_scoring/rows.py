@@ -26,6 +26,8 @@ class CheckedChunk:
     error_messages: list[str]
     missing: dict[str, int]  # imputed values among the valid rows, per feature
     columns: dict[str, np.ndarray]  # valid rows per feature, float64 as parsed (drift compares these)
+    measured: dict[str, np.ndarray] | None = None  # valid rows of every feature in the file (the feature store keeps
+    # them all, not only the serving model's: a later model may use a feature this one does not)
 
     @property
     def errors(self) -> int:
@@ -88,7 +90,8 @@ def check_chunk(chunk: Chunk, model_features: list[str], required_values: frozen
         err_fields.append("row")
         err_messages.append(message)
     rows = np.concatenate(err_rows) if err_rows else np.zeros(0, np.int64)
-    return CheckedChunk(X, chunk.rows[valid], valid, rows.tolist(), err_fields, err_messages, missing, kept)
+    measured = {name: values[valid] for name, values in columns.items()}
+    return CheckedChunk(X, chunk.rows[valid], valid, rows.tolist(), err_fields, err_messages, missing, kept, measured)
 
 
 def errors_table(checked: CheckedChunk) -> pa.Table:

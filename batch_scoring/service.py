@@ -178,6 +178,9 @@ class BatchScorer:
         name = result_name(key, version, ref.etag)
         prefix = f"{OUTBOX}{name}/"
         if self._exists(prefix + MANIFEST):
+            if self.settings.data_bucket:  # committed, but perhaps stopped before the marker: the online refresh
+                done = self._get_json(prefix + MANIFEST)
+                self._ensure_marker(Manifest.model_validate(done) if done else None)
             return BatchOutcome(status="duplicate", name=name, prefix=prefix)
         previous = self._get_json(prefix + FAILED)
         if previous and previous.get("kind") == "unreadable":  # moved to quarantine: the same bytes, the same answer
@@ -197,7 +200,28 @@ class BatchScorer:
         except Exception as exc:
             self._fail(ref, name, prefix, "internal", f"{type(exc).__name__}: {exc}")
             raise  # the platform retries the invocation; no manifest was written
+        self._ensure_marker(manifest)  # after the commit: S3 starts the online refresh from it
         return BatchOutcome(status="scored", name=name, prefix=prefix, manifest=manifest)
+
+    def _ensure_marker(self, manifest: Manifest | None) -> None:
+        """The marker of a committed batch that added measurements, written if it is not there yet. A failure here
+        propagates (the invocation is retried, finds the manifest, and comes back here)."""
+        stored = manifest.features if manifest else None
+        if stored is None or not stored.ingested_marker or not self.settings.data_bucket:
+            return
+        try:
+            self.s3.head_object(Bucket=self.settings.data_bucket, Key=stored.ingested_marker)
+            return
+        except ClientError as exc:
+            if not _missing(exc):
+                raise
+        body = {"source": manifest.name, "rows": stored.rows_stored, "days": stored.days}
+        self.s3.put_object(
+            Bucket=self.settings.data_bucket,
+            Key=stored.ingested_marker,
+            Body=json.dumps(body).encode(),
+            ContentType="application/json",
+        )
 
     def _score(self, ref: InputRef, name: str, prefix: str, started: str, arrived: datetime) -> Manifest:
         s = self.settings
@@ -286,13 +310,6 @@ class BatchScorer:
             except Exception:
                 self._delete(list(keys.values()))
                 raise
-            if stored is not None and stored.ingested_marker:  # after the commit: S3 starts the materialisation
-                self.s3.put_object(
-                    Bucket=s.data_bucket,
-                    Key=stored.ingested_marker,
-                    Body=json.dumps({"source": name, "rows": stored.rows_stored, "days": stored.days}).encode(),
-                    ContentType="application/json",
-                )
         self._delete([prefix + FAILED])
         return manifest
 

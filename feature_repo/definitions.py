@@ -14,7 +14,7 @@ from datetime import timedelta
 from feast import Entity, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64
 
-from inference_core.feature_layout import ID_COLUMN, PROJECT, TIME_COLUMN, VIEW
+from inference_core.feature_layout import CREATED_COLUMN, ID_COLUMN, PROJECT, TIME_COLUMN, VIEW
 from inference_core.schema import FEATURES
 
 __all__ = ["PROJECT", "VIEW", "objects"]
@@ -31,6 +31,7 @@ def objects(source_path: str, s3_endpoint: str | None = None) -> list:
         name="measurements",
         path=source_path,
         timestamp_field=TIME_COLUMN,
+        created_timestamp_column=CREATED_COLUMN,  # a tie on (patient, measured_at): the later-written row wins
         s3_endpoint_override=s3_endpoint,
         description="Every measurement: training datasets and the valid rows of scored batches, by date",
     )

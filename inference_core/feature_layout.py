@@ -3,8 +3,9 @@
 
 Offline store: Parquet under `s3://<data bucket>/features/measurements/date=YYYY-MM-DD/<source>.parquet`, one row
 per measurement: `patient_id` (text), `measured_at` (UTC timestamp), the canonical features (float64, missing =
-null) and `source` (the dataset or batch the row came from). Feast's FileSource reads the folder; its point-in-time
-join and its materialisation use `measured_at`. Online store: Feast's DynamoDB store, one item per patient.
+null), `source` (the dataset or batch the row came from) and `created_at` (when it was written). Feast's FileSource
+reads the folder; its point-in-time join and its materialisation use `measured_at`. Online store: Feast's DynamoDB
+store, one item per patient.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ INGESTED_PREFIX = "features/ingested/"
 ID_COLUMN = "patient_id"
 TIME_COLUMN = "measured_at"
 SOURCE_COLUMN = "source"
-COLUMNS = (ID_COLUMN, TIME_COLUMN, *FEATURES, SOURCE_COLUMN)
+# when the row was written: of two rows for one patient at one time, Feast takes the later-written (a correction)
+CREATED_COLUMN = "created_at"
+COLUMNS = (ID_COLUMN, TIME_COLUMN, *FEATURES, SOURCE_COLUMN, CREATED_COLUMN)
 # What a clinic file may call its measurement date (first match, case-insensitive)
 DATE_COLUMNS = ("measured_at", "measurement_date", "visit_date", "date")
 MAX_ID_CHARS = 128

@@ -16,7 +16,7 @@ import struct
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import mmh3
 from botocore.auth import SigV4Auth
@@ -150,6 +150,11 @@ class OnlineFeatures:
         item = doc.get("Item")
         if not item:
             return None
-        values = {name: decode_value(_binary(attr)) for name, attr in item.get("values", {}).get("M", {}).items()}
-        measured_at = datetime.fromisoformat(item["event_ts"]["S"])
+        try:
+            values = {name: decode_value(_binary(attr)) for name, attr in item.get("values", {}).get("M", {}).items()}
+            measured_at = datetime.fromisoformat(item["event_ts"]["S"])
+        except (UndecodableValue, KeyError, TypeError, ValueError) as exc:  # not what Feast writes: the store's fault
+            raise OnlineStoreError(f"an item in {self.table} is not a Feast feature row: {exc}") from exc
+        if measured_at.tzinfo is None:  # Feast writes UTC offsets; a naive time would be ambiguous
+            measured_at = measured_at.replace(tzinfo=UTC)
         return StoredFeatures(patient_id, values, measured_at)

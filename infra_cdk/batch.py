@@ -47,11 +47,13 @@ class BatchScoring(Construct):
             (["s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject"], [bucket_arn("batch", "/inbox/*")]),
             (["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], [bucket_arn("batch", "/outbox/*")]),
             (["s3:PutObject"], [bucket_arn("batch", "/quarantine/*")]),
-            # the feature store: valid rows with patient ids, and the marker that refreshes the online store
+            # the feature store: valid rows with patient ids, and the marker that refreshes the online store (read back:
+            # a retried delivery writes it if the first stopped before it)
             (
                 ["s3:PutObject"],
                 [bucket_arn("data", f"/{MEASUREMENTS_PREFIX}*"), bucket_arn("data", f"/{INGESTED_PREFIX}*")],
             ),
+            (["s3:GetObject"], [bucket_arn("data", f"/{INGESTED_PREFIX}*")]),
             (["s3:ListBucket"], [bucket_arn("batch")]),
             (
                 ["s3:GetObject"],

@@ -188,10 +188,13 @@ def _key_column(values: pd.Series, key: str, issues: list[CellIssue]) -> pd.Seri
         for idx in np.flatnonzero(bad.to_numpy()):
             issues.append(CellIssue(int(idx) + 1, key, f"patient_id must be 1 to {MAX_ID_CHARS} characters"))
         return text.astype(object)
-    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+    parsed = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")  # as batch scoring reads them
     for idx in np.flatnonzero(parsed.isna().to_numpy()):
-        issues.append(CellIssue(int(idx) + 1, key, f"not a date: {str(values.iloc[idx])[:40]!r}"))
-    return parsed
+        issues.append(CellIssue(int(idx) + 1, key, f"not an ISO 8601 date: {str(values.iloc[idx])[:40]!r}"))
+    ahead = parsed > pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=1)
+    for idx in np.flatnonzero(ahead.to_numpy()):
+        issues.append(CellIssue(int(idx) + 1, key, f"in the future: {str(values.iloc[idx])[:40]!r}"))
+    return parsed.mask(ahead)
 
 
 def load_table(uri: str, require_label: bool = True, version_id: str | None = None) -> LoadedTable:

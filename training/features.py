@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from inference_core.feature_layout import (
+    CREATED_COLUMN,
     ID_COLUMN,
     MEASUREMENTS_PREFIX,
     PROJECT,
@@ -37,7 +38,6 @@ from inference_core.feature_layout import (
 from inference_core.schema import FEATURES, LABEL
 
 LABEL_TIME = "diagnosed_at"
-ROW = "__row"
 
 
 class FeatureStoreError(RuntimeError):
@@ -110,7 +110,7 @@ def apply(config: FeastConfig):
 MEASUREMENT_SCHEMA = pa.schema(
     [(ID_COLUMN, pa.string()), (TIME_COLUMN, pa.timestamp("us", tz="UTC"))]
     + [(f, pa.float64()) for f in FEATURES]
-    + [(SOURCE_COLUMN, pa.string())]
+    + [(SOURCE_COLUMN, pa.string()), (CREATED_COLUMN, pa.timestamp("us", tz="UTC"))]
 )
 
 
@@ -120,6 +120,7 @@ def measurement_table(frame: pd.DataFrame, source: str) -> pa.Table:
     for f in FEATURES:
         out[f] = frame[f].astype("float64") if f in frame else np.nan
     out[SOURCE_COLUMN] = source
+    out[CREATED_COLUMN] = pd.Timestamp.now(tz="UTC")
     return pa.Table.from_pandas(pd.DataFrame(out), schema=MEASUREMENT_SCHEMA, preserve_index=False)
 
 
@@ -158,13 +159,16 @@ def point_in_time(store, labels: pd.DataFrame, features: list[str]) -> pd.DataFr
     forget_s3_listings()
     entity_df = labels.rename(columns={LABEL_TIME: "event_timestamp"}).copy()
     entity_df["event_timestamp"] = pd.to_datetime(entity_df["event_timestamp"], utc=True)
-    entity_df[ROW] = np.arange(len(entity_df))
-    joined = store.get_historical_features(entity_df=entity_df, features=[f"{VIEW}:{f}" for f in features]).to_df()
-    if joined[ROW].duplicated().any():
-        raise FeatureStoreError("the point-in-time join returned a label twice: the offline store has duplicate rows")
-    # Feast's file store leaves out a label whose patient has no measurement in the window: it comes back as NaN
-    joined = entity_df.merge(joined[[ROW, *features]], on=ROW, how="left").sort_values(ROW).reset_index(drop=True)
-    return joined.drop(columns=[ROW]).rename(columns={"event_timestamp": LABEL_TIME})
+    keys = [ID_COLUMN, "event_timestamp"]
+    # Feast keeps one row per (patient, time): labels that share both (visits with one diagnosis date) ask once
+    unique = entity_df[keys].drop_duplicates().reset_index(drop=True)
+    joined = store.get_historical_features(entity_df=unique, features=[f"{VIEW}:{f}" for f in features]).to_df()
+    joined["event_timestamp"] = pd.to_datetime(joined["event_timestamp"], utc=True)
+    # and leaves out a label whose patient has no measurement in the window: it comes back as NaN
+    out = entity_df.merge(joined[[*keys, *features]], on=keys, how="left", validate="many_to_one")
+    if len(out) != len(labels):
+        raise FeatureStoreError(f"the point-in-time join returned {len(out)} rows for {len(labels)} labels")
+    return out.rename(columns={"event_timestamp": LABEL_TIME})
 
 
 def training_frame(
@@ -183,9 +187,9 @@ def training_frame(
     report["feast_historical_s"] = round(time.perf_counter() - t0, 3)
     no_measurement = joined[features].isna().all(axis=1)
     if no_measurement.any():  # cannot happen for the dataset's own rows; guards a broken offline store
-        raise FeatureStoreError(
+        raise FeatureStoreError(  # a row number, not the patient's id: this message reaches logs and the run record
             f"{int(no_measurement.sum())} labels found no measurement at or before their diagnosis in "
-            f"{config.offline_root} (first: patient {joined.loc[no_measurement, ID_COLUMN].iloc[0]!r})"
+            f"{config.offline_root} (first: training row {int(np.flatnonzero(no_measurement.to_numpy())[0]) + 1})"
         )
     same = np.isclose(
         joined[features].to_numpy(float), valid[features].to_numpy(float), equal_nan=True, rtol=0, atol=1e-9
@@ -199,7 +203,8 @@ def materialize(config: FeastConfig, start: datetime | None = None, end: datetim
     """Latest measurement per patient in [start, end] into the online store (Feast `materialize`); a patient whose
     newest measurement is older than `start` keeps its online row. Default: everything up to now."""
     store = store or apply(config)
-    end = end or datetime.now(UTC)
+    # batches keep rows dated up to a day ahead (clinics' clocks and time zones): the window covers them
+    end = end or datetime.now(UTC) + timedelta(days=1)
     start = start or datetime(1970, 1, 2, tzinfo=UTC)
     t0 = time.perf_counter()
     forget_s3_listings()

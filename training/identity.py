@@ -53,8 +53,8 @@ def with_identity(frame: pd.DataFrame, ref: DatasetRef) -> tuple[pd.DataFrame, s
         late = out[TIME_COLUMN] > out[LABEL_TIME]
         if late.any():
             raise DataError(
-                f"{ref.uri}: {int(late.sum())} rows were measured after their diagnosis (first: patient "
-                f"{out.loc[late, ID_COLUMN].iloc[0]!r}); a label can only use measurements taken before it"
+                f"{ref.uri}: {int(late.sum())} rows were measured after their diagnosis (first: valid row "
+                f"{int(np.flatnonzero(late.to_numpy())[0]) + 1}); a label can only use measurements taken before it"
             )
         return out, "file"
     if has_id or has_time:

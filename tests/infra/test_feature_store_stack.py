@@ -80,8 +80,9 @@ def test_batch_may_add_measurements_and_markers_but_not_read_or_delete_data(stac
     actions = _actions(template, "batch_score.app.handler")
     data_puts = [r for r in actions["s3:PutObject"] if "diabetes-risk-data" in r]
     assert len(data_puts) == 2 and all("features/measurements/*" in r or "features/ingested/*" in r for r in data_puts)
-    for action in ("s3:GetObject", "s3:DeleteObject"):
-        assert not any("diabetes-risk-data" in r for r in actions.get(action, set()))
+    reads = [r for r in actions["s3:GetObject"] if "diabetes-risk-data" in r]
+    assert len(reads) == 1 and "features/ingested/*" in reads[0]  # its own markers, never the measurements
+    assert not any("diabetes-risk-data" in r for r in actions.get("s3:DeleteObject", set()))
     env = _functions(template)["batch_score.app.handler"]["Properties"]["Environment"]["Variables"]
     assert "DR_DATA_BUCKET" in env
 

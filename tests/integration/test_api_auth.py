@@ -247,7 +247,14 @@ def test_a_function_without_the_grant_cannot_read_another_functions_bucket_or_ke
     assert not _allowed(predict_policies, "kms:Decrypt", deployed["BatchKeyArn"])
     assert not _allowed(predict_policies, "kms:Decrypt", deployed["DataKeyArn"])
     assert not _allowed(batch_policies, "s3:GetObject", data_object)
-    assert not _allowed(batch_policies, "kms:Decrypt", deployed["DataKeyArn"])
+    # batch writes the feature store's measurements into the data bucket (so it holds the data key), but may read
+    # no object there except its own markers: the datasets stay out of its reach
+    assert _allowed(batch_policies, "s3:PutObject", f"arn:aws:s3:::{deployed['DataBucket']}/features/measurements/x")
+    assert not _allowed(
+        batch_policies, "s3:GetObject", f"arn:aws:s3:::{deployed['DataBucket']}/features/measurements/x"
+    )
+    assert not _allowed(predict_policies, "kms:Decrypt", deployed["DataKeyArn"])
+    assert _allowed(predict_policies, "kms:Decrypt", deployed["FeaturesKeyArn"])  # the online store's own key
     assert not _allowed(batch_policies, "s3:ListBucketVersions", f"arn:aws:s3:::{deployed['BatchBucket']}")
 
 

@@ -873,3 +873,20 @@ def test_without_a_date_column_rows_are_measured_when_the_file_arrived_and_witho
     assert unset.batch_score("inbox/c.csv", put["VersionId"]).manifest.features is None
     keys_now = [o["Key"] for o in s3.list_objects_v2(Bucket="data-test").get("Contents", [])]
     assert not any("/Z" in k or "c.csv" in k for k in keys_now) and len(keys_now) == 2
+
+
+def test_a_redelivery_writes_a_missing_marker_and_every_feature_in_the_file_is_kept(service, s3, champion):
+    import pyarrow.parquet as pq
+
+    s3.create_bucket(Bucket="data-test")
+    scorer = service(data_bucket="data-test")
+    row = {**GOOD, "patient_id": "A", "measured_at": "2024-03-01", "insulin": 88}  # insulin: not the model's feature
+    body = rows_csv([row], ["patient_id", "measured_at", "insulin", *champion[1]])
+    put = s3.put_object(Bucket=BATCH, Key="inbox/m.csv", Body=body.encode())
+    stored = scorer.batch_score("inbox/m.csv", put["VersionId"]).manifest.features
+    (key,) = stored.keys
+    table = pq.read_table(io.BytesIO(s3.get_object(Bucket="data-test", Key=key)["Body"].read())).to_pylist()
+    assert "insulin" not in champion[1] and table[0]["insulin"] == 88.0
+    s3.delete_object(Bucket="data-test", Key=stored.ingested_marker)  # the first invocation stopped before it
+    assert scorer.batch_score("inbox/m.csv", put["VersionId"]).status == "duplicate"
+    assert s3.head_object(Bucket="data-test", Key=stored.ingested_marker)["ContentLength"] > 0

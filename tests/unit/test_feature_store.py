@@ -132,7 +132,7 @@ def test_training_frame_uses_a_newer_pre_diagnosis_measurement_and_refuses_a_lab
     assert frame["glucose"].tolist() == [140.0, 120.0] and report["rows_from_later_measurements"] == 1
 
     orphan = valid.assign(patient_id=["p1", "nobody"]).iloc[[1]]
-    with pytest.raises(FeatureStoreError, match=r"1 labels found no measurement at or before.*'nobody'"):
+    with pytest.raises(FeatureStoreError, match=r"1 labels found no measurement .*\(first: training row 1\)"):
         training_frame(cfg, orphan.assign(measured_at=T0 + timedelta(days=60)), ["glucose"], "other")
 
 
@@ -271,3 +271,65 @@ def test_a_rewritten_offline_object_is_read_fresh_in_a_long_lived_process(aws_en
         assert point_in_time(store, labels, ["glucose"])["glucose"].tolist() == [115.0]
     finally:
         server.stop()
+
+
+def test_labels_sharing_a_patient_and_diagnosis_time_each_get_their_measurement(tmp_path):
+    """Feast keeps one row per (patient, time) of the entity frame: several labels at one diagnosis time must all
+    come back (a clinic's visits that repeat one diagnosis date)."""
+    cfg = config(tmp_path)
+    write_measurements(pd.DataFrame([measurement("p1", T0, 110.0), measurement("p2", T0, 90.0)]), cfg.offline_root, "c")
+    store = apply(cfg)
+    when = T0 + timedelta(days=3)
+    labels = pd.DataFrame({"patient_id": ["p1", "p2", "p1"], "diagnosed_at": [when] * 3, LABEL: [1.0, 0.0, 1.0]})
+    joined = point_in_time(store, labels, ["glucose"])
+    assert joined["glucose"].tolist() == [110.0, 90.0, 110.0] and joined[LABEL].tolist() == [1.0, 0.0, 1.0]
+
+
+def test_two_rows_for_one_patient_and_time_resolve_to_the_later_written(tmp_path):
+    import time
+
+    cfg = config(tmp_path)
+    write_measurements(pd.DataFrame([measurement("p1", T0, 110.0)]), cfg.offline_root, "first")
+    time.sleep(0.01)
+    write_measurements(pd.DataFrame([measurement("p1", T0, 999.0)]), cfg.offline_root, "correction")
+    store = apply(cfg)
+    labels = pd.DataFrame({"patient_id": ["p1"], "diagnosed_at": [T0 + timedelta(days=1)], LABEL: [1.0]})
+    assert point_in_time(store, labels, ["glucose"])["glucose"].tolist() == [999.0]
+
+
+def test_a_row_dated_within_the_accepted_day_ahead_is_materialised(tmp_path, dynamo):
+    cfg = config(tmp_path, online="dynamodb", table_template="T.{project}.{table_name}")
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=6)  # a clinic east of UTC, naive local time
+    write_measurements(pd.DataFrame([measurement("east", ahead, 133.0)]), cfg.offline_root, "clinic")
+    materialize(cfg, start=ahead - timedelta(days=1))
+    got = OnlineFeatures(dynamo, "T.diabetes_risk.patient_measurements").get("east")
+    assert got is not None and got.values["glucose"] == 133.0
+
+
+def test_training_dates_must_be_iso_8601_and_not_in_the_future(tmp_path):
+    path = tmp_path / "clinic.csv"
+    head = "patient_id,measured_at,glucose,blood_pressure,skin_thickness,bmi,diabetes_pedigree,age,pregnancies,diabetes"
+    rows = [head, "a,03/01/2024,120,70,30,31,0.5,44,1,0", "b,2099-01-01,120,70,30,31,0.5,44,1,0"]
+    path.write_text("\n".join(rows) + "\n")
+    table = load_table(str(path))
+    messages = {(i.row, i.column): i.message for i in table.issues}
+    assert messages[(1, "measured_at")].startswith("not an ISO 8601 date")
+    assert messages[(2, "measured_at")].startswith("in the future")
+
+
+def test_an_item_that_is_not_a_feast_row_is_a_store_error_not_a_crash(dynamo):
+    from inference_core.online_features import OnlineStoreError
+
+    dynamo.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "entity_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "entity_id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    item = {"entity_id": {"S": entity_id("x")}, "event_ts": {"S": "2024-01-01 00:00:00+00:00"}}
+    dynamo.put_item(TableName="t", Item={**item, "values": {"M": {"glucose": {"B": b"\x12\x01x"}}}})
+    with pytest.raises(OnlineStoreError, match="not a Feast feature row"):
+        OnlineFeatures(dynamo, "t").get("x")
+    dynamo.put_item(TableName="t", Item={"entity_id": item["entity_id"], "values": {"M": {}}})
+    with pytest.raises(OnlineStoreError, match="not a Feast feature row"):
+        OnlineFeatures(dynamo, "t").get("x")

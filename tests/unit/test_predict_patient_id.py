@@ -183,3 +183,36 @@ def test_light_reader_reads_the_wire_format_from_a_dynamodb_endpoint(aws_env, tm
         server.stop()
     with pytest.raises(OnlineStoreError, match="DynamoDB GetItem"):
         reader.get("p-1")  # the endpoint is gone: a clear error, not a hang
+
+
+def test_a_measurement_request_never_loads_the_online_reader():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = (
+        "import sys, os, json; sys.path.insert(0, 'functions');"
+        "os.environ.update(DR_ARTIFACTS_BUCKET='bucket', DR_ONLINE_TABLE='table', POWERTOOLS_TRACE_DISABLED='true');"
+        "import predict.app as app;"
+        "from tests.events.loader import api_event, FakeContext;"
+        "app.handler(api_event(body={'glucose': 'x'}), FakeContext('p', 'r'));"
+        "print(sorted({'mmh3', 'inference_core.online_features', 'feast'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+        env={"PATH": "/usr/bin", "AWS_DEFAULT_REGION": "us-east-1"},
+    )  # fmt: skip
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_an_unreadable_stored_item_is_a_503_not_a_500(api):
+    from inference_core.online_features import entity_id
+
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.put_item(
+        TableName=TABLE,
+        Item={"entity_id": {"S": entity_id("p-1")}, "event_ts": {"S": "x"}, "values": {"M": {}}},
+    )
+    status, body = call(api, {"patient_id": "p-1"})
+    assert status == 503 and "online feature store is unavailable" in body["error"]

@@ -220,3 +220,27 @@ def test_start_settings_fail_at_cold_start_without_state_machine(s3, monkeypatch
 
     with pytest.raises(ValidationError, match="state_machine_arn"):
         importlib.reload(module)
+
+
+def test_materialize_after_a_batch_starts_at_the_earliest_marker_day_and_refuses_other_keys(handlers, monkeypatch):
+    from tests.events.loader import s3_event
+
+    calls = []
+    monkeypatch.setattr(
+        handlers.steps, "materialize_step", lambda settings, cloud, start=None: calls.append(start) or {}
+    )
+    event = s3_event("data", "features/ingested/2024-03-05/clinic%3Da.json", None)
+    event["Records"].append(s3_event("data", "features/ingested/2024-02-28/other.json", None)["Records"][0])
+    handlers.materialize(event, CONTEXT)
+    assert [c.isoformat() for c in calls] == ["2024-02-28T00:00:00+00:00"]
+    with pytest.raises(ValueError, match="not an ingestion marker"):
+        handlers.materialize(s3_event("data", "features/measurements/date=2024-03-05/x.parquet", None), CONTEXT)
+    assert len(calls) == 1
+
+
+def test_materialize_from_the_state_machine_runs_the_step(handlers, monkeypatch):
+    calls = []
+    monkeypatch.setattr(
+        handlers.steps, "materialize_step", lambda settings, cloud, start=None: calls.append(start) or {"ok": 1}
+    )
+    assert handlers.materialize(load_event("training_step"), CONTEXT) == {"ok": 1} and calls == [None]
