@@ -38,9 +38,18 @@ def test_each_family_searches_and_exports_with_parity(small, family):
 
 
 def _grid_keys(family):
-    from training.models import GRIDS
+    from training.models import GRIDS, HALVING
 
-    return GRIDS[family]
+    return [*GRIDS[family], *([HALVING[family][0]] if family in HALVING else [])]
+
+
+def test_successive_halving_grows_the_forest_to_its_full_size_for_the_chosen_configuration(small):
+    from training.models import HALVING
+
+    X, y, _, _ = small
+    result = train_family("random_forest", X, y, folds=3, repeats=1)
+    assert result.best_params["n_estimators"] == HALVING["random_forest"][2]
+    assert result.pipeline.named_steps["model"].n_estimators == HALVING["random_forest"][2]
 
 
 def test_missing_values_are_imputed_inside_the_pipeline(small):
