@@ -283,3 +283,14 @@ def test_feature_matrix_puts_nan_for_absent_insulin():
 
     X = feature_matrix([Patient(**PATIENT)], ["glucose", "insulin"])
     assert X.dtype == np.float32 and X[0, 0] == np.float32(187.3) and np.isnan(X[0, 1])
+
+
+def test_settings_are_read_from_dr_variables_and_a_missing_or_bad_one_fails_at_cold_start(api):
+    from pydantic import ValidationError
+
+    settings = api.PredictSettings.from_env({"DR_ARTIFACTS_BUCKET": "bkt", "DR_SHADOW_BATCH": "12", "OTHER": "x"})
+    assert settings.artifacts_bucket == "bkt" and settings.shadow_batch == 12 and settings.ort_threads == 1
+    with pytest.raises(ValidationError, match="artifacts_bucket"):
+        api.PredictSettings.from_env({})
+    with pytest.raises(ValidationError, match="ort_threads"):
+        api.PredictSettings.from_env({"DR_ARTIFACTS_BUCKET": "bkt", "DR_ORT_THREADS": "99"})
