@@ -34,6 +34,12 @@ def deploy(
     function: list[str] = typer.Option(
         [], "--function", help="With --hotswap: only functions whose name contains this (repeatable), e.g. Predict."
     ),
+    bootstrap: bool = typer.Option(
+        False,
+        "--bootstrap",
+        help="Local target: deploy CDK's whole bootstrap stack first (≈ 40 s) instead of creating just the assets' "
+        "staging bucket and version parameter the local deploy uses.",
+    ),
 ) -> None:
     """Deploy the CDK app (storage, training functions, state machine, schedule, new-data trigger)."""
     import os
@@ -59,6 +65,9 @@ def deploy(
     if function:
         err.print("[red]--function goes with --hotswap[/red]")
         raise typer.Exit(2)
+    if bootstrap and target != "local":
+        err.print("[red]--bootstrap is for the local target[/red]: on AWS run `npx cdk bootstrap` once per account")
+        raise typer.Exit(2)
 
     if target not in ("local", "aws"):
         err.print(f"[red]unknown target {target!r}[/red]: choose 'local' or 'aws'")
@@ -74,7 +83,7 @@ def deploy(
             return
         require_up(cloud)
         with console.status("deploying to the local cloud with cdklocal") as spinner:
-            result = deploy_local(cloud, lambda line: spinner.update(f"cdklocal: {line[:100]}"))
+            result = deploy_local(cloud, lambda line: spinner.update(f"cdklocal: {line[:100]}"), bootstrap=bootstrap)
     except DeployError as exc:
         err.print(f"[red]deploy failed:[/red] {exc}")
         raise typer.Exit(1) from exc

@@ -6,6 +6,7 @@ import json
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
@@ -15,6 +16,8 @@ from typer.testing import CliRunner
 from diabetes_risk.cli import app
 from localcloud import install, runtime
 from localcloud.settings import LocalCloudSettings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -294,10 +297,10 @@ def test_deploy_local_gives_functions_the_compose_addresses(settings, monkeypatc
             json.dump({"DiabetesRisk": {"ApiId": "x"}}, fh)
 
     monkeypatch.setattr(deploy, "_run", fake_run)
-    monkeypatch.setattr(deploy, "is_bootstrapped", lambda cloud: True)
+    monkeypatch.setattr(deploy, "prepare_assets_target", lambda cloud: seen.append("assets") or False)
     monkeypatch.setattr(deploy, "ensure_issuer", lambda cloud: seen.append("issuer") or False)
     deploy.deploy_local(settings, lambda line: None)
-    assert seen[0] == "issuer"  # the token issuer exists before the stack that trusts it
+    assert seen[:2] == ["assets", "issuer"]  # the assets' bucket and the token issuer exist before the stack
     assert f"mlflow_uri={settings.mlflow_url}" in seen[-1]  # default: the host's addresses
     assert f"s3_endpoint={settings.localstack_url}" in seen[-1]
     monkeypatch.setenv("DR_EXTERNAL", "true")
@@ -326,3 +329,25 @@ def test_external_status_leaves_out_the_console(tmp_path, monkeypatch, healthy_s
     monkeypatch.setenv("DR_STATE_DIR", str(tmp_path))
     names = [s.name for s in runtime.status(LocalCloudSettings(external=True))]
     assert "console" not in names and "localstack" in names
+
+
+def test_the_local_deploy_needs_only_the_staging_bucket_and_version_parameter_of_cdk_bootstrap(
+    settings, aws_env, monkeypatch
+):
+    """Created once, directly (no CDKToolkit stack); the bucket name and parameter are the ones the synthesized
+    template and its assets manifest name."""
+    import boto3
+    from moto import mock_aws
+
+    from diabetes_risk import deploy
+
+    with mock_aws():
+        s3, ssm = boto3.client("s3", region_name="us-east-1"), boto3.client("ssm", region_name="us-east-1")
+        monkeypatch.setattr("localcloud.smoke.clients", lambda cloud, *names: [s3, ssm])
+        assert deploy.prepare_assets_target(settings) is True
+        assert deploy.prepare_assets_target(settings) is False  # already there: nothing to do
+        s3.head_bucket(Bucket="cdk-hnb659fds-assets-000000000000-us-east-1")
+        version = ssm.get_parameter(Name="/cdk-bootstrap/hnb659fds/version")["Parameter"]["Value"]
+        assert int(version) >= 6  # what the template's CheckBootstrapVersion rule requires
+    template = (ROOT / "node_modules/aws-cdk/lib/api/bootstrap/bootstrap-template.yaml").read_text()
+    assert f"Value: '{deploy.BOOTSTRAP_VERSION}'" in template  # the pinned CLI's own bootstrap version
