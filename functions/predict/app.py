@@ -65,7 +65,6 @@ class PredictSettings(BaseModel):
     dynamodb_client: Literal["light", "boto3"] = "boto3"
     feature_max_age_days: float = Field(365.0, gt=0, description="Older stored measurements are flagged stale")
 
-
     @classmethod
     def from_env(cls, environ=os.environ) -> PredictSettings:
         return cls.model_validate({k[3:].lower(): v for k, v in environ.items() if k.upper().startswith("DR_")})
