@@ -48,7 +48,9 @@ def test_deploy_prints_the_local_api_url_that_resolves(tmp_path, monkeypatch):
         "ApiUrl": "https://abc123.execute-api.localhost.localstack.cloud:4566/prod/",
         "ServingApiEndpointBB85FF1E": "https://abc123.execute-api.127.0.0.1:4566/prod/",
     }
-    monkeypatch.setattr(deploy, "deploy_local", lambda cloud, on_line: {"outputs": outputs, "timings": {}})
+    monkeypatch.setattr(
+        deploy, "deploy_local", lambda cloud, on_line, bootstrap=False: {"outputs": outputs, "timings": {}}
+    )
     result = CliRunner().invoke(app, ["deploy"])
     assert result.exit_code == 0, result.output
     assert "ApiUrl: http://127.0.0.1:4566/_aws/execute-api/abc123/prod/" in result.output
