@@ -102,12 +102,10 @@ class DynamoReader:
 
     @classmethod
     def from_env(cls, environ=os.environ) -> DynamoReader | None:
-        key, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
-        region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
-        if not (key and secret and region):
-            return None
-        endpoint = environ.get("AWS_ENDPOINT_URL_DYNAMODB") or environ.get("AWS_ENDPOINT_URL")
-        return cls(Credentials(key, secret, environ.get("AWS_SESSION_TOKEN")), region, endpoint)
+        from .s3_reader import credentials_from_env
+
+        found = credentials_from_env(environ, "DYNAMODB")
+        return cls(*found) if found else None
 
     def get_item(self, TableName: str, Key: dict, ConsistentRead: bool = False) -> dict:
         body = json.dumps({"TableName": TableName, "Key": Key, "ConsistentRead": ConsistentRead}).encode()

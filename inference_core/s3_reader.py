@@ -36,6 +36,17 @@ def _error_code(body: bytes) -> str:
         return ""
 
 
+def credentials_from_env(environ, service: str) -> tuple[Credentials, str, str | None] | None:
+    """(credentials, region, endpoint) from the environment Lambda (or the local cloud) gives a function; None
+    without them. The endpoint: AWS_ENDPOINT_URL_<SERVICE>, else AWS_ENDPOINT_URL, else the service's own."""
+    key, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    if not (key and secret and region):
+        return None
+    endpoint = environ.get(f"AWS_ENDPOINT_URL_{service}") or environ.get("AWS_ENDPOINT_URL")
+    return Credentials(key, secret, environ.get("AWS_SESSION_TOKEN")), region, endpoint
+
+
 class S3Reader:
     """`get_object(Bucket=, Key=)` with the shape ModelStore uses from a boto3 client: {"Body", "ETag"}."""
 
@@ -54,12 +65,8 @@ class S3Reader:
 
     @classmethod
     def from_env(cls, environ=os.environ) -> S3Reader | None:
-        key, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
-        region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
-        if not (key and secret and region):
-            return None
-        endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
-        return cls(Credentials(key, secret, environ.get("AWS_SESSION_TOKEN")), region, endpoint)
+        found = credentials_from_env(environ, "S3")
+        return cls(*found) if found else None
 
     def url(self, bucket: str, key: str) -> str:
         path = urllib.parse.quote(key, safe="/~")

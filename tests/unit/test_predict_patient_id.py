@@ -216,3 +216,13 @@ def test_an_unreadable_stored_item_is_a_503_not_a_500(api):
     )
     status, body = call(api, {"patient_id": "p-1"})
     assert status == 503 and "online feature store is unavailable" in body["error"]
+
+
+def test_the_light_reader_takes_credentials_and_its_own_endpoint_from_the_environment():
+    from inference_core.online_features import DynamoReader
+
+    env = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "eu-west-1"}
+    assert DynamoReader.from_env(env).endpoint == "https://dynamodb.eu-west-1.amazonaws.com/"
+    local = DynamoReader.from_env({**env, "AWS_ENDPOINT_URL": "http://a:1", "AWS_ENDPOINT_URL_DYNAMODB": "http://b:2"})
+    assert local.endpoint == "http://b:2/" and local.credentials.access_key == "k"
+    assert DynamoReader.from_env({"AWS_REGION": "eu-west-1"}) is None  # no credentials: boto3 instead
