@@ -139,6 +139,9 @@ def localstack_env(settings: LocalCloudSettings) -> dict[str, str]:
             "FILESYSTEM_ROOT": str(data),
             "TMPDIR": str(data / "tmp"),
             "LAMBDA_RUNTIME_EXECUTOR": "host",
+            # LocalStack's calls to itself (API Gateway → Lambda, Lambda → logs, metrics) dispatched in memory
+            # instead of over its own HTTP port: ≈ a third less CPU per API request (bench/bench_loop.py)
+            "IN_MEMORY_CLIENT": "1",
             "LAMBDA_RETRY_BASE_DELAY": str(settings.lambda_retry_base_delay_s),
             # the project's providers (localcloud/host_executor/dr_host_executor/providers.py)
             "PROVIDER_OVERRIDE_LOGS": "dr",
@@ -147,6 +150,9 @@ def localstack_env(settings: LocalCloudSettings) -> dict[str, str]:
             "DR_LOGS_SUBSCRIPTION_WINDOW_S": str(settings.logs_subscription_window_s),
             "DR_LOGS_SUBSCRIPTION_CONCURRENCY": str(settings.logs_subscription_concurrency),
             "DR_LAMBDA_PYTHON": str(settings.lambda_python),
+            "DR_LAMBDA_MAX_ENVIRONMENTS": ""
+            if settings.lambda_max_environments is None
+            else str(settings.lambda_max_environments),
             # Handlers that import pandas/sklearn take seconds to cold-start on 2 cores.
             "LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT": "120",
             "PYTHONUNBUFFERED": "1",

@@ -57,6 +57,13 @@ class LocalCloudSettings(BaseSettings):
     logs_subscription_concurrency: int = Field(2, ge=1, le=32, description="log streams delivered at a time")
     services: str = DEFAULT_SERVICES
     lambda_python: Path = Field(Path(sys.executable), description="Interpreter that runs Lambda handlers.")
+    lambda_max_environments: int | None = Field(
+        None,
+        ge=0,
+        le=256,
+        description="Execution environments (host processes) per function; more requests wait for a warm one. "
+        "Unset: the machine's cores (at least 2); 0: unbounded, a new process per concurrent request.",
+    )
     mlflow_bucket: str = "mlflow-artifacts"
     region: str = "us-east-1"
     start_timeout_s: float = 90.0

@@ -23,6 +23,7 @@ def local_cloud() -> LocalCloudSettings:
         alerts_port=free_port(),
         console_port=free_port(),
         lambda_retry_base_delay_s=5,  # asynchronous retries after 5 s and 10 s (about 1 and 2 minutes on AWS)
+        lambda_max_environments=2,  # the default on 2 cores, fixed so the bound's test holds on any machine
     )
     runtime.up(settings, progress=print)
     yield settings

@@ -118,6 +118,57 @@ def test_two_concurrent_invocations_both_succeed_in_separate_environments(aws, f
     assert results[0][1]["pid"] != results[1][1]["pid"]
 
 
+def test_concurrent_invocations_beyond_the_bound_wait_for_a_warm_environment(aws, fn):
+    """Five at once with at most two environments per function (conftest): all answer, from at most two processes,
+    and never more than two handlers run at the same time."""
+    results: list = [None] * 5
+
+    def run(i):
+        started = time.time()
+        reply, body = call(aws, fn, {"action": "sleep", "seconds": 0.5, "i": i})
+        results[i] = (reply, body, started, time.time())
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(r is not None and "FunctionError" not in r[0] for r in results), results
+    assert {r[1]["event"]["i"] for r in results} == set(range(5))
+    assert len({r[1]["pid"] for r in results}) <= 2
+    assert sum(r[3] - r[2] for r in results) >= 5 * 0.5  # each ran its sleep (no answer came from nowhere)
+
+
+def test_invocations_are_counted_in_cloudwatch_once_per_second(aws, fn):
+    """AWS/Lambda Invocations and Errors are summed per function and sent together: the sums still add up."""
+    import datetime as dt
+
+    name = "it-count-" + uuid.uuid4().hex[:6]
+    deploy_function(aws.lambda_, name, SOURCE, timeout=5)
+    for _ in range(6):
+        call(aws, name, {})
+    for _ in range(2):
+        call(aws, name, {"action": "raise", "why": "counted"})
+
+    def total(metric: str) -> float:
+        now = dt.datetime.now(dt.UTC)
+        stats = aws.cloudwatch.get_metric_statistics(
+            Namespace="AWS/Lambda",
+            MetricName=metric,
+            Dimensions=[{"Name": "FunctionName", "Value": name}],
+            StartTime=now - dt.timedelta(minutes=10),
+            EndTime=now + dt.timedelta(minutes=1),
+            Period=60,
+            Statistics=["Sum"],
+        )
+        return sum(p["Sum"] for p in stats["Datapoints"])
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (total("Invocations"), total("Errors")) != (8, 2):
+        time.sleep(0.5)
+    assert (total("Invocations"), total("Errors")) == (8, 2)
+
+
 def test_logs_reach_cloudwatch_logs(aws, fn):
     marker = uuid.uuid4().hex
     call(aws, fn, {"marker": marker})

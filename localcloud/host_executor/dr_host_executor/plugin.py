@@ -24,6 +24,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 
+from .environments import EnvironmentLimit, limit_from_env
+from .lambda_metrics import InvocationMetrics
 from .process import WorkerProcess, check_supported, free_port, peak_mb, python_for, timeout_message, tree_rss_mb
 
 LOG = logging.getLogger(__name__)
@@ -36,8 +38,13 @@ class HostRuntimeExecutorPlugin(RuntimeExecutorPlugin):
         return _executor_class()
 
 
+# Built once (thread-safe for these plain POSTs): build_opener makes an HTTPS handler whose SSL context cost
+# ≈ 2.5 ms of CPU on every invocation (py-spy on the invoke path, 2026-12-01).
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _post_json(url: str, payload: dict, attempts: int = 6) -> None:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    opener = _OPENER
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), method="POST", headers={"Content-Type": "application/json"}
     )
@@ -132,6 +139,68 @@ def _batch_log_shipping() -> None:
     ls_logs.LogHandler.run_log_loop = run_log_loop
 
 
+def _coalesce_lambda_metrics() -> None:
+    """AWS/Lambda Invocations and Errors summed per function and sent once a second (see lambda_metrics)."""
+    from localstack.aws.connect import connect_to
+    from localstack.services.lambda_.invocation import version_manager
+    from localstack.utils.bootstrap import is_api_enabled
+
+    if getattr(version_manager.record_cw_metric_invocation, "_dr", False):
+        return
+
+    def sink(account: str, region: str, data: list[dict]) -> None:
+        if is_api_enabled("cloudwatch"):
+            client = connect_to(aws_access_key_id=account, region_name=region).cloudwatch
+            client.put_metric_data(Namespace="AWS/Lambda", MetricData=data)
+
+    counts = InvocationMetrics(sink)
+
+    def record_invocation(function_name: str, account_id: str, region_name: str) -> None:
+        counts.record(function_name, account_id, region_name)
+
+    def record_error(function_name: str, account_id: str, region_name: str) -> None:
+        counts.record(function_name, account_id, region_name, error=True)
+
+    record_invocation._dr = True
+    version_manager.record_cw_metric_invocation = record_invocation
+    version_manager.record_cw_metric_error = record_error
+
+
+ENVIRONMENTS: EnvironmentLimit | None = None  # the bound, once installed (read by tests and the bench's probe)
+
+
+def _bound_environments() -> None:
+    """At most DR_LAMBDA_MAX_ENVIRONMENTS environments per function; a request beyond waits for a warm one (see
+    environments). Waiting longer than the function's timeout is a throttle (429), as AWS answers over a limit."""
+    global ENVIRONMENTS
+    from localstack.aws.api.lambda_ import TooManyRequestsException
+    from localstack.services.lambda_.invocation.assignment import AssignmentService
+
+    if getattr(AssignmentService.get_environment, "_dr", False):
+        return
+    ENVIRONMENTS = limit = EnvironmentLimit(limit_from_env())
+    original = AssignmentService.get_environment
+
+    @contextlib.contextmanager
+    def get_environment(self, version_manager_id, function_version, provisioning_type):
+        try:
+            slot = limit.slot(version_manager_id, timeout_s=float(function_version.config.timeout or 3))
+            slot.__enter__()
+        except TimeoutError as exc:
+            raise TooManyRequestsException(
+                f"Rate Exceeded. ({exc})", Reason="ConcurrentInvocationLimitExceeded", Type="User"
+            ) from exc
+        try:
+            with original(self, version_manager_id, function_version, provisioning_type) as environment:
+                yield environment
+        finally:
+            slot.__exit__(None, None, None)
+
+    get_environment._dr = True
+    AssignmentService.get_environment = get_environment
+    LOG.info("host-lambda: at most %s execution environments per function (0 = unbounded)", limit.limit)
+
+
 def _executor_class():
     # LocalStack's internals are imported here, once the Lambda provider asks for the executor.
     from localstack import config
@@ -147,6 +216,8 @@ def _executor_class():
 
     _honour_logging_config()
     _batch_log_shipping()
+    _coalesce_lambda_metrics()
+    _bound_environments()
 
     class HostRuntimeExecutor(RuntimeExecutor):
         def __init__(self, id: str, function_version) -> None:

@@ -27,12 +27,15 @@ from typing import Any
 END_MARKER = "\x1edr-host-executor-end "
 
 
+# Loopback only: never route through a proxy from the environment. Built once: build_opener makes an HTTPS
+# handler, whose SSL context (the CA bundle read) cost milliseconds on every invocation.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _post(url: str, body: bytes | dict[str, Any]) -> None:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
-    # Loopback only: never route through a proxy from the environment.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(request, timeout=30) as response:
+    with _OPENER.open(request, timeout=30) as response:
         response.read()
 
 

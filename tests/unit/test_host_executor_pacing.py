@@ -1,0 +1,160 @@
+"""The host executor's environment bound (first come, first served) and its coalesced AWS/Lambda metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from dr_host_executor.environments import EnvironmentLimit, FairSlots, limit_from_env
+from dr_host_executor.lambda_metrics import MAX_DATUMS, InvocationMetrics
+
+
+def test_limit_from_env_defaults_to_the_cores_and_refuses_nonsense(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert limit_from_env({}) == 8
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert limit_from_env({}) == 2  # at least two: one slow request never blocks all
+    assert limit_from_env({"DR_LAMBDA_MAX_ENVIRONMENTS": "0"}) == 0
+    assert limit_from_env({"DR_LAMBDA_MAX_ENVIRONMENTS": " 3 "}) == 3
+    with pytest.raises(ValueError, match="whole number"):
+        limit_from_env({"DR_LAMBDA_MAX_ENVIRONMENTS": "two"})
+    with pytest.raises(ValueError, match="0 \\(unbounded\\) or more"):
+        limit_from_env({"DR_LAMBDA_MAX_ENVIRONMENTS": "-1"})
+
+
+def _hold(limit: EnvironmentLimit, key: str, running: list, peak: list, release: threading.Event) -> None:
+    with limit.slot(key, timeout_s=10):
+        running.append(1)
+        peak.append(len(running))
+        release.wait(10)
+        running.pop()
+
+
+def test_no_more_than_the_limit_run_at_once_per_function():
+    limit = EnvironmentLimit(2)
+    running: list = []
+    peak: list = []
+    release = threading.Event()
+    threads = [threading.Thread(target=_hold, args=(limit, "fn-a", running, peak, release)) for _ in range(5)]
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 5
+        while limit.waiting("fn-a") < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(running) == 2 and limit.waiting("fn-a") == 3  # three wait for the two that run
+        with limit.slot("fn-b", timeout_s=0.1):  # another function has its own slots
+            pass
+    finally:
+        release.set()
+        for t in threads:
+            t.join(10)
+    assert max(peak) == 2 and not running and limit.waited == 3
+
+
+def test_waiters_are_served_first_come_first_served():
+    slots = FairSlots(1)
+    assert slots.acquire(0) == (True, False)
+    order: list[int] = []
+
+    def wait(i: int) -> None:
+        got, waited = slots.acquire(10)
+        assert got and waited
+        order.append(i)
+        slots.release()
+
+    threads = []
+    for i in range(4):
+        threads.append(threading.Thread(target=wait, args=(i,)))
+        threads[-1].start()
+        while slots.waiting() < i + 1:  # queued in this order
+            time.sleep(0.001)
+    slots.release()
+    for t in threads:
+        t.join(10)
+    assert order == [0, 1, 2, 3]
+
+
+def test_a_newcomer_never_takes_a_slot_a_waiter_was_handed():
+    slots = FairSlots(1)
+    slots.acquire(0)
+    granted = threading.Event()
+    threading.Thread(target=lambda: slots.acquire(10) and granted.set()).start()
+    while not slots.waiting():
+        time.sleep(0.001)
+    slots.release()  # handed straight to the waiter, never free
+    assert slots.acquire(0.05) == (False, True)
+    assert granted.wait(5)
+
+
+def test_a_wait_past_its_timeout_is_refused_and_leaves_the_queue():
+    limit = EnvironmentLimit(1)
+    with limit.slot("fn", timeout_s=1), pytest.raises(TimeoutError, match="within 0 s"):  # noqa: SIM117
+        with limit.slot("fn", timeout_s=0.05):
+            pass
+    with limit.slot("fn", timeout_s=0.05):  # the timed-out waiter did not keep a place
+        pass
+
+
+def test_zero_means_unbounded():
+    limit = EnvironmentLimit(0)
+    held = [limit.slot("fn") for _ in range(50)]
+    for cm in held:
+        cm.__enter__()
+    for cm in held:
+        cm.__exit__(None, None, None)
+    assert limit.waited == 0
+
+
+def test_invocations_are_summed_per_function_into_one_put():
+    sent: list = []
+    metrics = InvocationMetrics(lambda account, region, data: sent.append((account, region, data)), clock=lambda: 5.0)
+    for _ in range(7):
+        metrics.record("predict", "000000000000", "us-east-1")
+    metrics.record("predict", "000000000000", "us-east-1", error=True)
+    metrics.record("batch", "000000000000", "us-east-1")
+    assert metrics.flush() == 3
+    ((account, region, data),) = sent
+    assert (account, region) == ("000000000000", "us-east-1")
+    by = {(d["Dimensions"][0]["Value"], d["MetricName"]): d["StatisticValues"] for d in data}
+    assert by[("predict", "Invocations")] == {"SampleCount": 8, "Sum": 8, "Minimum": 1, "Maximum": 1}
+    assert by[("predict", "Errors")]["Sum"] == 1
+    assert by[("batch", "Invocations")]["Sum"] == 1
+    assert metrics.flush() == 0 and len(sent) == 1  # nothing new, nothing sent
+
+
+def test_each_account_and_region_gets_its_own_put_within_the_api_limit():
+    sent: list = []
+    metrics = InvocationMetrics(lambda account, region, data: sent.append((account, region, len(data))))
+    for i in range(MAX_DATUMS + 5):
+        metrics.record(f"fn-{i}", "111111111111", "eu-west-1")
+    metrics.record("fn", "222222222222", "us-east-1")
+    assert metrics.flush() == MAX_DATUMS + 6
+    assert sorted(sent) == [
+        ("111111111111", "eu-west-1", 5),
+        ("111111111111", "eu-west-1", MAX_DATUMS),
+        ("222222222222", "us-east-1", 1),
+    ]
+
+
+def test_a_failing_cloudwatch_loses_that_second_and_nothing_else(caplog):
+    def down(account, region, data):
+        raise ConnectionError("cloudwatch down")
+
+    metrics = InvocationMetrics(down)
+    metrics.record("predict", "000000000000", "us-east-1")
+    with caplog.at_level("INFO"):
+        assert metrics.flush() == 0
+    assert "cloudwatch down" in caplog.text
+
+
+def test_the_local_cloud_passes_the_bound_and_dispatches_its_own_calls_in_memory(tmp_path):
+    from localcloud.runtime import localstack_env
+    from localcloud.settings import LocalCloudSettings
+
+    default = localstack_env(LocalCloudSettings(state_dir=tmp_path))
+    assert default["DR_LAMBDA_MAX_ENVIRONMENTS"] == "" and default["IN_MEMORY_CLIENT"] == "1"
+    bounded = localstack_env(LocalCloudSettings(state_dir=tmp_path, lambda_max_environments=0))
+    assert bounded["DR_LAMBDA_MAX_ENVIRONMENTS"] == "0"  # unbounded: LocalStack's own way, for the bench's baseline
+    assert limit_from_env(bounded) == 0
