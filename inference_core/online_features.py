@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import mmh3
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+
+from .sigv4 import Credentials, sign
 
 JOIN_KEY = "patient_id"
 _STRING = 2  # feast ValueType.STRING
@@ -86,7 +85,7 @@ class StoredFeatures:
 
 
 class DynamoReader:
-    """DynamoDB GetItem over urllib, signed with botocore's SigV4: the shape of a boto3 client's `get_item`
+    """DynamoDB GetItem over urllib, SigV4-signed (inference_core.sigv4): the shape of a boto3 client's `get_item`
     (item attributes in DynamoDB's JSON), without the ≈ 180 ms a boto3 client costs a cold start."""
 
     def __init__(
@@ -110,9 +109,8 @@ class DynamoReader:
     def get_item(self, TableName: str, Key: dict, ConsistentRead: bool = False) -> dict:
         body = json.dumps({"TableName": TableName, "Key": Key, "ConsistentRead": ConsistentRead}).encode()
         headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.GetItem"}
-        request = AWSRequest(method="POST", url=self.endpoint, data=body, headers=headers)
-        SigV4Auth(self.credentials, "dynamodb", self.region).add_auth(request)
-        prepared = urllib.request.Request(request.url, data=body, headers=dict(request.headers.items()), method="POST")
+        signed = sign("POST", self.endpoint, self.credentials, self.region, "dynamodb", headers, body)
+        prepared = urllib.request.Request(self.endpoint, data=body, headers=signed, method="POST")
         try:
             with self._urlopen(prepared, timeout=self.timeout) as response:
                 doc = json.loads(response.read())

@@ -1,4 +1,4 @@
-"""Read an object from S3 with botocore's own SigV4 signer over urllib: the model store's only S3 call.
+"""Read an object from S3, SigV4-signed (inference_core.sigv4) over urllib: the model store's only S3 call.
 
 A boto3 client costs ≈ 180 ms of a cold start more than this (it loads S3's service model and endpoint rules
 before the first request); the prediction function needs two GETs. Credentials and region come from the
@@ -16,9 +16,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from types import SimpleNamespace
 
-from botocore.auth import S3SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from .sigv4 import Credentials, sign
 
 
 class NoSuchKey(Exception):
@@ -75,9 +73,9 @@ class S3Reader:
         return f"https://{bucket}.s3.{self.region}.amazonaws.com/{path}"
 
     def get_object(self, Bucket: str, Key: str) -> dict:
-        request = AWSRequest(method="GET", url=self.url(Bucket, Key), headers={})
-        S3SigV4Auth(self.credentials, "s3", self.region).add_auth(request)
-        prepared = urllib.request.Request(request.url, headers=dict(request.headers.items()), method="GET")
+        url = self.url(Bucket, Key)
+        headers = sign("GET", url, self.credentials, self.region, "s3")
+        prepared = urllib.request.Request(url, headers=headers, method="GET")
         try:
             with self._urlopen(prepared, timeout=self.timeout) as response:
                 return {"Body": io.BytesIO(response.read()), "ETag": response.headers.get("ETag", "")}

@@ -141,7 +141,7 @@ def localstack_env(settings: LocalCloudSettings) -> dict[str, str]:
             "LAMBDA_RUNTIME_EXECUTOR": "host",
             # LocalStack's calls to itself (API Gateway → Lambda, Lambda → logs, metrics) dispatched in memory
             # instead of over its own HTTP port: ≈ a third less CPU per API request (bench/bench_loop.py)
-            "IN_MEMORY_CLIENT": "1",
+            "IN_MEMORY_CLIENT": "1" if settings.in_memory_client else "0",
             "LAMBDA_RETRY_BASE_DELAY": str(settings.lambda_retry_base_delay_s),
             # the project's providers (localcloud/host_executor/dr_host_executor/providers.py)
             "PROVIDER_OVERRIDE_LOGS": "dr",

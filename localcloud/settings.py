@@ -64,6 +64,9 @@ class LocalCloudSettings(BaseSettings):
         description="Execution environments (host processes) per function; more requests wait for a warm one. "
         "Unset: the machine's cores (at least 2); 0: unbounded, a new process per concurrent request.",
     )
+    in_memory_client: bool = Field(
+        True, description="LocalStack's calls to itself (API Gateway → Lambda, …) in memory, not over its HTTP port."
+    )
     mlflow_bucket: str = "mlflow-artifacts"
     region: str = "us-east-1"
     start_timeout_s: float = 90.0

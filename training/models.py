@@ -22,7 +22,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
-FAMILIES = ("logistic_regression", "random_forest", "xgboost")
+from .families import FAMILIES  # one list, importable without scikit-learn
+
 # Simpler first: the one-standard-error rule picks the simplest family whose CV AUC is within one SE of the best.
 SIMPLICITY = {family: rank for rank, family in enumerate(FAMILIES)}
 

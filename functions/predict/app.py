@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from inference_core import scoring
+
+from .resolver import APIGatewayRestResolver, NotFoundError, Response
 
 if TYPE_CHECKING:  # imported for real by openapi_document(): the OpenAPI machinery stays off the request path
     from aws_lambda_powertools.event_handler.openapi.params import Body
@@ -53,8 +53,8 @@ class PredictSettings(BaseModel):
     model_refresh_s: float = Field(60.0, ge=0)
     ort_threads: int = Field(1, ge=1, le=8)
     max_body_bytes: int = Field(512 * 1024, ge=1024)
-    # light: botocore's SigV4 signer over urllib for the model's two GETs (≈ 180 ms less cold start than a boto3
-    # client); the deployed functions use it. boto3: a full client (unit tests run it against moto).
+    # light: a SigV4 signer (inference_core.sigv4) over urllib for the model's two GETs (≈ 180 ms less cold start
+    # than a boto3 client); the deployed functions use it. boto3: a full client (unit tests run it against moto).
     s3_client: Literal["light", "boto3"] = "boto3"
     # shadow scoring: the challenger scores buffered requests together, when this many patients wait or the oldest
     # has waited this long (what an environment still holds when it is shut down is never scored)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from inference_core.feature_layout import ingested_day
 from training import steps
-from training.models import FAMILIES
+from training.families import FAMILIES
 from training.settings import TrainingSettings
 from training.store import S3RunStore
 

@@ -111,3 +111,25 @@ def pytest_collection_modifyitems(config, items):
     """The console's browser tests train from the page, and their models may become champion: they run last, so
     the training tests' assertions about the champion their own run published hold."""
     items.sort(key=lambda item: item.module.__name__.endswith("test_console_browser"))
+
+
+@pytest.fixture
+def unthrottled(aws, deployed):
+    """The stage's 50 requests/s lifted for a test, then restored, where the test's own load outruns it on the local
+    API (schemathesis' workers, the canary's 500 requests): a 429 is not what those tests look at
+    (test_api_auth's test_over_the_stages_limit_is_429_in_the_api_error_format is)."""
+
+    def limits(rate: str, burst: str) -> list[dict]:
+        return [
+            {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": rate},
+            {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": burst},
+        ]
+
+    before = aws.apigateway.get_stage(restApiId=deployed["ApiId"], stageName="prod")["methodSettings"]["*/*"]
+    aws.apigateway.update_stage(restApiId=deployed["ApiId"], stageName="prod", patchOperations=limits("10000", "10000"))
+    yield
+    aws.apigateway.update_stage(
+        restApiId=deployed["ApiId"],
+        stageName="prod",
+        patchOperations=limits(str(before["throttlingRateLimit"]), str(before["throttlingBurstLimit"])),
+    )

@@ -258,7 +258,7 @@ def test_a_function_without_the_grant_cannot_read_another_functions_bucket_or_ke
     assert not _allowed(batch_policies, "s3:ListBucketVersions", f"arn:aws:s3:::{deployed['BatchBucket']}")
 
 
-def test_schemathesis_finds_no_conformance_defect_in_the_deployed_api(api_url, api_headers, tmp_path):
+def test_schemathesis_finds_no_conformance_defect_in_the_deployed_api(api_url, api_headers, tmp_path, unthrottled):
     """OpenAPI-driven checks (all of them) against the API as deployed, with a token: status codes, content
     types, schemas, unsupported methods (405 + Allow), negative data rejected, no server error."""
     proc = subprocess.run(

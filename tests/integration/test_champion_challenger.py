@@ -164,7 +164,7 @@ def test_shadow_answers_with_the_champion_and_reports_per_variant_metrics(
 
 
 def test_canary_at_30_percent_answers_about_30_percent_by_the_challenger(
-    challenger_run, champion_run, api_url, api_headers, local_cloud
+    challenger_run, champion_run, api_url, api_headers, local_cloud, unthrottled
 ):
     set_canary = cli(
         local_cloud, "models", "rollout", "canary", "--share", "0.3", "--reason", "canary test", timeout=120

@@ -277,6 +277,33 @@ def test_inference_core_and_predict_import_no_heavy_libraries():
     assert out.stdout.strip() == "[]"
 
 
+def test_the_handler_loads_the_rest_resolver_alone_and_the_package_still_works_for_everyone_else():
+    """predict.resolver skips Powertools' event_handler `__init__` (every resolver) at cold start; any later import
+    of the package's names in the same process runs it and gets the same classes."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, os; os.environ['DR_ARTIFACTS_BUCKET']='bucket'; sys.path.insert(0, 'functions');"
+        "import predict.app;"
+        "skipped = [m for m in ('appsync', 'bedrock_agent', 'vpc_lattice', 'lambda_function_url')"
+        "           if 'aws_lambda_powertools.event_handler.' + m in sys.modules];"
+        "from aws_lambda_powertools.event_handler import APIGatewayRestResolver, AppSyncResolver, Response;"
+        "from aws_lambda_powertools.event_handler import content_types;"
+        "print(skipped, APIGatewayRestResolver is predict.app.APIGatewayRestResolver, Response is predict.app.Response,"
+        "      AppSyncResolver.__name__, content_types.APPLICATION_JSON)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": "/usr/bin", "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true"},
+    )
+    assert out.stdout.strip() == "[] True True AppSyncResolver application/json"
+
+
 def test_feature_matrix_puts_nan_for_absent_insulin():
     from inference_core.contracts import Patient
     from inference_core.scoring import feature_matrix

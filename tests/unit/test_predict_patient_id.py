@@ -161,10 +161,10 @@ def _free_port() -> int:
 
 def test_light_reader_reads_the_wire_format_from_a_dynamodb_endpoint(aws_env, tmp_path, monkeypatch):
     """Against moto's server on 127.0.0.1: the signed GetItem over urllib, base64 binary values, errors."""
-    from botocore.credentials import Credentials
     from moto.server import ThreadedMotoServer
 
     from inference_core.online_features import DynamoReader, OnlineFeatures, OnlineStoreError
+    from inference_core.sigv4 import Credentials
 
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

@@ -1,4 +1,4 @@
-"""The model store's light S3 reader: signed GETs (botocore's SigV4) over urllib, boto3's answer shape, and
+"""The model store's light S3 reader: signed GETs (inference_core.sigv4) over urllib, boto3's answer shape, and
 S3's errors mapped the way the model store expects. No network: urlopen is a stand-in that records."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from email.message import Message
 from pathlib import Path
 
 import pytest
-from botocore.credentials import Credentials
 
 from inference_core.s3_reader import NoSuchKey, S3Reader, S3ReadError
+from inference_core.sigv4 import Credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,352 @@
+"""The development loop, phase by phase, each beside today's way where one can run in the same run. One JSON line.
+
+- demo: every command of `make demo` (read from the Makefile's recipe, so the bench times what users run) against a
+  fresh local cloud on free ports, timed one by one: `local up`, `deploy` (bootstrap-free), `train` (the state
+  machine, with its states' times), then the prediction, the batch, the feature store and monitoring;
+- deploy: a handler-only change made live by `deploy --hotswap` vs the full deploy (cdklocal) with no change;
+- cold start: a fresh process to the first answer of the prediction handler, S3 GETs against a stand-in S3 on
+  127.0.0.1, with its import profile; baseline the same with a boto3 S3 client;
+- the local API through API Gateway (token authorizer included) at 1, 10 and 50 clients: requests/s, p50, p99 and
+  errors, the same champion on both sides; baseline: a second fresh local cloud the way it ran before
+  (`lambda_max_environments=0`: a new host process for every concurrent request; LocalStack's calls to itself
+  over its HTTP port), where the bootstrap stack is also deployed (`deploy --bootstrap`, today's way) and timed.
+
+What cannot run side by side here (the previous search grid, the issue's fresh-clone figures) is in `issue_figures`,
+labelled as such; `bench/bench_training.py` compares the grid with the search in one run.
+BENCH_LOOP_SECONDS (default 15) sets each load level's measured time, after a 3 s warm-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
+
+SECONDS = float(os.environ.get("BENCH_LOOP_SECONDS", "15"))
+WARMUP_S = 3.0
+CLIENTS = (1, 10, 50)
+CLI = str(Path(sys.executable).with_name("diabetes-risk"))
+# The issue's figures (2026-11-30, 2 cores), for what has no baseline in this run.
+ISSUE_FIGURES = {
+    "demo_fresh_clone_s": 230,
+    "local_up_s": 24,
+    "cdklocal_bootstrap_s": 39,
+    "deploy_s": 38,
+    "training_state_machine_s": 78,
+    "random_forest_grid_s": 33,
+    "cold_start_ms": [439, 502],
+    "api_rps": {"1": 10, "10": 17, "50": 11},
+    "api_p99_ms": {"10": 4200, "50": 24600},
+}
+
+
+def demo_commands(makefile: Path = ROOT / "Makefile") -> list[list[str]]:
+    """The CLI commands of `make demo` in order: `local up` (its `up` prerequisite), then the recipe's CLI lines."""
+    text = makefile.read_text()
+    recipe = re.search(r"^demo:.*?\n((?:\t.*\n)+)", text, re.M)
+    if not recipe:
+        raise RuntimeError("no demo target in the Makefile")
+    commands = [["local", "up"]]
+    for line in recipe.group(1).splitlines():
+        line = line.strip().lstrip("@")
+        if line.startswith("echo;"):
+            line = line.split(";", 1)[1].strip()
+        if line.startswith("$(CLI)"):
+            commands.append(shlex.split(line[len("$(CLI)") :]))
+    return commands
+
+
+def cli_env(settings) -> dict[str, str]:
+    """The environment that points the CLI at a bench's local cloud (its instance and ports)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DR_")}
+    for name in (
+        "instance",
+        "localstack_port",
+        "mlflow_port",
+        "prometheus_port",
+        "alertmanager_port",
+        "alerts_port",
+        "console_port",
+    ):
+        env["DR_" + name.upper()] = str(getattr(settings, name))
+    if settings.lambda_max_environments is not None:
+        env["DR_LAMBDA_MAX_ENVIRONMENTS"] = str(settings.lambda_max_environments)
+    env["DR_IN_MEMORY_CLIENT"] = str(settings.in_memory_client).lower()
+    return env
+
+
+def run_demo(settings) -> dict:
+    phases, states = [], {}
+    env = cli_env(settings)
+    for argv in demo_commands():
+        t0 = time.perf_counter()
+        proc = subprocess.run([CLI, *argv], env=env, cwd=ROOT, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"demo step {' '.join(argv)} failed ({proc.returncode}): {proc.stdout[-1500:]}{proc.stderr[-1500:]}"
+            )
+        phases.append({"step": " ".join(argv[:2]), "s": round(seconds, 1)})
+        if argv[0] == "train":
+            for name, value in re.findall(r"✓ (.+?) ([\d.]+) s", proc.stdout):
+                states[name] = float(value)  # a Map's iterations share the name: the last (the longest) stays
+        print(f"  {' '.join(argv)[:60]:60s} {seconds:6.1f} s", flush=True)
+    by = {p["step"]: p["s"] for p in phases}
+    train = next(p["s"] for p in phases if p["step"].startswith("train"))
+    deploy = next(p["s"] for p in phases if p["step"] == "deploy")
+    return {
+        "total_s": round(sum(p["s"] for p in phases), 1),
+        "local_up_s": by.get("local up"),
+        "deploy_s": deploy,
+        "train_s": train,
+        "rest_s": round(sum(p["s"] for p in phases) - by.get("local up", 0) - deploy - train, 1),
+        "phases": phases,
+        "training_states_s": states,
+    }
+
+
+def hotswap_vs_full(settings) -> dict:
+    """A one-line change to the predict handler (/health's answer gains a detail), live by `deploy --hotswap`,
+    timed until the API answers from it; then the full deploy of the same app (cdklocal, CloudFormation)."""
+    import shutil
+    import tempfile
+
+    import requests
+
+    from diabetes_risk.deploy import FUNCTIONS_DIR, deploy_local, hotswap_local, stack_outputs
+    from diabetes_risk.predict_client import local_api_url
+
+    marker = "bench loop hotswap"
+    url = local_api_url(settings.localstack_url, stack_outputs(settings)["ApiId"]).rstrip("/")
+    changed = Path(tempfile.mkdtemp(prefix="bench-loop-")) / "functions"
+    shutil.copytree(FUNCTIONS_DIR, changed, ignore=shutil.ignore_patterns("__pycache__"))
+    app = changed / "predict" / "app.py"
+    line = 'HealthResponse(status="ok", model_version=model.pointer.model_version)'
+    if line not in app.read_text():
+        raise RuntimeError("the predict handler's /health changed: update the bench's edit")
+    app.write_text(app.read_text().replace(line, line[:-1] + f', detail="{marker}")'))
+    hotswap_local(settings)  # the deployed zips were built by CDK: every function is shipped once first
+    t0 = time.perf_counter()
+    hotswap_local(settings, source=changed, only=("Predict",))
+    update_s = time.perf_counter() - t0
+    while requests.get(f"{url}/health", timeout=60).json().get("detail") != marker:
+        if time.perf_counter() - t0 > 120:
+            raise RuntimeError("the hotswapped handler never answered within 120 s")
+        time.sleep(0.05)
+    live_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    deploy_local(settings, on_line=lambda _: None)  # also puts the unchanged handler back
+    full_s = time.perf_counter() - t0
+    shutil.rmtree(changed.parent, ignore_errors=True)
+    return {
+        "hotswap_predict_s": round(update_s, 2),
+        "hotswap_until_answering_s": round(live_s, 2),
+        "baseline_full_deploy_no_change_s": round(full_s, 1),
+    }
+
+
+def load(url: str, token: str, clients: int, seconds: float) -> dict:
+    """`clients` threads, each on its own keep-alive session, single-patient POST /predict as fast as answered."""
+    import requests
+
+    from inference_core.contracts import EXAMPLE_PATIENT
+
+    body = json.dumps(EXAMPLE_PATIENT)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    stop_warm = time.perf_counter() + WARMUP_S
+    end = stop_warm + seconds
+    results: list[list[tuple[float, int]]] = [[] for _ in range(clients)]
+
+    def client(i: int) -> None:
+        session = requests.Session()
+        session.trust_env = False
+        while (now := time.perf_counter()) < end:
+            try:
+                status = session.post(f"{url}/predict", data=body, headers=headers, timeout=60).status_code
+            except requests.RequestException:
+                status = 0
+            if now >= stop_warm:
+                results[i].append(((time.perf_counter() - now) * 1000, status))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = [r for rs in results for r in rs]
+    latencies = sorted(ms for ms, _ in done)
+    return {
+        "rps": round(len(done) / seconds, 1),
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
+        "errors": sum(1 for _, status in done if status != 200),
+        "requests": len(done),
+    }
+
+
+def api_levels(settings, champion) -> dict:
+    from bench_api_load import set_throttle
+
+    from diabetes_risk.access import local_token
+    from diabetes_risk.deploy import stack_outputs
+    from diabetes_risk.predict_client import local_api_url
+    from localcloud.smoke import clients
+
+    outputs = stack_outputs(settings)
+    s3, apigw = clients(settings, "s3", "apigateway")
+    bucket = outputs["ArtifactsBucket"]
+    s3.put_object(Bucket=bucket, Key=champion.pointer.onnx_key, Body=champion.onnx_bytes)
+    s3.put_object(Bucket=bucket, Key="serving/champion.json", Body=champion.pointer.model_dump_json().encode())
+    set_throttle(apigw, outputs["ApiId"], 10_000, 10_000)  # the stage's own 50/s would cap what is measured
+    url = local_api_url(settings.localstack_url, outputs["ApiId"]).rstrip("/")
+    token = local_token(settings, "clinic-demo", ["predict"])
+    time.sleep(1.5)  # the functions re-read the pointer within their refresh interval (1 s locally)
+    out = {}
+    for n in CLIENTS:
+        out[str(n)] = load(url, token, n, SECONDS)
+        print(f"  {n:3d} clients: {out[str(n)]}", flush=True)
+    return out
+
+
+def cold_start() -> dict:
+    """bench_predict's cold start (fresh process → first answer, real S3 GETs on 127.0.0.1), light vs boto3 S3."""
+    import tempfile
+
+    from bench_predict import COLD, folder_s3, import_profile
+    from champion import train_champion
+
+    from inference_core.contracts import EXAMPLE_PATIENT
+    from tests.events.loader import api_event
+
+    champion = train_champion()
+    work = Path(tempfile.mkdtemp(prefix="bench-loop-cold-"))
+    bucket = work / "bench-bucket"
+    (bucket / "models/v1").mkdir(parents=True)
+    (bucket / "models/v1/model.onnx").write_bytes(champion.onnx_bytes)
+    (bucket / "serving").mkdir()
+    (bucket / "serving/champion.json").write_text(champion.pointer.model_dump_json())
+    server = folder_s3(bucket)  # path-style GET /<bucket>/<key> from the bucket's folder
+    env = {
+        **os.environ,
+        "BENCH_ROOT": str(ROOT),
+        "BENCH_EVENT": json.dumps(api_event(body=EXAMPLE_PATIENT)),
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_port}",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        "DR_ARTIFACTS_BUCKET": "bench-bucket",
+    }
+    times: dict[str, list[float]] = {"light": [], "boto3": []}
+    for _ in range(5):  # alternating, so drift of the machine hits both sides alike
+        for client in times:
+            proc = subprocess.run(
+                [sys.executable, "-c", COLD, "onnx-" + client],
+                env={**env, "DR_S3_CLIENT": client},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            times[client].append(float(proc.stdout.split("COLD")[-1]))
+    profile = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", COLD, "onnx-light"],
+        env={**env, "DR_S3_CLIENT": "light"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    server.shutdown()
+    return {
+        "ms": round(statistics.median(times["light"]), 1),
+        "runs_ms": [round(t, 1) for t in times["light"]],
+        "import_profile_ms": import_profile(profile, top=12),
+        "baseline_boto3_s3_ms": round(statistics.median(times["boto3"]), 1),
+    }, champion
+
+
+def fresh_cloud(instance: str, **kw):
+    from dr_host_executor.process import free_port
+
+    from localcloud.settings import LocalCloudSettings
+
+    return LocalCloudSettings(
+        instance=instance,
+        localstack_port=free_port(),
+        mlflow_port=free_port(),
+        prometheus_port=free_port(),
+        alertmanager_port=free_port(),
+        alerts_port=free_port(),
+        console_port=free_port(),
+        **kw,
+    )
+
+
+def main() -> None:
+    from diabetes_risk.deploy import deploy_local
+    from localcloud import runtime
+
+    print("cold start: fresh process to first answer (5 each, alternating) ...", flush=True)
+    cold, champion = cold_start()
+    print(f"  {cold}", flush=True)
+
+    new = fresh_cloud("bench-loop")
+    print(f"the demo's commands on a fresh local cloud ({new.localstack_url}) ...", flush=True)
+    try:
+        demo = run_demo(new)
+        print("hotswap vs full deploy ...", flush=True)
+        swap = hotswap_vs_full(new)
+        print("the local API at 1/10/50 clients ...", flush=True)
+        api = api_levels(new, champion)
+    finally:
+        runtime.down(new)
+
+    old = fresh_cloud("bench-loop-before", lambda_max_environments=0, in_memory_client=False)
+    print(f"baseline: the local cloud as before ({old.localstack_url}), bootstrap stack included ...", flush=True)
+    try:
+        t0 = time.perf_counter()
+        runtime.up(old, progress=lambda *_: None)
+        up_before = time.perf_counter() - t0
+        first = deploy_local(old, on_line=lambda _: None, bootstrap=True)
+        api_before = api_levels(old, champion)
+    finally:
+        runtime.down(old)
+
+    print(
+        json.dumps(
+            {
+                "bench": "loop",
+                "demo": demo,
+                "deploy": {
+                    **swap,
+                    "baseline_bootstrap_stack_s": first["timings"].get("bootstrap_s"),
+                    "baseline_first_deploy_s": first["timings"].get("deploy_s"),
+                },
+                "training": {
+                    "state_machine_s": demo["train_s"],
+                    "states_s": demo["training_states_s"],
+                },
+                "cold_start": cold,
+                "api": {"clients": api, "baseline": api_before, "seconds_per_level": SECONDS},
+                "baseline_local_up_s": round(up_before, 1),
+                "issue_figures": ISSUE_FIGURES,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
