@@ -7,9 +7,11 @@
 - cold start: a fresh process to the first answer of the prediction handler, S3 GETs against a stand-in S3 on
   127.0.0.1, with its import profile; baseline the same with a boto3 S3 client;
 - the local API through API Gateway (token authorizer included) at 1, 10 and 50 clients: requests/s, p50, p99 and
-  errors, the same champion on both sides; baseline: a second fresh local cloud the way it ran before
-  (`lambda_max_environments=0`: a new host process for every concurrent request; LocalStack's calls to itself
-  over its HTTP port), where the bootstrap stack is also deployed (`deploy --bootstrap`, today's way) and timed.
+  errors, the same champion on both sides; baseline: a second fresh local cloud with the executor as it was before
+  (`executor_fast_path=False`: an HTTP opener built per request, one PutMetricData per invocation, a new host
+  process for every concurrent request, results through LocalStack's runtime endpoint; `in_memory_client=False`:
+  LocalStack's calls to itself over its HTTP port), where the bootstrap stack is also deployed
+  (`deploy --bootstrap`, today's way) and timed.
 
 What cannot run side by side here (the previous search grid, the issue's fresh-clone figures) is in `issue_figures`,
 labelled as such; `bench/bench_training.py` compares the grid with the search in one run.
@@ -85,6 +87,7 @@ def cli_env(settings) -> dict[str, str]:
     if settings.lambda_max_environments is not None:
         env["DR_LAMBDA_MAX_ENVIRONMENTS"] = str(settings.lambda_max_environments)
     env["DR_IN_MEMORY_CLIENT"] = str(settings.in_memory_client).lower()
+    env["DR_EXECUTOR_FAST_PATH"] = str(settings.executor_fast_path).lower()
     return env
 
 
@@ -314,7 +317,7 @@ def main() -> None:
     finally:
         runtime.down(new)
 
-    old = fresh_cloud("bench-loop-before", lambda_max_environments=0, in_memory_client=False)
+    old = fresh_cloud("bench-loop-before", executor_fast_path=False, lambda_max_environments=0, in_memory_client=False)
     print(f"baseline: the local cloud as before ({old.localstack_url}), bootstrap stack included ...", flush=True)
     try:
         t0 = time.perf_counter()

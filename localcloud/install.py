@@ -71,7 +71,9 @@ def ensure_localstack(settings: LocalCloudSettings, force: bool = False) -> bool
             [*uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
             log,
         )
-        pip = [*uv, "pip", "install", "--quiet", "--python", str(python)]
+        # --compile-bytecode: LocalStack started in 10 s instead of 6 when every start compiled it from source
+        # (PYTHONDONTWRITEBYTECODE set); pip, below, compiles by default
+        pip = [*uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(python)]
     else:
         _run("creating the LocalStack venv", [sys.executable, "-m", "venv", str(venv)], log)
         pip = [str(python), "-m", "pip", "install", "--quiet"]

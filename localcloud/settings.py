@@ -64,6 +64,10 @@ class LocalCloudSettings(BaseSettings):
         description="Execution environments (host processes) per function; more requests wait for a warm one. "
         "Unset: the machine's cores (at least 2); 0: unbounded, a new process per concurrent request.",
     )
+    executor_fast_path: bool = Field(
+        True,
+        description="The host executor's invoke path as tuned on 2026-12-01; off: as it was before (for benchmarks).",
+    )
     in_memory_client: bool = Field(
         True, description="LocalStack's calls to itself (API Gateway → Lambda, …) in memory, not over its HTTP port."
     )

@@ -158,3 +158,67 @@ def test_the_local_cloud_passes_the_bound_and_dispatches_its_own_calls_in_memory
     bounded = localstack_env(LocalCloudSettings(state_dir=tmp_path, lambda_max_environments=0))
     assert bounded["DR_LAMBDA_MAX_ENVIRONMENTS"] == "0"  # unbounded: LocalStack's own way, for the bench's baseline
     assert limit_from_env(bounded) == 0
+
+
+def _serve(worker):
+    from http.server import ThreadingHTTPServer
+
+    from dr_host_executor.worker import _make_http_handler
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _make_http_handler(worker))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _post(port: int, path: str, payload: dict) -> tuple[int, str | None, bytes]:
+    import http.client
+    import json
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("POST", path, json.dumps(payload), {"Content-Type": "application/json"})
+    response = connection.getresponse()
+    return response.status, response.getheader("X-DR-Outcome"), response.read()
+
+
+def test_an_inline_invocation_answers_its_result_in_the_same_exchange(capsys):
+    import json
+
+    from dr_host_executor.worker import END_MARKER, Worker
+
+    worker = Worker("http://127.0.0.1:1", "runtime-1", "m.handler", timeout_s=3)  # nothing listens on port 1
+    worker.handler = lambda event, context: {"doubled": event["n"] * 2, "request": context.aws_request_id}
+    server = _serve(worker)
+    try:
+        status, outcome, body = _post(
+            server.server_port, "/invoke-inline", {"invoke-id": "r-1", "payload": '{"n": 21}'}
+        )
+    finally:
+        server.shutdown()
+    assert (status, outcome) == (200, "response")
+    assert json.loads(body) == {"doubled": 42, "request": "r-1"}
+    printed = capsys.readouterr().out
+    assert "START RequestId: r-1" in printed and "REPORT RequestId: r-1" in printed and END_MARKER + "r-1" in printed
+
+
+def test_an_inline_invocation_that_raises_answers_the_error_document():
+    import json
+
+    from dr_host_executor.worker import Worker
+
+    def handler(event, context):
+        raise ValueError("bad patient row")
+
+    worker = Worker("http://127.0.0.1:1", "runtime-1", "m.handler", timeout_s=3)
+    worker.handler = handler
+    server = _serve(worker)
+    try:
+        status, outcome, body = _post(server.server_port, "/invoke-inline", {"invoke-id": "r-2", "payload": "{}"})
+        # an answer that is not JSON is the runtime's marshal error, as on AWS
+        worker.handler = lambda event, context: {1, 2}
+        _, marshal_outcome, marshal_body = _post(server.server_port, "/invoke-inline", {"invoke-id": "r-3"})
+    finally:
+        server.shutdown()
+    doc = json.loads(body)
+    assert (status, outcome) == (200, "error")
+    assert doc["errorType"] == "ValueError" and doc["errorMessage"] == "bad patient row" and doc["requestId"] == "r-2"
+    assert marshal_outcome == "error" and json.loads(marshal_body)["errorType"] == "Runtime.MarshalError"

@@ -13,13 +13,14 @@ running LocalStack.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import os
 import threading
 import time
 import urllib.request
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
@@ -41,10 +42,14 @@ class HostRuntimeExecutorPlugin(RuntimeExecutorPlugin):
 # Built once (thread-safe for these plain POSTs): build_opener makes an HTTPS handler whose SSL context cost
 # ≈ 2.5 ms of CPU on every invocation (py-spy on the invoke path, 2026-12-01).
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# DR_EXECUTOR_FAST_PATH=0: the executor as it was before 2026-12-01 (an opener per request, one PutMetricData per
+# invocation, a new environment per concurrent request, results through LocalStack's runtime endpoint), kept so
+# bench/bench_loop.py measures today's way beside the old one in the same run.
+FAST_PATH = os.environ.get("DR_EXECUTOR_FAST_PATH", "1").strip().lower() not in ("0", "false", "no")
 
 
 def _post_json(url: str, payload: dict, attempts: int = 6) -> None:
-    opener = _OPENER
+    opener = _OPENER if FAST_PATH else urllib.request.build_opener(urllib.request.ProxyHandler({}))
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), method="POST", headers={"Content-Type": "application/json"}
     )
@@ -59,6 +64,29 @@ def _post_json(url: str, payload: dict, attempts: int = 6) -> None:
                 raise
             time.sleep(delay)
             delay *= 2
+
+
+def _invoke_inline(port: int, payload: dict, future: Future) -> None:
+    """Send an invocation and take its result from the same exchange (the worker's /invoke-inline). A process that
+    dies meanwhile (killed on timeout or memory) resolves the future elsewhere: nothing to do here then."""
+    from localstack.services.lambda_.invocation.lambda_models import InvocationResult
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=None)
+    try:
+        connection.request("POST", "/invoke-inline", json.dumps(payload), {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        body = response.read()
+        outcome = response.getheader("X-DR-Outcome")
+    except OSError as exc:
+        LOG.debug("host-lambda: inline invoke on port %s ended without an answer: %s", port, exc)
+        return
+    finally:
+        connection.close()
+    if response.status != 200 or outcome not in ("response", "error"):
+        body = json.dumps({"errorType": "Runtime.Unknown", "errorMessage": f"worker answered {response.status}"})
+        outcome = "error"
+    with contextlib.suppress(InvalidStateError):  # already resolved (the process exited, the invocation timed out)
+        future.set_result(InvocationResult(payload["invoke-id"], body, is_error=outcome == "error", logs=None))
 
 
 def _honour_logging_config() -> None:
@@ -216,8 +244,9 @@ def _executor_class():
 
     _honour_logging_config()
     _batch_log_shipping()
-    _coalesce_lambda_metrics()
-    _bound_environments()
+    if FAST_PATH:
+        _coalesce_lambda_metrics()
+        _bound_environments()
 
     class HostRuntimeExecutor(RuntimeExecutor):
         def __init__(self, id: str, function_version) -> None:
@@ -317,7 +346,12 @@ def _executor_class():
                 endpoint.invocation_future = Future()
                 endpoint.logs = None
                 self.process.begin_invocation(request_id)
-                _post_json(f"http://127.0.0.1:{self.port}/invoke", payload)
+                if FAST_PATH:
+                    threading.Thread(
+                        target=_invoke_inline, args=(self.port, payload, endpoint.invocation_future), daemon=True
+                    ).start()
+                else:
+                    _post_json(f"http://127.0.0.1:{self.port}/invoke", payload)
                 memory_mb = int(self.function_version.config.memory_size or 128)
                 deadline = time.monotonic() + timeout_s
                 while True:  # the function's timeout, and its memory size, enforced as AWS does
