@@ -35,7 +35,7 @@ $(UV):
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 	@echo "installing the project into $(VENV) (uv sync --frozen --compile-bytecode)"
 	@# bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set (common in containers and CI) every process
-	@# compiled aws_cdk from source, 23 s of each synth instead of 8 (bench/bench_loop.py)
+	@# compiled aws_cdk from source: `import aws_cdk` took 22.8 s instead of 7.5 s (by hand, 2 cores), in every synth
 	@$(UV) sync --frozen --compile-bytecode --python $(PYTHON) --quiet
 	@touch $@
 

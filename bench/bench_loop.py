@@ -11,7 +11,7 @@
   (`executor_fast_path=False`: an HTTP opener built per request, one PutMetricData per invocation, a new host
   process for every concurrent request, results through LocalStack's runtime endpoint; `in_memory_client=False`:
   LocalStack's calls to itself over its HTTP port), where the bootstrap stack is also deployed
-  (`deploy --bootstrap`, today's way) and timed.
+  (`deploy --bootstrap`, the old way) and timed.
 
 What cannot run side by side here (the previous search grid, the issue's fresh-clone figures) is in `issue_figures`,
 labelled as such; `bench/bench_training.py` compares the grid with the search in one run.
@@ -63,11 +63,12 @@ def demo_commands(makefile: Path = ROOT / "Makefile") -> list[list[str]]:
         raise RuntimeError("no demo target in the Makefile")
     commands = [["local", "up"]]
     for line in recipe.group(1).splitlines():
-        line = line.strip().lstrip("@")
-        if line.startswith("echo;"):
-            line = line.split(";", 1)[1].strip()
-        if line.startswith("$(CLI)"):
-            commands.append(shlex.split(line[len("$(CLI)") :]))
+        for part in line.strip().lstrip("@").split(";"):  # e.g. `@sleep 2; $(CLI) metrics ...`
+            part = part.strip()
+            if part.startswith("$(CLI)"):
+                commands.append(shlex.split(part[len("$(CLI)") :]))
+            elif part.startswith("sleep "):
+                commands.append(shlex.split(part))
     return commands
 
 
@@ -96,7 +97,8 @@ def run_demo(settings) -> dict:
     env = cli_env(settings)
     for argv in demo_commands():
         t0 = time.perf_counter()
-        proc = subprocess.run([CLI, *argv], env=env, cwd=ROOT, capture_output=True, text=True)
+        command = argv if argv[0] == "sleep" else [CLI, *argv]
+        proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(
@@ -107,15 +109,16 @@ def run_demo(settings) -> dict:
             for name, value in re.findall(r"✓ (.+?) ([\d.]+) s", proc.stdout):
                 states[name] = float(value)  # a Map's iterations share the name: the last (the longest) stays
         print(f"  {' '.join(argv)[:60]:60s} {seconds:6.1f} s", flush=True)
-    by = {p["step"]: p["s"] for p in phases}
+    up = phases[0]["s"]  # the first `local up` (the recipe's last one only prints where to look)
     train = next(p["s"] for p in phases if p["step"].startswith("train"))
     deploy = next(p["s"] for p in phases if p["step"] == "deploy")
+    total = sum(p["s"] for p in phases)
     return {
-        "total_s": round(sum(p["s"] for p in phases), 1),
-        "local_up_s": by.get("local up"),
+        "total_s": round(total, 1),
+        "local_up_s": up,
         "deploy_s": deploy,
         "train_s": train,
-        "rest_s": round(sum(p["s"] for p in phases) - by.get("local up", 0) - deploy - train, 1),
+        "rest_s": round(total - up - deploy - train, 1),
         "phases": phases,
         "training_states_s": states,
     }
@@ -151,7 +154,7 @@ def hotswap_vs_full(settings) -> dict:
         time.sleep(0.05)
     live_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    deploy_local(settings, on_line=lambda _: None)  # also puts the unchanged handler back
+    deploy_local(settings, on_line=lambda _: None)  # the whole CDK deploy (synth, assets, CloudFormation), no change
     full_s = time.perf_counter() - t0
     shutil.rmtree(changed.parent, ignore_errors=True)
     return {
@@ -172,6 +175,7 @@ def load(url: str, token: str, clients: int, seconds: float) -> dict:
     stop_warm = time.perf_counter() + WARMUP_S
     end = stop_warm + seconds
     results: list[list[tuple[float, int]]] = [[] for _ in range(clients)]
+    finished: list[float] = [stop_warm]
 
     def client(i: int) -> None:
         session = requests.Session()
@@ -181,8 +185,10 @@ def load(url: str, token: str, clients: int, seconds: float) -> dict:
                 status = session.post(f"{url}/predict", data=body, headers=headers, timeout=60).status_code
             except requests.RequestException:
                 status = 0
-            if now >= stop_warm:
-                results[i].append(((time.perf_counter() - now) * 1000, status))
+            if now >= stop_warm:  # requests started in the measured window, each until its answer
+                done_at = time.perf_counter()
+                results[i].append(((done_at - now) * 1000, status))
+                finished.append(done_at)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
@@ -190,12 +196,16 @@ def load(url: str, token: str, clients: int, seconds: float) -> dict:
     for t in threads:
         t.join()
     done = [r for rs in results for r in rs]
+    answered = [r for r in done if r[1] == 200]
     latencies = sorted(ms for ms, _ in done)
+    elapsed = max(finished) - stop_warm
+    if not latencies:
+        return {"rps": 0.0, "p50_ms": None, "p99_ms": None, "errors": 0, "requests": 0}
     return {
-        "rps": round(len(done) / seconds, 1),
+        "rps": round(len(answered) / elapsed, 1),  # answered 200 per second of the window (until the last answer)
         "p50_ms": round(statistics.median(latencies), 1),
         "p99_ms": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 1),
-        "errors": sum(1 for _, status in done if status != 200),
+        "errors": len(done) - len(answered),
         "requests": len(done),
     }
 
@@ -320,9 +330,7 @@ def main() -> None:
     old = fresh_cloud("bench-loop-before", executor_fast_path=False, lambda_max_environments=0, in_memory_client=False)
     print(f"baseline: the local cloud as before ({old.localstack_url}), bootstrap stack included ...", flush=True)
     try:
-        t0 = time.perf_counter()
         runtime.up(old, progress=lambda *_: None)
-        up_before = time.perf_counter() - t0
         first = deploy_local(old, on_line=lambda _: None, bootstrap=True)
         api_before = api_levels(old, champion)
     finally:
@@ -344,7 +352,6 @@ def main() -> None:
                 },
                 "cold_start": cold,
                 "api": {"clients": api, "baseline": api_before, "seconds_per_level": SECONDS},
-                "baseline_local_up_s": round(up_before, 1),
                 "issue_figures": ISSUE_FIGURES,
             }
         )

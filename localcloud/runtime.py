@@ -140,7 +140,8 @@ def localstack_env(settings: LocalCloudSettings) -> dict[str, str]:
             "TMPDIR": str(data / "tmp"),
             "LAMBDA_RUNTIME_EXECUTOR": "host",
             # LocalStack's calls to itself (API Gateway → Lambda, Lambda → logs, metrics) dispatched in memory
-            # instead of over its own HTTP port: ≈ a third less CPU per API request (bench/bench_loop.py)
+            # instead of over its own HTTP port: 10 clients through API Gateway went from 65-92 to 113-120 requests/s
+            # (measured by hand, 2 cores, with the executor's other changes already in)
             "IN_MEMORY_CLIENT": "1" if settings.in_memory_client else "0",
             "LAMBDA_RETRY_BASE_DELAY": str(settings.lambda_retry_base_delay_s),
             # the project's providers (localcloud/host_executor/dr_host_executor/providers.py)

@@ -1,5 +1,6 @@
 """Powertools' REST resolver, imported without its package's `__init__`, which imports every other resolver too
-(AppSync, Bedrock, VPC Lattice, ...): ≈ 23 ms of a 280 ms cold start (bench/bench_loop.py).
+(AppSync, Bedrock, VPC Lattice, ...): the resolver's import took 62 ms alone against 86 ms through the package
+(five fresh processes each, 2 cores, measured by hand).
 
 The package's own `__init__` still runs the first time anything asks it for a name (a module `__getattr__`), so
 any other import of `aws_lambda_powertools.event_handler` in the process behaves as usual (tested)."""

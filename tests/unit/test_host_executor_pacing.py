@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from dr_host_executor.environments import EnvironmentLimit, FairSlots, limit_from_env
@@ -11,9 +12,9 @@ from dr_host_executor.lambda_metrics import MAX_DATUMS, InvocationMetrics
 
 
 def test_limit_from_env_defaults_to_the_cores_and_refuses_nonsense(monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    monkeypatch.setattr("os.process_cpu_count", lambda: 8)
     assert limit_from_env({}) == 8
-    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    monkeypatch.setattr("os.process_cpu_count", lambda: 1)
     assert limit_from_env({}) == 2  # at least two: one slow request never blocks all
     assert limit_from_env({"DR_LAMBDA_MAX_ENVIRONMENTS": "0"}) == 0
     assert limit_from_env({"DR_LAMBDA_MAX_ENVIRONMENTS": " 3 "}) == 3
@@ -80,7 +81,7 @@ def test_a_newcomer_never_takes_a_slot_a_waiter_was_handed():
     slots = FairSlots(1)
     slots.acquire(0)
     granted = threading.Event()
-    threading.Thread(target=lambda: slots.acquire(10) and granted.set()).start()
+    threading.Thread(target=lambda: slots.acquire(10)[0] and granted.set()).start()
     while not slots.waiting():
         time.sleep(0.001)
     slots.release()  # handed straight to the waiter, never free
@@ -222,3 +223,51 @@ def test_an_inline_invocation_that_raises_answers_the_error_document():
     assert (status, outcome) == (200, "error")
     assert doc["errorType"] == "ValueError" and doc["errorMessage"] == "bad patient row" and doc["requestId"] == "r-2"
     assert marshal_outcome == "error" and json.loads(marshal_body)["errorType"] == "Runtime.MarshalError"
+
+
+def test_a_stopped_version_refuses_its_waiters_and_newcomers():
+    limit = EnvironmentLimit(1)
+    refused: list[str] = []
+
+    def wait() -> None:
+        try:
+            with limit.slot("v1", timeout_s=10):
+                pass
+        except LookupError as exc:
+            refused.append(str(exc))
+
+    with limit.slot("v1", timeout_s=1):
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        while limit.waiting("v1") < 1:
+            time.sleep(0.001)
+        limit.close("v1")  # the function was updated while a request waited for its old version
+        waiter.join(5)
+    assert refused == ["its function version was stopped while it waited"]
+    assert limit.waiting("v1") == 0 and "v1" not in limit._slots  # nothing kept for a version that is gone
+    with limit.slot("v2", timeout_s=1):  # the new version has slots of its own
+        pass
+
+
+def test_sign_refuses_a_query_string_it_would_not_sign_as_aws_does():
+    from inference_core.sigv4 import Credentials, sign
+
+    with pytest.raises(ValueError, match="without a query string"):
+        sign("GET", "https://b.s3.us-east-1.amazonaws.com/key?versionId=1", Credentials("a", "b"), "us-east-1", "s3")
+
+
+def test_the_training_step_handlers_import_no_model_library_at_cold_start():
+    """Only the Train and Evaluate steps need scikit-learn and XGBoost (≈ 1 s of imports): the handlers' module
+    imports neither."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.path[:0] = ['functions', '.'];"
+        "import training_steps.handlers;"
+        "print(sorted({'sklearn', 'xgboost', 'mlflow', 'feast'} & {m.split('.')[0] for m in sys.modules}))"
+    )
+    env = {"PATH": "/usr/bin", "AWS_DEFAULT_REGION": "us-east-1", "DR_ARTIFACTS_BUCKET": "art", "DR_DATA_BUCKET": "dat"}
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=root)
+    assert out.stdout.strip() == "[]"

@@ -28,7 +28,6 @@ CASES = [
     ("GET", "https://bucket.s3.eu-west-1.amazonaws.com/serving/champion.json", "s3", {}, b""),
     ("GET", "http://127.0.0.1:4566/artifacts/models/v12/model.onnx", "s3", {}, b""),
     ("GET", "https://b.s3.us-east-1.amazonaws.com/runs/a%20b/%C3%A9t%C3%A9%2Bx.json", "s3", {}, b""),
-    ("GET", "https://b.s3.us-east-1.amazonaws.com:443/key", "s3", {}, b""),
     (
         "POST",
         "https://dynamodb.us-east-1.amazonaws.com/",

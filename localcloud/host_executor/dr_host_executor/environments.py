@@ -3,7 +3,8 @@
 LocalStack 4.14 starts a new environment whenever every existing one is busy. With the host executor that is a new
 Python process (hundreds of milliseconds of imports on a CPU the busy ones need), so 10 concurrent clients on
 2 cores ran 16-22 requests/s with a p99 of seconds. Waiting for a warm environment is what a machine with few cores
-can do best; AWS (which has the cores) scales out instead.
+can do best; AWS (which has the cores) scales out instead, and past its concurrency limit throttles at once, where
+this waits up to the function's timeout and only then answers 429.
 
 Standard library only, so it is unit-tested without LocalStack.
 """
@@ -18,10 +19,11 @@ from contextlib import contextmanager
 
 
 def limit_from_env(environ=os.environ) -> int:
-    """DR_LAMBDA_MAX_ENVIRONMENTS per function; 0 = unbounded (LocalStack's own behaviour); default: the cores."""
+    """DR_LAMBDA_MAX_ENVIRONMENTS per function; 0 = unbounded (LocalStack's own behaviour); default: the cores this
+    process may run on (at least 2)."""
     raw = environ.get("DR_LAMBDA_MAX_ENVIRONMENTS", "").strip()
     if not raw:
-        return max(2, os.cpu_count() or 2)
+        return max(2, os.process_cpu_count() or 2)
     try:
         value = int(raw)
     except ValueError:
@@ -39,16 +41,21 @@ class FairSlots:
         self._free = n
         self._waiters: deque[threading.Event] = deque()
         self._lock = threading.Lock()
+        self.closed = False
 
     def acquire(self, timeout_s: float | None = None) -> tuple[bool, bool]:
         """(got a slot, had to wait)."""
         with self._lock:
+            if self.closed:
+                raise LookupError("its function version was stopped")
             if self._free > 0 and not self._waiters:
                 self._free -= 1
                 return True, False
             turn = threading.Event()
             self._waiters.append(turn)
         if turn.wait(timeout_s):
+            if self.closed:
+                raise LookupError("its function version was stopped while it waited")
             return True, True
         with self._lock:
             if turn.is_set():  # handed a slot between the timeout and this lock
@@ -59,6 +66,14 @@ class FairSlots:
     def waiting(self) -> int:
         with self._lock:
             return len(self._waiters)
+
+    def close(self) -> None:
+        """Refuse every waiter and newcomer (LookupError): the function version they wait for is gone."""
+        with self._lock:
+            self.closed = True
+            waiters, self._waiters = list(self._waiters), deque()
+        for turn in waiters:
+            turn.set()
 
     def release(self) -> None:
         with self._lock:
@@ -77,6 +92,13 @@ class EnvironmentLimit:
         self._lock = threading.Lock()
         self.waited = 0  # invocations that found every slot taken, since the start
 
+    def close(self, key: str) -> None:
+        """The function version `key` is stopped: its waiters are refused and its slots forgotten."""
+        with self._lock:
+            slots = self._slots.pop(key, None)
+        if slots is not None:
+            slots.close()
+
     def waiting(self, key: str) -> int:
         """Invocations of this function waiting for a slot now."""
         with self._lock:
@@ -85,7 +107,8 @@ class EnvironmentLimit:
 
     @contextmanager
     def slot(self, key: str, timeout_s: float | None = None) -> Iterator[None]:
-        """Wait (at most timeout_s) for one of the key's slots; TimeoutError when none came free in time."""
+        """Wait (at most timeout_s) for one of the key's slots; TimeoutError when none came free in time,
+        LookupError when the key was closed (its version stopped)."""
         if self.limit <= 0:
             yield
             return

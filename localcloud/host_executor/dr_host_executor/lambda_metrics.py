@@ -59,7 +59,6 @@ class InvocationMetrics:
                     "Dimensions": [{"Name": "FunctionName", "Value": function}],
                     "Timestamp": stamp,
                     "StatisticValues": {"SampleCount": n, "Sum": n, "Minimum": 1, "Maximum": 1},
-                    "Unit": "Count",
                 }
             )
         sent = 0

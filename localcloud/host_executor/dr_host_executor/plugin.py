@@ -77,8 +77,17 @@ def _invoke_inline(port: int, payload: dict, future: Future) -> None:
         response = connection.getresponse()
         body = response.read()
         outcome = response.getheader("X-DR-Outcome")
-    except OSError as exc:
+    except (OSError, http.client.HTTPException) as exc:
         LOG.debug("host-lambda: inline invoke on port %s ended without an answer: %s", port, exc)
+        # A killed process (timeout, memory, a crash) resolves the future elsewhere; a live one that closed the
+        # exchange without an answer (a handler's SystemExit) gets the runtime's exit error here, not a timeout.
+        time.sleep(0.2)
+        if not future.done():
+            doc = {"errorType": "Runtime.ExitError", "errorMessage": f"Runtime exited without an answer: {exc}"}
+            with contextlib.suppress(InvalidStateError):
+                future.set_result(
+                    InvocationResult(payload["invoke-id"], json.dumps(doc).encode(), is_error=True, logs=None)
+                )
         return
     finally:
         connection.close()
@@ -194,20 +203,23 @@ def _coalesce_lambda_metrics() -> None:
     version_manager.record_cw_metric_error = record_error
 
 
-ENVIRONMENTS: EnvironmentLimit | None = None  # the bound, once installed (read by tests and the bench's probe)
-
-
 def _bound_environments() -> None:
     """At most DR_LAMBDA_MAX_ENVIRONMENTS environments per function; a request beyond waits for a warm one (see
     environments). Waiting longer than the function's timeout is a throttle (429), as AWS answers over a limit."""
-    global ENVIRONMENTS
+    from localstack.aws.api import ServiceException
     from localstack.aws.api.lambda_ import TooManyRequestsException
     from localstack.services.lambda_.invocation.assignment import AssignmentService
 
     if getattr(AssignmentService.get_environment, "_dr", False):
         return
-    ENVIRONMENTS = limit = EnvironmentLimit(limit_from_env())
+    limit = EnvironmentLimit(limit_from_env())
     original = AssignmentService.get_environment
+    original_stop = AssignmentService.stop_environments_for_version
+
+    def stop_environments_for_version(self, version_manager_id: str):
+        # the version is going (updated, deleted): its waiters must not start an environment of the old code
+        limit.close(version_manager_id)
+        return original_stop(self, version_manager_id)
 
     @contextlib.contextmanager
     def get_environment(self, version_manager_id, function_version, provisioning_type):
@@ -218,6 +230,8 @@ def _bound_environments() -> None:
             raise TooManyRequestsException(
                 f"Rate Exceeded. ({exc})", Reason="ConcurrentInvocationLimitExceeded", Type="User"
             ) from exc
+        except LookupError as exc:  # closed while waiting: LocalStack's own answer for a version shutting down
+            raise ServiceException(f"Got an invocation for a version shutting down ({exc})") from exc
         try:
             with original(self, version_manager_id, function_version, provisioning_type) as environment:
                 yield environment
@@ -226,6 +240,7 @@ def _bound_environments() -> None:
 
     get_environment._dr = True
     AssignmentService.get_environment = get_environment
+    AssignmentService.stop_environments_for_version = stop_environments_for_version
     LOG.info("host-lambda: at most %s execution environments per function (0 = unbounded)", limit.limit)
 
 
@@ -274,6 +289,7 @@ def _executor_class():
                     "PYTHONPATH": self._code_dir,
                     "PYTHONUNBUFFERED": "1",
                     "DR_WORKER_PORT": str(self.port),
+                    "DR_EXECUTOR_FAST_PATH": "1" if FAST_PATH else "0",
                     "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                     "HOME": os.environ.get("HOME", "/tmp"),
                     "LANG": os.environ.get("LANG", "C.UTF-8"),
@@ -320,9 +336,10 @@ def _executor_class():
                     "errorType": "Runtime.ExitError",
                     "errorMessage": f"Runtime exited with error: exit status {code}",
                 }
-                future.set_result(
-                    InvocationResult("", json.dumps(doc).encode(), is_error=True, logs=self.process.output_so_far())
-                )
+                with contextlib.suppress(InvalidStateError):  # the inline answer may have arrived meanwhile
+                    future.set_result(
+                        InvocationResult("", json.dumps(doc).encode(), is_error=True, logs=self.process.output_so_far())
+                    )
 
         def stop(self) -> None:
             self._stopping = True

@@ -2,7 +2,8 @@
 
 This stands in for LocalStack's Go `lambda-runtime-init` (which only runs inside Docker): it imports the
 handler once (the cold start), tells LocalStack it is ready, then serves invocations one at a time on a
-loopback port. Results and errors go back to LocalStack's executor endpoint. Everything the handler prints
+loopback port. A result or error is the answer to the executor's request (/invoke-inline), or, on the old path
+(/invoke), a request of its own to LocalStack's runtime endpoint. Everything the handler prints
 goes to this process's stdout, which the executor captures per invocation; the line starting with
 END_MARKER tells the executor that an invocation's output is complete.
 
@@ -28,14 +29,17 @@ END_MARKER = "\x1edr-host-executor-end "
 
 
 # Loopback only: never route through a proxy from the environment. Built once: build_opener makes an HTTPS
-# handler, whose SSL context (the CA bundle read) cost milliseconds on every invocation.
+# handler, whose SSL context (the CA bundle read) cost milliseconds on every invocation (per call as before with
+# DR_EXECUTOR_FAST_PATH=0, the benchmark's baseline).
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_FAST_PATH = os.environ.get("DR_EXECUTOR_FAST_PATH", "1").strip().lower() not in ("0", "false", "no")
 
 
 def _post(url: str, body: bytes | dict[str, Any]) -> None:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
-    with _OPENER.open(request, timeout=30) as response:
+    opener = _OPENER if _FAST_PATH else urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=30) as response:
         response.read()
 
 
