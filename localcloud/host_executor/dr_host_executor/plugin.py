@@ -13,6 +13,7 @@ running LocalStack.
 from __future__ import annotations
 
 import contextlib
+import gc
 import http.client
 import json
 import logging
@@ -262,6 +263,9 @@ def _executor_class():
     if FAST_PATH:
         _coalesce_lambda_metrics()
         _bound_environments()
+        # LocalStack's heap is fully loaded by the first function: moved out of the collector's sight, a full
+        # collection scans only what requests allocate (shorter pauses under load)
+        gc.freeze()
 
     class HostRuntimeExecutor(RuntimeExecutor):
         def __init__(self, id: str, function_version) -> None:
