@@ -234,7 +234,7 @@ def export_step(settings: TrainingSettings, store: RunStore) -> dict:
 
 
 def _card(store: RunStore, version: str | None) -> str:
-    from .evaluate import Thresholds, model_card
+    from .model_card import Thresholds, model_card
 
     validated, evaluated = store.get_json("validate.json"), store.get_json("evaluate.json")
     selected = evaluated["selected"]

@@ -258,16 +258,19 @@ def test_sign_refuses_a_query_string_it_would_not_sign_as_aws_does():
 
 def test_the_training_step_handlers_import_no_model_library_at_cold_start():
     """Only the Train and Evaluate steps need scikit-learn and XGBoost (≈ 1 s of imports): the handlers' module
-    imports neither."""
+    imports neither, and the model card (Register, Promote) needs neither them nor matplotlib."""
     import subprocess
     import sys
 
     code = (
         "import sys; sys.path[:0] = ['functions', '.'];"
         "import training_steps.handlers;"
-        "print(sorted({'sklearn', 'xgboost', 'mlflow', 'feast'} & {m.split('.')[0] for m in sys.modules}))"
+        "print(sorted({'sklearn', 'xgboost', 'mlflow', 'feast'} & {m.split('.')[0] for m in sys.modules}));"
+        # what Register and Promote import to write the model card and talk to the registry
+        "import training.tracking, training.model_card;"
+        "print(sorted({'sklearn', 'xgboost', 'matplotlib'} & {m.split('.')[0] for m in sys.modules}))"
     )
     env = {"PATH": "/usr/bin", "AWS_DEFAULT_REGION": "us-east-1", "DR_ARTIFACTS_BUCKET": "art", "DR_DATA_BUCKET": "dat"}
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=root)
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.split() == ["[]", "[]"]
