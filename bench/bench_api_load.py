@@ -107,24 +107,15 @@ def set_throttle(apigw, api_id: str, rate: float, burst: int) -> None:
 
 def main() -> None:
     from champion import deploy_with_champion
-    from dr_host_executor.process import free_port
+    from clouds import fresh_cloud
 
     from diabetes_risk.access import local_token
     from diabetes_risk.predict_client import local_api_url
     from inference_core.contracts import EXAMPLE_PATIENT
     from localcloud import runtime
-    from localcloud.settings import LocalCloudSettings
     from localcloud.smoke import clients
 
-    settings = LocalCloudSettings(
-        instance="bench-load",
-        localstack_port=free_port(),
-        mlflow_port=free_port(),
-        prometheus_port=free_port(),
-        alertmanager_port=free_port(),
-        alerts_port=free_port(),
-        console_port=free_port(),
-    )
+    settings = fresh_cloud("bench-load")
     print(f"starting a local cloud on {settings.localstack_url} ...", flush=True)
     runtime.up(settings, progress=lambda m: print("  " + m, flush=True))
     try:

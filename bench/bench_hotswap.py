@@ -12,26 +12,17 @@ import time
 from pathlib import Path
 
 import requests
-from dr_host_executor.process import free_port
+from clouds import fresh_cloud
 
 from diabetes_risk.deploy import FUNCTIONS_DIR, deploy_local, hotswap_local
 from diabetes_risk.predict_client import local_api_url
 from localcloud import runtime
-from localcloud.settings import LocalCloudSettings
 
 MARKER = "bench hotswap"
 
 
 def main() -> None:
-    settings = LocalCloudSettings(
-        instance="bench-hotswap",
-        localstack_port=free_port(),
-        mlflow_port=free_port(),
-        prometheus_port=free_port(),
-        alertmanager_port=free_port(),
-        alerts_port=free_port(),
-        console_port=free_port(),
-    )
+    settings = fresh_cloud("bench-hotswap")
     print(f"starting a local cloud on {settings.localstack_url} ...", flush=True)
     runtime.up(settings, progress=lambda *_: None)
     try:

@@ -291,24 +291,9 @@ def cold_start() -> dict:
     }, champion
 
 
-def fresh_cloud(instance: str, **kw):
-    from dr_host_executor.process import free_port
-
-    from localcloud.settings import LocalCloudSettings
-
-    return LocalCloudSettings(
-        instance=instance,
-        localstack_port=free_port(),
-        mlflow_port=free_port(),
-        prometheus_port=free_port(),
-        alertmanager_port=free_port(),
-        alerts_port=free_port(),
-        console_port=free_port(),
-        **kw,
-    )
-
-
 def main() -> None:
+    from clouds import fresh_cloud
+
     from diabetes_risk.deploy import deploy_local
     from localcloud import runtime
 

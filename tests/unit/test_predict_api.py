@@ -254,10 +254,19 @@ def test_metrics_are_emf_and_logs_hold_no_patient_values(api, capfd):
     assert scored and scored[0]["model_version"] == "1" and scored[0]["patients"] == 1
 
 
-def test_inference_core_and_predict_import_no_heavy_libraries():
+def _in_a_fresh_python(code: str, **env: str) -> str:
+    """What `code` prints in a new interpreter at the project root (imports start from nothing there)."""
     import subprocess
     import sys
 
+    environ = {"PATH": "/usr/bin", "AWS_DEFAULT_REGION": "us-east-1", **env}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, env=environ
+    )
+    return done.stdout.strip()
+
+
+def test_inference_core_and_predict_import_no_heavy_libraries():
     code = (
         "import sys, os; os.environ['DR_ARTIFACTS_BUCKET']='bucket'; sys.path.insert(0, 'functions');"
         "import inference_core.scoring, inference_core.model_store, inference_core.contracts, inference_core.shadow;"
@@ -266,23 +275,12 @@ def test_inference_core_and_predict_import_no_heavy_libraries():
         "heavy = {'sklearn', 'pandas', 'mlflow', 'feast', 'scipy', 'xgboost', 'training'};"
         "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": "/usr/bin", "AWS_DEFAULT_REGION": "us-east-1"},
-    )
-    assert out.stdout.strip() == "[]"
+    assert _in_a_fresh_python(code) == "[]"
 
 
 def test_the_handler_loads_the_rest_resolver_alone_and_the_package_still_works_for_everyone_else():
     """predict.resolver skips Powertools' event_handler `__init__` (every resolver) at cold start; any later import
     of the package's names in the same process runs it and gets the same classes."""
-    import subprocess
-    import sys
-
     code = (
         "import sys, os; os.environ['DR_ARTIFACTS_BUCKET']='bucket'; sys.path.insert(0, 'functions');"
         "import predict.app;"
@@ -293,15 +291,8 @@ def test_the_handler_loads_the_rest_resolver_alone_and_the_package_still_works_f
         "print(skipped, APIGatewayRestResolver is predict.app.APIGatewayRestResolver, Response is predict.app.Response,"
         "      AppSyncResolver.__name__, content_types.APPLICATION_JSON)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": "/usr/bin", "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true"},
-    )
-    assert out.stdout.strip() == "[] True True AppSyncResolver application/json"
+    out = _in_a_fresh_python(code, POWERTOOLS_TRACE_DISABLED="true")
+    assert out == "[] True True AppSyncResolver application/json"
 
 
 def test_feature_matrix_puts_nan_for_absent_insulin():
