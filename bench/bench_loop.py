@@ -11,7 +11,8 @@
   (`executor_fast_path=False`: an HTTP opener built per request, one PutMetricData per invocation, a new host
   process for every concurrent request, results through LocalStack's runtime endpoint; `in_memory_client=False`:
   LocalStack's calls to itself over its HTTP port), where the bootstrap stack is also deployed
-  (`deploy --bootstrap`, the old way) and timed.
+  (`deploy --bootstrap`, the old way) and timed; its `local up` runs with no compiled bytecode (as before the install
+  compiled it), and `import aws_cdk` (most of a synth) is timed both ways.
 
 What cannot run side by side here (the previous search grid, the issue's fresh-clone figures) is in `issue_figures`,
 labelled as such; `bench/bench_training.py` compares the grid with the search in one run.
@@ -75,16 +76,9 @@ def demo_commands(makefile: Path = ROOT / "Makefile") -> list[list[str]]:
 def cli_env(settings) -> dict[str, str]:
     """The environment that points the CLI at a bench's local cloud (its instance and ports)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DR_")}
-    for name in (
-        "instance",
-        "localstack_port",
-        "mlflow_port",
-        "prometheus_port",
-        "alertmanager_port",
-        "alerts_port",
-        "console_port",
-    ):
-        env["DR_" + name.upper()] = str(getattr(settings, name))
+    for name in type(settings).model_fields:
+        if name == "instance" or name.endswith("_port"):
+            env["DR_" + name.upper()] = str(getattr(settings, name))
     if settings.lambda_max_environments is not None:
         env["DR_LAMBDA_MAX_ENVIRONMENTS"] = str(settings.lambda_max_environments)
     env["DR_IN_MEMORY_CLIENT"] = str(settings.in_memory_client).lower()
@@ -291,6 +285,21 @@ def cold_start() -> dict:
     }, champion
 
 
+def from_source(env: dict[str, str]) -> dict[str, str]:
+    """An environment in which Python finds no compiled bytecode and writes none: how every process ran before the
+    install compiled it (this machine sets PYTHONDONTWRITEBYTECODE, and uv did not compile)."""
+    import tempfile
+
+    return {**env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": tempfile.mkdtemp(prefix="bench-nopyc-")}
+
+
+def import_cdk_s(env: dict[str, str]) -> float:
+    """Seconds for a fresh `python -c "import aws_cdk"` (most of a synth)."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import aws_cdk"], env=env, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     from clouds import fresh_cloud
 
@@ -315,16 +324,27 @@ def main() -> None:
     old = fresh_cloud("bench-loop-before", executor_fast_path=False, lambda_max_environments=0, in_memory_client=False)
     print(f"baseline: the local cloud as before ({old.localstack_url}), bootstrap stack included ...", flush=True)
     try:
-        runtime.up(old, progress=lambda *_: None)
+        t0 = time.perf_counter()  # `local up` through the CLI as the demo runs it, with nothing compiled
+        subprocess.run([CLI, "local", "up"], env=from_source(cli_env(old)), cwd=ROOT, check=True, capture_output=True)
+        up_from_source = time.perf_counter() - t0
         first = deploy_local(old, on_line=lambda _: None, bootstrap=True)
         api_before = api_levels(old, champion)
     finally:
         runtime.down(old)
 
+    print("import aws_cdk: compiled bytecode vs from source (2 each) ...", flush=True)
+    cdk_compiled = min(import_cdk_s(dict(os.environ)) for _ in range(2))
+    cdk_source = min(import_cdk_s(from_source(dict(os.environ))) for _ in range(2))
     print(
         json.dumps(
             {
                 "bench": "loop",
+                "bytecode": {
+                    "local_up_s": demo["local_up_s"],
+                    "baseline_local_up_from_source_s": round(up_from_source, 1),
+                    "import_aws_cdk_s": round(cdk_compiled, 1),
+                    "baseline_import_aws_cdk_from_source_s": round(cdk_source, 1),
+                },
                 "demo": demo,
                 "deploy": {
                     **swap,

@@ -224,20 +224,17 @@ def _bound_environments() -> None:
 
     @contextlib.contextmanager
     def get_environment(self, version_manager_id, function_version, provisioning_type):
-        try:
-            slot = limit.slot(version_manager_id, timeout_s=float(function_version.config.timeout or 3))
-            slot.__enter__()
-        except TimeoutError as exc:
-            raise TooManyRequestsException(
-                f"Rate Exceeded. ({exc})", Reason="ConcurrentInvocationLimitExceeded", Type="User"
-            ) from exc
-        except LookupError as exc:  # closed while waiting: LocalStack's own answer for a version shutting down
-            raise ServiceException(f"Got an invocation for a version shutting down ({exc})") from exc
-        try:
+        with contextlib.ExitStack() as held:
+            try:  # the slot is held until the invocation is over
+                held.enter_context(limit.slot(version_manager_id, float(function_version.config.timeout or 3)))
+            except TimeoutError as exc:
+                raise TooManyRequestsException(
+                    f"Rate Exceeded. ({exc})", Reason="ConcurrentInvocationLimitExceeded", Type="User"
+                ) from exc
+            except LookupError as exc:  # closed while waiting: LocalStack's own answer for a version shutting down
+                raise ServiceException(f"Got an invocation for a version shutting down ({exc})") from exc
             with original(self, version_manager_id, function_version, provisioning_type) as environment:
                 yield environment
-        finally:
-            slot.__exit__(None, None, None)
 
     get_environment._dr = True
     AssignmentService.get_environment = get_environment

@@ -1,0 +1,180 @@
+"""The host executor's hooks into LocalStack, against stand-ins for the LocalStack classes they patch (LocalStack
+lives in its own venv): the bound's 429 after the function's timeout, a stopped version refusing its waiters, and
+the inline invoke's answers (a result; a worker that closes without one is an exit error, not a timeout)."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import socket
+import sys
+import threading
+import types
+from concurrent.futures import Future
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+
+class ServiceException(Exception):
+    pass
+
+
+class TooManyRequestsException(Exception):
+    def __init__(self, message: str, Reason: str | None = None, Type: str | None = None) -> None:
+        super().__init__(message)
+        self.Reason = Reason
+
+
+@dataclass
+class InvocationResult:
+    request_id: str
+    payload: bytes | None
+    is_error: bool
+    logs: str | None
+    executed_version: str | None = None
+
+
+class AssignmentService:
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+
+    @contextlib.contextmanager
+    def get_environment(self, version_manager_id, function_version, provisioning_type):
+        self.started.append(version_manager_id)
+        yield f"environment of {version_manager_id}"
+
+    def stop_environments_for_version(self, version_manager_id: str) -> None:
+        self.stopped.append(version_manager_id)
+
+
+@pytest.fixture
+def plugin(monkeypatch):
+    """dr_host_executor.plugin imported against the stand-ins, its bound (1 per function) installed."""
+    stand_ins = {
+        "localstack": {},
+        "localstack.aws": {},
+        "localstack.aws.api": {"ServiceException": ServiceException},
+        "localstack.aws.api.lambda_": {"TooManyRequestsException": TooManyRequestsException},
+        "localstack.services": {},
+        "localstack.services.lambda_": {},
+        "localstack.services.lambda_.invocation": {},
+        "localstack.services.lambda_.invocation.plugins": {"RuntimeExecutorPlugin": object},
+        "localstack.services.lambda_.invocation.assignment": {"AssignmentService": AssignmentService},
+        "localstack.services.lambda_.invocation.lambda_models": {"InvocationResult": InvocationResult},
+    }
+    for name, attributes in stand_ins.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attributes)
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.delitem(sys.modules, "dr_host_executor.plugin", raising=False)
+    monkeypatch.setenv("DR_LAMBDA_MAX_ENVIRONMENTS", "1")
+    for method in ("get_environment", "stop_environments_for_version"):
+        monkeypatch.setattr(AssignmentService, method, AssignmentService.__dict__[method])
+    module = importlib.import_module("dr_host_executor.plugin")
+    monkeypatch.setitem(sys.modules, "dr_host_executor.plugin", module)  # removed again after the test
+    module._bound_environments()
+    return module
+
+
+def version(timeout_s: float):
+    return types.SimpleNamespace(config=types.SimpleNamespace(timeout=timeout_s))
+
+
+def test_a_request_that_waits_past_the_functions_timeout_is_throttled(plugin):
+    service = AssignmentService()
+    with service.get_environment("fn-v1", version(5), "on-demand") as environment:
+        assert environment == "environment of fn-v1"
+        with pytest.raises(TooManyRequestsException, match="Rate Exceeded") as refused:  # noqa: SIM117
+            with service.get_environment("fn-v1", version(0.05), "on-demand"):
+                pass
+    assert refused.value.Reason == "ConcurrentInvocationLimitExceeded"
+    assert service.started == ["fn-v1"]  # the refused request never started an environment
+    with service.get_environment("fn-v1", version(0.05), "on-demand"):  # its slot is free again
+        pass
+
+
+def test_a_stopped_version_refuses_the_requests_waiting_for_it(plugin):
+    service = AssignmentService()
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            with service.get_environment("fn-v1", version(10), "on-demand"):
+                pass
+        except BaseException as exc:
+            outcome.append(exc)
+
+    with service.get_environment("fn-v1", version(5), "on-demand"):
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        waiter.join(0.2)  # waiting for the slot, or about to: refused either way once the version stops
+        service.stop_environments_for_version("fn-v1")  # the function was updated meanwhile
+        waiter.join(5)
+    assert len(outcome) == 1 and isinstance(outcome[0], ServiceException)
+    assert "shutting down" in str(outcome[0])
+    assert service.stopped == ["fn-v1"] and service.started == ["fn-v1"]  # no environment of the old code
+
+
+def _serve(handler_class) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_an_inline_invoke_resolves_the_invocation_with_the_workers_answer(plugin):
+    class Answer(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b'{"ok": true}'
+            self.send_response(200)
+            self.send_header("X-DR-Outcome", "response")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = _serve(Answer)
+    future: Future = Future()
+    try:
+        plugin._invoke_inline(server.server_port, {"invoke-id": "r-1"}, future)
+    finally:
+        server.shutdown()
+    result = future.result(1)
+    assert (result.request_id, result.payload, result.is_error) == ("r-1", b'{"ok": true}', False)
+
+
+def test_a_worker_that_closes_without_answering_is_an_exit_error_not_a_timeout(plugin):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def close_without_answer() -> None:
+        connection, _ = listener.accept()
+        connection.recv(65536)
+        connection.close()
+
+    threading.Thread(target=close_without_answer, daemon=True).start()
+    future: Future = Future()
+    try:
+        plugin._invoke_inline(listener.getsockname()[1], {"invoke-id": "r-2"}, future)
+    finally:
+        listener.close()
+    result = future.result(1)
+    assert result.is_error and b"Runtime.ExitError" in result.payload
+
+
+def test_an_invocation_resolved_elsewhere_first_keeps_that_result(plugin):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    threading.Thread(target=lambda: listener.accept()[0].close(), daemon=True).start()
+    future: Future = Future()
+    future.set_result("timed out (the executor's own answer)")
+    plugin._invoke_inline(listener.getsockname()[1], {"invoke-id": "r-3"}, future)
+    listener.close()
+    assert future.result() == "timed out (the executor's own answer)"
