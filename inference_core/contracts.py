@@ -34,12 +34,19 @@ EXAMPLE_PATIENT = {
 }
 
 
+class _Contract(BaseModel):
+    """Each model is built on first use, not at import: a prediction's cold start builds only what it touches
+    (the /health and /model answers, errors and lineage wait for their first request)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 def _measure(name: str, optional: bool = False):
     lo, hi = RANGES[name]
     return Field(None if optional else ..., ge=lo, le=hi, allow_inf_nan=False, description=_DESCRIPTIONS[name])
 
 
-class Patient(BaseModel):
+class Patient(_Contract):
     """One patient's routine measurements, canonical units. Unknown fields are refused."""
 
     model_config = ConfigDict(
@@ -57,14 +64,14 @@ class Patient(BaseModel):
     age: float = _measure("age")
 
 
-class PatientBatch(BaseModel):
+class PatientBatch(_Contract):
     """Up to 1,000 patients scored in one request."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     patients: list[Patient] = Field(min_length=1, max_length=MAX_PATIENTS)
 
 
-class PatientLookup(BaseModel):
+class PatientLookup(_Contract):
     """A patient by id: scored on their latest measurements in the online feature store. Measurements given here
     (any of them) override the stored ones, e.g. a glucose taken today."""
 
@@ -105,7 +112,7 @@ PredictRequest = Annotated[
 ]
 
 
-class Prediction(BaseModel):
+class Prediction(_Contract):
     probability: float = Field(ge=0, le=1, description="Estimated probability of diabetes")
     risk_band: Literal["low", "moderate", "high"]
     contributions: dict[str, float] | None = Field(
@@ -115,7 +122,7 @@ class Prediction(BaseModel):
     )
 
 
-class OnlineFeatures(BaseModel):
+class OnlineFeatures(_Contract):
     """Where a patient-id prediction's measurements came from."""
 
     patient_id: str
@@ -126,7 +133,7 @@ class OnlineFeatures(BaseModel):
     overridden: list[str] = Field(default_factory=list, description="Measurements taken from the request instead")
 
 
-class PredictResponse(BaseModel):
+class PredictResponse(_Contract):
     model_version: str = Field(description="The version of the model that answered")
     variant: Literal["champion", "challenger"] = Field(
         "champion", description="Which model answered: the challenger only for the canary share of requests"
@@ -136,31 +143,31 @@ class PredictResponse(BaseModel):
     features: OnlineFeatures | None = Field(None, description='For {"patient_id": ...}: the stored measurements used')
 
 
-class ErrorDetail(BaseModel):
+class ErrorDetail(_Contract):
     field: str
     message: str
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(_Contract):
     error: str
     details: list[ErrorDetail] = Field(default_factory=list)
 
 
-class Lineage(BaseModel):
+class Lineage(_Contract):
     mlflow_run_id: str
     training_data_uri: str
     training_data_sha256: str
     onnx_sha256: str
 
 
-class ChallengerInfo(BaseModel):
+class ChallengerInfo(_Contract):
     model_version: str
     family: str
     metrics: dict[str, float]
     onnx_sha256: str
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(_Contract):
     model_name: str
     model_version: str
     family: str
@@ -176,13 +183,13 @@ class ModelInfo(BaseModel):
     previous_version: str | None = None
 
 
-class HealthResponse(BaseModel):
+class HealthResponse(_Contract):
     status: Literal["ok", "unavailable"]
     model_version: str | None = None
     detail: str | None = None
 
 
-class LinearExplainer(BaseModel):
+class LinearExplainer(_Contract):
     """What a logistic-regression pipeline needs to explain a prediction without scikit-learn."""
 
     kind: Literal["linear"] = "linear"
@@ -193,7 +200,7 @@ class LinearExplainer(BaseModel):
     intercept: float
 
 
-class Calibration(BaseModel):
+class Calibration(_Contract):
     """Platt scaling of the ONNX model's probability, chosen in training where it improves the Brier score."""
 
     kind: Literal["platt"] = "platt"
@@ -201,7 +208,7 @@ class Calibration(BaseModel):
     b: float
 
 
-class ModelRef(BaseModel):
+class ModelRef(_Contract):
     """One published model: its files in the artifacts bucket and what serving needs to use and describe it."""
 
     model_config = ConfigDict(extra="ignore", protected_namespaces=())
@@ -223,7 +230,7 @@ class ModelRef(BaseModel):
     calibration: Calibration | None = None
 
 
-class Rollout(BaseModel):
+class Rollout(_Contract):
     """How the challenger meets live traffic. none: champion only. shadow: `share` of requests are also scored by
     the challenger, the champion answers. canary: `share` of requests are answered by the challenger."""
 
@@ -242,6 +249,3 @@ class ServingPointer(ModelRef):
 
     def champion_ref(self) -> ModelRef:
         return ModelRef.model_validate(self.model_dump(include=set(ModelRef.model_fields)))
-
-
-ModelInfo.model_rebuild()

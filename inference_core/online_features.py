@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 
 import mmh3
 
+from . import light_http
 from .sigv4 import Credentials, sign
 
 JOIN_KEY = "patient_id"
@@ -94,7 +95,7 @@ class DynamoReader:
         region: str,
         endpoint: str | None = None,
         timeout: float = 5.0,
-        urlopen=urllib.request.urlopen,
+        urlopen=light_http.urlopen,
     ) -> None:
         self.credentials, self.region, self.timeout, self._urlopen = credentials, region, timeout, urlopen
         self.endpoint = (endpoint or f"https://dynamodb.{region}.amazonaws.com").rstrip("/") + "/"

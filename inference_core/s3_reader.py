@@ -16,6 +16,7 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from types import SimpleNamespace
 
+from . import light_http
 from .sigv4 import Credentials, sign
 
 
@@ -56,7 +57,7 @@ class S3Reader:
         region: str,
         endpoint: str | None = None,
         timeout: float = 10.0,
-        urlopen=urllib.request.urlopen,
+        urlopen=light_http.urlopen,
     ) -> None:
         self.credentials, self.region, self.timeout, self._urlopen = credentials, region, timeout, urlopen
         self.endpoint = endpoint.rstrip("/") if endpoint else None

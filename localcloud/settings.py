@@ -71,6 +71,12 @@ class LocalCloudSettings(BaseSettings):
     in_memory_client: bool = Field(
         True, description="LocalStack's calls to itself (API Gateway → Lambda, …) in memory, not over its HTTP port."
     )
+    cfn_poll_s: float = Field(
+        0.05,
+        gt=0,
+        le=5,
+        description="How often CloudFormation re-reads a resource still being created (LocalStack's own: 1 s).",
+    )
     mlflow_bucket: str = "mlflow-artifacts"
     region: str = "us-east-1"
     start_timeout_s: float = 90.0

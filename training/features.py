@@ -37,6 +37,8 @@ from inference_core.feature_layout import (
 )
 from inference_core.schema import FEATURES, LABEL
 
+from .imports import import_feast
+
 LABEL_TIME = "diagnosed_at"
 
 
@@ -72,7 +74,8 @@ def forget_s3_listings() -> None:
 
 
 def open_store(config: FeastConfig):
-    from feast import FeatureStore, RepoConfig
+    feast = import_feast()
+    FeatureStore, RepoConfig = feast.FeatureStore, feast.RepoConfig
 
     forget_s3_listings()
 
@@ -99,6 +102,7 @@ def open_store(config: FeastConfig):
 
 def apply(config: FeastConfig):
     """Register the entity, source and view (idempotent; creates the online table where Feast manages it)."""
+    import_feast()  # before the definitions' own `from feast import ...`
     from feature_repo.definitions import objects
 
     store = open_store(config)

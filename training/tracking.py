@@ -15,7 +15,9 @@ from .settings import TrainingSettings
 
 
 def _client(settings: TrainingSettings):
-    import mlflow
+    from .imports import import_mlflow
+
+    mlflow = import_mlflow()
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)

@@ -24,6 +24,9 @@ def register(app: typer.Typer) -> None:
 
 def _context():
     """The artifacts bucket, an S3 client and an MLflow client for the deployed local stack."""
+    from training.imports import import_mlflow
+
+    import_mlflow()  # Feast's MLflow plugin, loaded the fast way
     from mlflow import MlflowClient
 
     from localcloud.smoke import clients

@@ -137,7 +137,7 @@ def train(
 
     By default this starts the deployed Step Functions state machine and follows it state by state
     (exit 1 naming the failed state and its cause); --in-process runs the same steps here."""
-    from training.models import FAMILIES
+    from training.families import FAMILIES
 
     chosen = tuple(f.strip() for f in families.split(",") if f.strip())
     unknown = sorted(set(chosen) - set(FAMILIES))

@@ -799,6 +799,21 @@ def test_the_dead_letter_of_an_upload_is_found_and_left_for_the_operator(aws_env
         assert len(dead_letters(sqs, url)) == 2  # still there: peeked, not consumed
 
 
+def test_an_empty_dead_letter_queue_is_answered_from_its_counts_without_waiting_on_polls(aws_env):
+    from moto import mock_aws
+
+    from diabetes_risk.batch_client import dead_letters
+
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        polls = []
+        sqs.meta.events.register("before-call.sqs.ReceiveMessage", lambda **kw: polls.append(kw))
+        assert dead_letters(sqs, url) == [] and polls == []
+        sqs.send_message(QueueUrl=url, MessageBody=on_failure_record("inbox/a.csv", "v1", "no"))
+        assert [r["key"] for r in dead_letters(sqs, url)] == ["inbox/a.csv"] and polls
+
+
 def test_waiting_stops_when_the_function_gave_up_and_keeps_waiting_through_retries(service, s3):
     from diabetes_risk.batch_client import Upload, wait_for_result
 

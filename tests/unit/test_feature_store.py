@@ -3,7 +3,9 @@ store read back by the light reader, and a scored batch's rows in the same offli
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import boto3
 import numpy as np
@@ -333,3 +335,62 @@ def test_an_item_that_is_not_a_feast_row_is_a_store_error_not_a_crash(dynamo):
     dynamo.put_item(TableName="t", Item={"entity_id": item["entity_id"], "values": {"M": {}}})
     with pytest.raises(OnlineStoreError, match="not a Feast feature row"):
         OnlineFeatures(dynamo, "t").get("x")
+
+
+def _fresh_python(code: str, *path: str) -> str:
+    """What `code` prints in a new interpreter at the project root, with `path` ahead of the usual ones."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {"PATH": "/usr/bin", "PYTHONPATH": os.pathsep.join([*path, str(root)])}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=root
+    ).stdout.strip()
+
+
+def test_feast_loads_without_typeguard_instrumenting_it_and_typeguard_is_put_back():
+    """typeguard re-parses a module per decorated method (2.4 s of Feast's import): Feast's classes load unchecked,
+    as under `python -O`, and `typechecked` is typeguard's own again afterwards."""
+    code = (
+        "import typeguard; checked = typeguard.typechecked;"
+        "from training.imports import import_feast; feast = import_feast();"
+        "init = feast.FeatureView.__init__.__code__;"
+        "print('check_argument_types' in init.co_names, typeguard.typechecked is checked, import_feast() is feast)"
+    )
+    assert _fresh_python(code) == "False True True"
+
+
+def test_a_failed_feast_import_still_puts_typeguard_back(tmp_path):
+    (tmp_path / "feast").mkdir()
+    (tmp_path / "feast" / "__init__.py").write_text("raise RuntimeError('a broken install')\n")
+    code = (
+        "import typeguard; checked = typeguard.typechecked;"
+        "from training.imports import import_feast\n"
+        "try:\n    import_feast()\nexcept RuntimeError as e:\n    print(e)\n"
+        "print(typeguard.typechecked is checked)"
+    )
+    assert _fresh_python(code, str(tmp_path)).splitlines() == ["a broken install", "True"]
+
+
+def test_mlflow_loads_feasts_header_plugin_after_feast_came_in_unchecked():
+    """MLflow's first request loads Feast's header-provider plugin, which imports all of Feast: Register, Promote and
+    `diabetes-risk models` get it from import_mlflow already loaded the fast way, and the plugin still registers."""
+    code = (
+        "from training.imports import import_mlflow; import_mlflow();"
+        "import mlflow.tracking.request_header.registry as headers, feast;"
+        "init = feast.FeatureView.__init__.__code__;"
+        "print('check_argument_types' in init.co_names,"
+        " 'FeastMLflowHeaderProvider' in {type(p).__name__ for p in headers._request_header_provider_registry})"
+    )
+    assert _fresh_python(code) == "False True"
+
+
+def test_apply_loads_feast_unchecked_although_the_definitions_import_it_themselves(tmp_path):
+    code = (
+        "import sys; from pathlib import Path; from training.features import FeastConfig, apply;"
+        f"root = Path({str(tmp_path)!r});"
+        "apply(FeastConfig(str(root / 'm'), str(root / 'r.db'), online_path=str(root / 'o.db')));"
+        "import feast; print('check_argument_types' in feast.FeatureView.__init__.__code__.co_names)"
+    )
+    assert _fresh_python(code) == "False"

@@ -178,3 +178,29 @@ def test_an_invocation_resolved_elsewhere_first_keeps_that_result(plugin):
     plugin._invoke_inline(listener.getsockname()[1], {"invoke-id": "r-3"}, future)
     listener.close()
     assert future.result() == "timed out (the executor's own answer)"
+
+
+def test_cloudformation_re_reads_a_resource_being_created_at_the_local_pace():
+    """Each of the stack's functions is Pending for milliseconds, yet LocalStack re-read it after a full second."""
+    from dr_host_executor.cfn_patches import _poll_every, poll_interval
+
+    class Executor:  # LocalStack's ResourceProviderExecutor.deploy_loop signature
+        def deploy_loop(self, resource_provider, resource, raw_payload, max_timeout=300, sleep_time: float = 1):
+            return sleep_time, max_timeout
+
+    _poll_every(Executor, 0.05)
+    assert Executor().deploy_loop("provider", {}, {}) == (0.05, 300)
+    assert Executor().deploy_loop("provider", {}, {}, sleep_time=2) == (2, 300)  # a caller's own wait stands
+    _poll_every(Executor, 0.5)  # installed once: a second hook run changes nothing
+    assert Executor().deploy_loop("provider", {}, {}) == (0.05, 300)
+
+    assert poll_interval({}) == 0.05 and poll_interval({"DR_CFN_POLL_S": "1"}) == 1.0
+    assert poll_interval({"DR_CFN_POLL_S": "soon"}) == 0.05 and poll_interval({"DR_CFN_POLL_S": "-1"}) == 0.05
+
+
+def test_the_local_cloud_passes_the_cloudformation_pace(tmp_path):
+    from localcloud.runtime import localstack_env
+    from localcloud.settings import LocalCloudSettings
+
+    assert localstack_env(LocalCloudSettings(state_dir=tmp_path))["DR_CFN_POLL_S"] == "0.05"
+    assert localstack_env(LocalCloudSettings(state_dir=tmp_path, cfn_poll_s=1))["DR_CFN_POLL_S"] == "1.0"

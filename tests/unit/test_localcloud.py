@@ -201,6 +201,19 @@ def test_cli_train_unknown_family_is_named(settings):
     assert "unknown model families: svm" in result.output
 
 
+def test_cli_train_starts_the_state_machine_without_importing_the_model_libraries(tmp_path):
+    """The state machine trains; the CLI only checks the family names (scikit-learn and XGBoost: ≈ 2 s of imports)."""
+    code = (
+        "import sys; from typer.testing import CliRunner; from diabetes_risk.cli import app;"
+        "CliRunner().invoke(app, ['train', '--families', 'xgboost']);"
+        "print(sorted({'sklearn', 'xgboost'} & {m.split('.')[0] for m in sys.modules}))"
+    )
+    env = {"PATH": "/usr/bin", "DR_STATE_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=root)
+    assert out.stdout.split() == ["[]"]
+
+
 def test_cli_train_needs_the_local_cloud(settings):
     result = runner.invoke(app, ["train", "--in-process"])
     assert result.exit_code == 1

@@ -125,3 +125,28 @@ def test_holdout_metrics_on_a_known_case():
     assert m["roc_auc"] == 0.75
     assert m["sensitivity"] == 0.5 and m["specificity"] == 0.5 and m["accuracy"] == 0.5
     assert m["brier"] == pytest.approx((0.01 + 0.36 + 0.36 + 0.01) / 4)
+
+
+def test_threaded_families_search_as_threads_and_score_exactly_as_with_processes(small, monkeypatch):
+    """The backend changes where the fits run, not what they give: same choice, same fold scores, same predictions."""
+    import joblib
+
+    from training import models
+
+    X, y, Xh, _ = small
+    backends = []
+    real = joblib.Parallel.__call__
+
+    def recorded(self, iterable):
+        backends.append(type(self._backend).__name__)
+        return real(self, iterable)
+
+    monkeypatch.setattr(joblib.Parallel, "__call__", recorded)
+    threaded = train_family("logistic_regression", X, y, folds=3, n_jobs=2)
+    assert backends and set(backends) == {"ThreadingBackend"}
+    monkeypatch.setattr(models, "THREADED", frozenset())
+    backends.clear()
+    processes = train_family("logistic_regression", X, y, folds=3, n_jobs=2)
+    assert "ThreadingBackend" not in backends
+    assert threaded.best_params == processes.best_params and threaded.cv_scores == processes.cv_scores
+    assert np.array_equal(threaded.pipeline.predict_proba(Xh), processes.pipeline.predict_proba(Xh))

@@ -4,11 +4,17 @@ created, so a stack deploys with the settings its template declares:
 - `AWS::S3::Bucket` `BucketEncryption` (the buckets' KMS keys: without this every bucket stayed on AES256);
 - `AWS::ApiGateway::Stage` `MethodSettings` (the stage's throttling, metrics and logging settings).
 
+And one change of pace: a resource still being created is read again every `DR_CFN_POLL_S` (default 0.05 s) instead
+of every second. A function is Pending for a few milliseconds here, past the five immediate re-reads LocalStack
+allows, so each of the stack's 14 functions waited a full second: 12.5 of the 15 s CloudFormation spent on a fresh
+deploy (the stack's events, 2026-12-01).
+
 Installed when LocalStack starts (an `on_infra_start` hook), before any stack is deployed."""
 
 from __future__ import annotations
 
 import logging
+import os
 
 try:
     from localstack.runtime import hooks
@@ -71,11 +77,41 @@ def _stage_settings(model: dict, factory) -> None:
         )
 
 
+def poll_interval(environ=os.environ) -> float:
+    """DR_CFN_POLL_S in seconds (0.05 when unset or not a positive number; LocalStack's own is 1)."""
+    try:
+        value = float(environ.get("DR_CFN_POLL_S") or 0.05)
+    except ValueError:
+        LOG.warning("dr: DR_CFN_POLL_S=%r is not a number; using 0.05 s", environ.get("DR_CFN_POLL_S"))
+        return 0.05
+    return value if value > 0 else 0.05
+
+
+def _poll_every(executor_class, interval: float) -> None:
+    """`deploy_loop`'s wait between reads of an IN_PROGRESS resource, unless a caller sets its own. Its iteration
+    count is the per-resource timeout over the wait, so the timeout stays what it was."""
+    original = executor_class.deploy_loop
+    if getattr(original, "_dr", False):
+        return
+
+    def deploy_loop(self, *args, **kwargs):
+        kwargs.setdefault("sleep_time", interval)
+        return original(self, *args, **kwargs)
+
+    deploy_loop._dr = True
+    executor_class.deploy_loop = deploy_loop
+
+
 @on_infra_start
 def dr_cloudformation_patches() -> None:
     from localstack.services.apigateway.resource_providers.aws_apigateway_stage import ApiGatewayStageProvider
+    from localstack.services.cloudformation.resource_provider import ResourceProviderExecutor
     from localstack.services.s3.resource_providers.aws_s3_bucket import S3BucketProvider
 
     _after_create(S3BucketProvider, _encrypt_bucket)
     _after_create(ApiGatewayStageProvider, _stage_settings)
-    LOG.info("dr: CloudFormation patches installed (bucket encryption, stage method settings)")
+    _poll_every(ResourceProviderExecutor, poll_interval())
+    LOG.info(
+        "dr: CloudFormation patches installed (bucket encryption, stage method settings, re-reads every %s s)",
+        poll_interval(),
+    )
