@@ -135,6 +135,57 @@ def forest_search(X, y, holdout, features) -> dict:
         "holdout_roc_auc": round(roc_auc_score(yh, grid.best_estimator_.predict_proba(Xh)[:, 1]), 4),
     }
     out["speedup"] = round(out["baseline_full_grid"]["seconds"] / out["successive_halving"]["seconds"], 2)
+    # the halving's previous range (33 → 99 → 297 trees, until 2026-12-01), same search otherwise
+    resource, _, _ = models.HALVING["random_forest"]
+    saved = dict(models.HALVING)
+    models.HALVING["random_forest"] = (resource, 33, 297)
+    try:
+        t0 = time.perf_counter()
+        previous = models.train_family("random_forest", X, y, n_jobs=1)
+    finally:
+        models.HALVING.clear()
+        models.HALVING.update(saved)
+    out["previous_halving_33_to_297"] = {
+        "seconds": round(time.perf_counter() - t0, 2),
+        "best_params": previous.best_params,
+        "cv_auc": round(previous.cv_auc_mean, 4),
+        "holdout_roc_auc": round(roc_auc_score(yh, previous.pipeline.predict_proba(Xh)[:, 1]), 4),
+    }
+    out["threads_vs_processes"] = threads_vs_processes(X, y)
+    return out
+
+
+def threads_vs_processes(X, y) -> dict:
+    """The families that search with threads (models.THREADED), each in a fresh process on 2 workers, as a training
+    Lambda runs it: with threads (today) vs joblib's processes (before); imports outside the timer on both sides."""
+    import subprocess
+    import sys
+
+    from training import models
+
+    code = (
+        "import sys, time; sys.path[:0] = ['.', 'bench'];"
+        "from inference_core.schema import LABEL; from training.data import load_bundled;"
+        "from training.validation import validate; from training import models;"
+        "valid, report = validate(load_bundled('train').frame);"
+        "X, y = valid[report.features_used], valid[LABEL].to_numpy().astype(int);"
+        "models.THREADED = models.THREADED if sys.argv[2] == 'threads' else frozenset();"
+        "t0 = time.perf_counter(); models.train_family(sys.argv[1], X, y, n_jobs=2);"
+        "print(time.perf_counter() - t0)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = {}
+    for family in sorted(models.THREADED):
+        for way in ("threads", "processes"):
+            runs = [
+                float(
+                    subprocess.run(
+                        [sys.executable, "-c", code, family, way], cwd=root, capture_output=True, text=True, check=True
+                    ).stdout
+                )
+                for _ in range(3)
+            ]
+            out[f"{family}_{way}_s"] = round(sorted(runs)[1], 2)
     return out
 
 

@@ -3,7 +3,9 @@
 `urllib.request.urlopen` builds its default opener on first use, and that opener's HTTPS handler loads the CA bundle
 whatever the URL: 20 ms of the prediction function's cold start (cProfile: `SSLContext.set_default_verify_paths`)
 against the local cloud's plain-HTTP endpoint. On AWS the endpoints are https and the handler is built, once, as
-before. Everything else is urllib's default opener: proxies from the environment, redirects, HTTPError for 4xx/5xx.
+before. Otherwise these are urllib's default handlers for HTTP: proxies from the environment, redirects, HTTPError for
+4xx/5xx. Not kept: ftp:, file: and data: URLs, and leaving plain HTTP by redirect or through an https:// proxy (both
+fail with "unknown url type: https"); neither S3 nor DynamoDB asks for that.
 """
 
 from __future__ import annotations

@@ -108,7 +108,9 @@ def dynamodb_check(settings: LocalCloudSettings) -> None:
 
 def run_check(settings: LocalCloudSettings, progress: Callable[[str], None]) -> dict:
     """Returns what was measured; raises if any part of the local cloud does not work."""
-    import mlflow
+    from training.imports import import_mlflow
+
+    mlflow = import_mlflow()  # Feast's MLflow plugin loaded the fast way (training/imports.py)
 
     s3, lam = clients(settings, "s3", "lambda")
     progress("S3: create a bucket and an object")

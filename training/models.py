@@ -44,15 +44,15 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
 
 
 # family -> (the parameter successive halving grows, its smallest and largest value): 27, 81, 243 trees. The CV curve
-# is flat past ≈ 250 trees on the bundled data: 33 → 297 chose the same configuration with the same holdout ROC AUC
-# (0.8445) and took 1.5 times as long (8.8 s vs 5.9 s on 2 cores, one run of the search and the repeated CV).
+# is flat past ≈ 250 trees on the bundled data: the previous 33 → 99 → 297 chose the same configuration with the same
+# holdout ROC AUC, at ≈ 1.2 times the fits (bench/bench_training.py runs both: `previous_halving_33_to_297`).
 HALVING: dict[str, tuple[str, int, int]] = {"random_forest": ("model__n_estimators", 27, 243)}
 
 
-# Families whose fits release the GIL (XGBoost's C++ core; lbfgs in BLAS) run a search's fits as threads: no worker
-# processes to start, each importing scikit-learn again. Fresh process, 2 cores, bundled data, one run each
-# (search + repeated CV): logistic regression 1.65 → 0.34 s, XGBoost 2.29 → 1.21 s. The forest's small trees hold
-# the GIL between them (7.5 s with processes, 12.7 s with threads), so it keeps joblib's processes.
+# Families whose fits are short run a search's fits as threads: no worker processes to start, each importing
+# scikit-learn again, which is most of their search in a fresh Lambda process (bench/bench_training.py:
+# `threads_vs_processes`). The forest's many small trees hold the GIL between them (by hand: 7.5 s with processes,
+# 12.7 s with threads, 2 cores), so it keeps joblib's processes.
 THREADED = frozenset({"logistic_regression", "xgboost"})
 
 

@@ -814,6 +814,34 @@ def test_an_empty_dead_letter_queue_is_answered_from_its_counts_without_waiting_
         assert [r["key"] for r in dead_letters(sqs, url)] == ["inbox/a.csv"] and polls
 
 
+def test_a_delayed_record_or_a_count_missing_from_the_answer_still_means_polling(aws_env):
+    from moto import mock_aws
+
+    from diabetes_risk.batch_client import dead_letters
+
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=on_failure_record("inbox/late.csv", "v1", "no"), DelaySeconds=5)
+        polls = []
+        sqs.meta.events.register("before-call.sqs.ReceiveMessage", lambda **kw: polls.append(kw))
+        counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert counts["ApproximateNumberOfMessagesDelayed"] == "1" and counts["ApproximateNumberOfMessages"] == "0"
+        dead_letters(sqs, url)
+        assert polls  # only the delayed count was non-zero
+
+        class NoCounts:  # a backend that leaves the counts out of its answer
+            def get_queue_attributes(self, **kwargs):
+                return {}
+
+            def receive_message(self, **kwargs):
+                polls.append(kwargs)
+                return {}
+
+        polls.clear()
+        assert dead_letters(NoCounts(), url) == [] and polls
+
+
 def test_waiting_stops_when_the_function_gave_up_and_keeps_waiting_through_retries(service, s3):
     from diabetes_risk.batch_client import Upload, wait_for_result
 

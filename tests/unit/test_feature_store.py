@@ -394,3 +394,26 @@ def test_apply_loads_feast_unchecked_although_the_definitions_import_it_themselv
         "import feast; print('check_argument_types' in feast.FeatureView.__init__.__code__.co_names)"
     )
     assert _fresh_python(code) == "False"
+
+
+def test_registers_runs_and_versions_through_a_client_that_loaded_feast_unchecked(tmp_path):
+    """Register, Promote and `diabetes-risk models` get their MLflow client from tracking._client: its first request
+    loads Feast's header plugin after Feast came in the fast way."""
+    code = (
+        "from training.settings import TrainingSettings; from training import tracking;"
+        f"settings = TrainingSettings(artifacts_bucket='art', MLFLOW_TRACKING_URI='sqlite:///{tmp_path}/m.db');"
+        "mlflow, client = tracking._client(settings); client.search_experiments();"
+        "import feast; print('check_argument_types' in feast.FeatureView.__init__.__code__.co_names)"
+    )
+    assert _fresh_python(code) == "False"
+
+
+def test_our_feature_definitions_pass_feasts_own_type_checks(tmp_path):
+    """Feast's typeguard checks are skipped where it is imported the fast way: the definitions are checked here,
+    with Feast imported plainly (instrumented)."""
+    code = (
+        "import feast; from feature_repo.definitions import objects;"
+        "assert 'check_argument_types' in feast.FeatureView.__init__.__code__.co_names;"
+        f"print(sorted(type(o).__name__ for o in objects({str(tmp_path)!r} + '/m/')))"
+    )
+    assert _fresh_python(code) == "['Entity', 'FeatureView', 'FileSource']"

@@ -191,6 +191,7 @@ def test_cloudformation_re_reads_a_resource_being_created_at_the_local_pace():
     _poll_every(Executor, 0.05)
     assert Executor().deploy_loop("provider", {}, {}) == (0.05, 300)
     assert Executor().deploy_loop("provider", {}, {}, sleep_time=2) == (2, 300)  # a caller's own wait stands
+    assert Executor().deploy_loop("provider", {}, {}, 60, 2) == (2, 60)  # given by position too
     _poll_every(Executor, 0.5)  # installed once: a second hook run changes nothing
     assert Executor().deploy_loop("provider", {}, {}) == (0.05, 300)
 
@@ -198,9 +199,28 @@ def test_cloudformation_re_reads_a_resource_being_created_at_the_local_pace():
     assert poll_interval({"DR_CFN_POLL_S": "soon"}) == 0.05 and poll_interval({"DR_CFN_POLL_S": "-1"}) == 0.05
 
 
-def test_the_local_cloud_passes_the_cloudformation_pace(tmp_path):
+def test_the_patched_signature_is_localstacks_own():
+    """The stand-in above mirrors LocalStack's deploy_loop, read from the pinned LocalStack the install put in place."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / ".state" / "localstack-venv" / "lib"
+    (source,) = root.glob("python3*/site-packages/localstack/services/cloudformation/resource_provider.py")
+    (loop,) = [n for n in ast.walk(ast.parse(source.read_text())) if getattr(n, "name", None) == "deploy_loop"]
+    names = [a.arg for a in loop.args.args]
+    assert names == ["self", "resource_provider", "resource", "raw_payload", "max_timeout", "sleep_time"]
+    assert ast.literal_eval(loop.args.defaults[-1]) == 1
+
+
+def test_the_local_cloud_passes_the_cloudformation_pace(tmp_path, monkeypatch):
+    from pydantic import ValidationError
+
     from localcloud.runtime import localstack_env
     from localcloud.settings import LocalCloudSettings
 
+    monkeypatch.delenv("DR_CFN_POLL_S", raising=False)
     assert localstack_env(LocalCloudSettings(state_dir=tmp_path))["DR_CFN_POLL_S"] == "0.05"
     assert localstack_env(LocalCloudSettings(state_dir=tmp_path, cfn_poll_s=1))["DR_CFN_POLL_S"] == "1.0"
+    for bad in (0, 6):
+        with pytest.raises(ValidationError, match="cfn_poll_s"):
+            LocalCloudSettings(state_dir=tmp_path, cfn_poll_s=bad)

@@ -43,9 +43,10 @@ def server():
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_port}"
     httpd.shutdown()
+    httpd.server_close()
 
 
 def test_plain_http_answers_and_errors_like_urllib_without_a_tls_context(server, tls_contexts):
@@ -62,3 +63,12 @@ def test_https_gets_the_tls_handler_once(tls_contexts):
     assert any(isinstance(h, urllib.request.HTTPSHandler) for h in first.handlers)
     assert light_http.opener(https=True) is first and tls_contexts == [1]
     assert not any(isinstance(h, urllib.request.HTTPSHandler) for h in light_http.opener(https=False).handlers)
+
+
+def test_the_light_readers_open_urls_this_way():
+    from inference_core.online_features import DynamoReader
+    from inference_core.s3_reader import S3Reader
+    from inference_core.sigv4 import Credentials
+
+    assert S3Reader(Credentials("a", "b"), "us-east-1")._urlopen is light_http.urlopen
+    assert DynamoReader(Credentials("a", "b"), "us-east-1")._urlopen is light_http.urlopen

@@ -278,6 +278,32 @@ def test_inference_core_and_predict_import_no_heavy_libraries():
     assert _in_a_fresh_python(code) == "[]"
 
 
+def test_every_contract_model_builds():
+    """The contracts are built on first use (defer_build), where a schema mistake would surface mid-request: here
+    every one of them is built at once."""
+    from inference_core import contracts
+
+    models = [
+        m
+        for m in vars(contracts).values()
+        if isinstance(m, type) and issubclass(m, contracts._Contract) and m is not contracts._Contract
+    ]
+    assert len(models) >= 15
+    for model in models:
+        model.model_rebuild(force=True)
+        assert model.__pydantic_complete__, model.__name__
+
+
+def test_the_collector_is_running_again_once_the_handler_module_has_loaded():
+    """predict.app pauses garbage collection while it loads (cold start) and must hand it back on, with what it
+    loaded frozen out of its sight."""
+    code = (
+        "import sys, os, gc; os.environ['DR_ARTIFACTS_BUCKET']='bucket'; sys.path.insert(0, 'functions');"
+        "import predict.app; print(gc.isenabled(), gc.get_freeze_count() > 10_000)"
+    )
+    assert _in_a_fresh_python(code) == "True True"
+
+
 def test_the_handler_loads_the_rest_resolver_alone_and_the_package_still_works_for_everyone_else():
     """predict.resolver skips Powertools' event_handler `__init__` (every resolver) at cold start; any later import
     of the package's names in the same process runs it and gets the same classes."""

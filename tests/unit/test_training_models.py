@@ -127,12 +127,14 @@ def test_holdout_metrics_on_a_known_case():
     assert m["brier"] == pytest.approx((0.01 + 0.36 + 0.36 + 0.01) / 4)
 
 
-def test_threaded_families_search_as_threads_and_score_exactly_as_with_processes(small, monkeypatch):
+@pytest.mark.parametrize("family", ["logistic_regression", "xgboost"])
+def test_threaded_families_search_as_threads_and_score_as_with_processes(small, monkeypatch, family):
     """The backend changes where the fits run, not what they give: same choice, same fold scores, same predictions."""
     import joblib
 
     from training import models
 
+    assert family in models.THREADED
     X, y, Xh, _ = small
     backends = []
     real = joblib.Parallel.__call__
@@ -142,11 +144,12 @@ def test_threaded_families_search_as_threads_and_score_exactly_as_with_processes
         return real(self, iterable)
 
     monkeypatch.setattr(joblib.Parallel, "__call__", recorded)
-    threaded = train_family("logistic_regression", X, y, folds=3, n_jobs=2)
+    threaded = train_family(family, X, y, folds=3, n_jobs=2)
     assert backends and set(backends) == {"ThreadingBackend"}
     monkeypatch.setattr(models, "THREADED", frozenset())
     backends.clear()
-    processes = train_family("logistic_regression", X, y, folds=3, n_jobs=2)
-    assert "ThreadingBackend" not in backends
-    assert threaded.best_params == processes.best_params and threaded.cv_scores == processes.cv_scores
-    assert np.array_equal(threaded.pipeline.predict_proba(Xh), processes.pipeline.predict_proba(Xh))
+    processes = train_family(family, X, y, folds=3, n_jobs=2)
+    assert backends and "ThreadingBackend" not in backends
+    assert threaded.best_params == processes.best_params
+    assert threaded.cv_scores == pytest.approx(processes.cv_scores, rel=1e-9)
+    assert np.allclose(threaded.pipeline.predict_proba(Xh), processes.pipeline.predict_proba(Xh), rtol=1e-9)

@@ -13,6 +13,7 @@ Installed when LocalStack starts (an `on_infra_start` hook), before any stack is
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -88,14 +89,17 @@ def poll_interval(environ=os.environ) -> float:
 
 
 def _poll_every(executor_class, interval: float) -> None:
-    """`deploy_loop`'s wait between reads of an IN_PROGRESS resource, unless a caller sets its own. Its iteration
-    count is the per-resource timeout over the wait, so the timeout stays what it was."""
+    """`deploy_loop(provider, resource, payload, max_timeout, sleep_time)`'s wait between reads of an IN_PROGRESS
+    resource, unless a caller gives its own (by name or position). Its iteration count is the per-resource timeout
+    over the wait, so the timeout stays about what it was (plus the reads' own time, now more of them)."""
     original = executor_class.deploy_loop
     if getattr(original, "_dr", False):
         return
 
+    @functools.wraps(original)
     def deploy_loop(self, *args, **kwargs):
-        kwargs.setdefault("sleep_time", interval)
+        if len(args) < 5 and "sleep_time" not in kwargs:
+            kwargs["sleep_time"] = interval
         return original(self, *args, **kwargs)
 
     deploy_loop._dr = True
@@ -110,8 +114,9 @@ def dr_cloudformation_patches() -> None:
 
     _after_create(S3BucketProvider, _encrypt_bucket)
     _after_create(ApiGatewayStageProvider, _stage_settings)
-    _poll_every(ResourceProviderExecutor, poll_interval())
+    interval = poll_interval()
+    _poll_every(ResourceProviderExecutor, interval)
     LOG.info(
         "dr: CloudFormation patches installed (bucket encryption, stage method settings, re-reads every %s s)",
-        poll_interval(),
+        interval,
     )
