@@ -96,7 +96,7 @@ demo: up ## Set up everything and run the story on the local cloud
 	@$(CLI) features get H0001 --wait 60
 	@$(CLI) predict --json '{"patient_id": "H0001"}'
 	@echo; echo "== monitoring: the functions' metrics in Prometheus (via the log subscription and the bridge)"
-	@sleep 2; $(CLI) metrics 'sum by (service) (count_over_time(diabetes_risk_latency[1h]))'
+	@$(CLI) metrics --wait 10 'sum by (service) (count_over_time(diabetes_risk_latency[1h]))'
 	@$(CLI) alerts
 	@echo; $(CLI) local up
 

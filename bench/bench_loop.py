@@ -3,7 +3,9 @@
 - demo: every command of `make demo` (read from the Makefile's recipe, so the bench times what users run) against a
   fresh local cloud on free ports, timed one by one: `local up`, `deploy` (bootstrap-free), `train` (the state
   machine, with its states' times), then the prediction, the batch, the feature store and monitoring;
-- deploy: a handler-only change made live by `deploy --hotswap` vs the full deploy (cdklocal) with no change;
+  then, after `local down`, the same commands again (`demo_again`: the cloud starts from nothing, the assembly
+  synthesized by the first deploy is deployed again since no file changed);
+- deploy: a handler-only change made live by `deploy --hotswap` vs the full deploy (cdklocal, synth included);
 - cold start: a fresh process to the first answer of the prediction handler, S3 GETs against a stand-in S3 on
   127.0.0.1, with its import profile; baseline the same with a boto3 S3 client;
 - the local API through API Gateway (token authorizer included) at 1, 10 and 50 clients: requests/s, p50, p99 and
@@ -150,7 +152,7 @@ def hotswap_vs_full(settings) -> dict:
         time.sleep(0.05)
     live_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    deploy_local(settings, on_line=lambda _: None)  # the whole CDK deploy (synth, assets, CloudFormation), no change
+    deploy_local(settings, on_line=lambda _: None, fresh_synth=True)  # the whole CDK deploy (synth, assets, CFN)
     full_s = time.perf_counter() - t0
     shutil.rmtree(changed.parent, ignore_errors=True)
     return {
@@ -321,6 +323,9 @@ def main() -> None:
         swap = hotswap_vs_full(new)
         print("the local API at 1/10/50 clients ...", flush=True)
         api = api_levels(new, champion)
+        runtime.down(new)
+        print("the demo again after `local down` (a restart: fresh cloud state, the kept assembly) ...", flush=True)
+        again = run_demo(new)
     finally:
         runtime.down(new)
 
@@ -355,6 +360,9 @@ def main() -> None:
                     "baseline_import_aws_cdk_from_source_s": round(cdk_source, 1),
                 },
                 "demo": demo,
+                # the same commands after `local down`: the cloud starts from nothing, the synthesized assembly and
+                # every install cache are kept (the warm case)
+                "demo_again": again,
                 "deploy": {
                     **swap,
                     "baseline_bootstrap_stack_s": first["timings"].get("bootstrap_s"),

@@ -111,9 +111,42 @@ def ensure_issuer(cloud: LocalCloudSettings) -> bool:
     return ensure_local_issuer(ssm, secrets, STACK)
 
 
-def deploy_local(cloud: LocalCloudSettings, on_line: Callable[[str], None], bootstrap: bool = False) -> dict:
+# Never part of what the app is synthesized from: environments, caches, build outputs (git ignores them too).
+_NOT_SOURCES = {".git", ".venv", "node_modules", ".state", "cdk.out", "__pycache__", ".pytest_cache", ".ruff_cache"}
+_NOT_SOURCES |= {".mypy_cache", ".hypothesis"}
+
+
+def synth_key(context: list[str], root: Path | None = None) -> str:
+    """What a synthesized assembly was made from: every file of the project (the app, the functions it bundles, the
+    lock files; environments and caches aside), the context given to CDK, and the installed aws-cdk-lib. Any change
+    to any file changes the key, so a reused assembly is never older than the sources."""
+    import hashlib
+    from importlib.metadata import version
+
+    root = root or PROJECT_ROOT
+    digest = hashlib.sha256()
+    for value in (*context, "aws-cdk-lib", version("aws-cdk-lib")):
+        digest.update(value.encode() + b"\0")
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in _NOT_SOURCES)
+        for name in sorted(files):
+            if name.endswith((".pyc", ".pyo")):
+                continue
+            path = Path(folder, name)
+            digest.update(str(path.relative_to(root)).encode() + b"\0")
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def deploy_local(
+    cloud: LocalCloudSettings, on_line: Callable[[str], None], bootstrap: bool = False, fresh_synth: bool = False
+) -> dict:
     """Deploy with cdklocal; returns the stack outputs and timings. The assets' staging bucket and version parameter
-    are made directly; `bootstrap=True` deploys CDK's whole bootstrap stack instead (once per local cloud)."""
+    are made directly; `bootstrap=True` deploys CDK's whole bootstrap stack instead (once per local cloud).
+
+    The synthesized assembly is kept (run dir, `cdk.out`) with the key of what it was made from (`synth_key`); when
+    the key is unchanged the next deploy deploys that assembly instead of synthesizing again (≈ 10 s of a 19 s deploy:
+    `import aws_cdk` alone is 7.6 s). `fresh_synth=True` always synthesizes."""
     env = cdk_env(cloud.client_env())
     env.update({"CDK_DEFAULT_ACCOUNT": "000000000000", "CDK_DEFAULT_REGION": cloud.region})
     timings = {}
@@ -136,6 +169,30 @@ def deploy_local(cloud: LocalCloudSettings, on_line: Callable[[str], None], boot
         on_line("created the local token issuer (private key in Secrets Manager, JWKS in SSM)")
     timings["issuer_s"] = round(time.perf_counter() - t0, 2)
     outputs_file = cloud.run_dir / "outputs.json"
+    context = [
+        "-c",
+        "target=local",
+        "-c",
+        f"mlflow_uri={cloud.functions_mlflow_url or cloud.mlflow_url}",
+        "-c",
+        f"s3_endpoint={cloud.functions_s3_endpoint or cloud.localstack_url}",
+        "-c",
+        f"remote_write_url={cloud.functions_remote_write_url or cloud.remote_write_url}",
+    ]
+    assembly, stamp = cloud.run_dir / "cdk.out", cloud.run_dir / "cdk.out.key"
+    key = synth_key([*context, cloud.region])
+    reuse = (
+        not fresh_synth
+        and stamp.is_file()
+        and stamp.read_text().strip() == key
+        and (assembly / f"{STACK}.template.json").is_file()
+    )
+    if reuse:
+        on_line(f"the app is unchanged since its last synth (key {key[:12]}): deploying that assembly")
+        source = ["--app", str(assembly)]
+    else:
+        stamp.unlink(missing_ok=True)  # written again only once this synth has deployed
+        source = [*context, "--output", str(assembly)]
     t0 = time.perf_counter()
     _run(
         [
@@ -146,26 +203,19 @@ def deploy_local(cloud: LocalCloudSettings, on_line: Callable[[str], None], boot
             "never",
             "--progress",
             "events",
-            "-c",
-            "target=local",
-            "-c",
-            f"mlflow_uri={cloud.functions_mlflow_url or cloud.mlflow_url}",
-            "-c",
-            f"s3_endpoint={cloud.functions_s3_endpoint or cloud.localstack_url}",
-            "-c",
-            f"remote_write_url={cloud.functions_remote_write_url or cloud.remote_write_url}",
+            *source,
             "--outputs-file",
             str(outputs_file),
-            "--output",
-            str(cloud.run_dir / "cdk.out"),
         ],
         env,
         cloud.logs_dir / "cdk-deploy.log",
         on_line,
     )
+    if not reuse:
+        stamp.write_text(key + "\n")
     timings["deploy_s"] = round(time.perf_counter() - t0, 1)
     outputs = json.loads(outputs_file.read_text())[STACK]
-    return {"outputs": outputs, "timings": timings}
+    return {"outputs": outputs, "timings": timings, "assembly": "reused" if reuse else "synthesized"}
 
 
 def deploy_aws(mlflow_uri: str, on_line: Callable[[str], None], log_dir: Path) -> None:

@@ -67,11 +67,25 @@ def alerts_command(
 def metrics_command(
     expr: str = typer.Argument(..., help="PromQL, e.g. 'sum(sum_over_time(diabetes_risk_predictions_high[5m]))'"),
     as_json: bool = typer.Option(False, "--json", help="Print Prometheus' result as JSON."),
+    wait: float = typer.Option(
+        0.0,
+        "--wait",
+        min=0,
+        max=600,
+        help="Seconds to keep asking while the answer is empty (metrics reach Prometheus a second or two after "
+        "the functions log them).",
+    ),
 ) -> None:
     """Run an instant PromQL query against the local cloud's Prometheus."""
+    import time
+
     settings = LocalCloudSettings()
+    deadline = time.monotonic() + wait
     try:
         rows = query(settings.prometheus_url, expr)
+        while not rows and time.monotonic() < deadline:
+            time.sleep(0.25)
+            rows = query(settings.prometheus_url, expr)
     except PrometheusError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc

@@ -49,7 +49,9 @@ def test_deploy_prints_the_local_api_url_that_resolves(tmp_path, monkeypatch):
         "ServingApiEndpointBB85FF1E": "https://abc123.execute-api.127.0.0.1:4566/prod/",
     }
     monkeypatch.setattr(
-        deploy, "deploy_local", lambda cloud, on_line, bootstrap=False: {"outputs": outputs, "timings": {}}
+        deploy,
+        "deploy_local",
+        lambda cloud, on_line, bootstrap=False, fresh_synth=False: {"outputs": outputs, "timings": {}},
     )
     result = CliRunner().invoke(app, ["deploy"])
     assert result.exit_code == 0, result.output

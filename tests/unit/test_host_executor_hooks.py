@@ -199,6 +199,52 @@ def test_cloudformation_re_reads_a_resource_being_created_at_the_local_pace():
     assert poll_interval({"DR_CFN_POLL_S": "soon"}) == 0.05 and poll_interval({"DR_CFN_POLL_S": "-1"}) == 0.05
 
 
+def test_the_lambda_providers_waiters_read_at_the_local_pace_within_the_same_timeout():
+    """LocalStack's Lambda resource provider waits with botocore's function_updated_v2 after each update (1 s apart):
+    those waiters, and only those, read every 0.05 s, with as many more attempts as keep their timeout."""
+    from types import SimpleNamespace
+
+    from botocore.waiter import Waiter
+    from dr_host_executor.cfn_patches import _quicker_lambda_waiters
+
+    class Stand(Waiter):  # botocore's Waiter with its own wait swapped for a recorder
+        def __init__(self, name: str) -> None:
+            self.name, self.config = name, SimpleNamespace(delay=1, max_attempts=300)
+
+        def wait(self, **kwargs):
+            return kwargs.get("WaiterConfig")
+
+    _quicker_lambda_waiters(Stand, 0.05)
+    assert Stand("FunctionUpdatedV2").wait(FunctionName="f") == {"Delay": 0.05, "MaxAttempts": 6000}
+    assert Stand("FunctionActiveV2").wait(FunctionName="f", WaiterConfig={"MaxAttempts": 10}) == {
+        "Delay": 0.05,
+        "MaxAttempts": 200,
+    }
+    assert Stand("FunctionUpdatedV2").wait(WaiterConfig={"Delay": 3}) == {"Delay": 3}  # a caller's own pace stands
+    assert Stand("BucketExists").wait(Bucket="b") is None  # other services' waiters are untouched
+    _quicker_lambda_waiters(Stand, 0.5)  # installed once
+    assert Stand("FunctionUpdatedV2").wait()["Delay"] == 0.05
+
+
+def test_a_real_lambda_clients_waiter_goes_through_the_patch(monkeypatch):
+    """botocore builds each waiter's class at run time, whose wait calls Waiter.wait: patching that one reaches them."""
+    import boto3
+    import botocore.waiter
+    from botocore.stub import Stubber
+    from dr_host_executor.cfn_patches import _quicker_lambda_waiters
+
+    monkeypatch.setattr(botocore.waiter.Waiter, "wait", botocore.waiter.Waiter.wait)  # put back after the test
+    slept = []
+    monkeypatch.setattr(botocore.waiter.time, "sleep", slept.append)
+    _quicker_lambda_waiters(botocore.waiter.Waiter, 0.05)
+    client = boto3.client("lambda", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+    with Stubber(client) as stub:
+        for status in ("InProgress", "InProgress", "Successful"):
+            stub.add_response("get_function", {"Configuration": {"LastUpdateStatus": status}}, {"FunctionName": "f"})
+        client.get_waiter("function_updated_v2").wait(FunctionName="f")
+    assert slept == [0.05, 0.05]
+
+
 def test_the_patched_signature_is_localstacks_own():
     """The stand-in above mirrors LocalStack's deploy_loop, read from the pinned LocalStack the install put in place."""
     import ast

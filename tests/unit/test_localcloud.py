@@ -298,6 +298,24 @@ def test_cli_alerts_reads_the_compose_inbox_over_http(tmp_path, monkeypatch, hea
     assert json.loads(result.output)["received"] == [{"alertname": "HighLatency", "status": "firing"}]
 
 
+def test_cli_metrics_waits_for_an_answer_only_when_asked_and_only_as_long_as_asked(settings, monkeypatch):
+    from diabetes_risk.cli import monitoring as monitoring_cli
+
+    answers = [[], [], [{"metric": {"service": "predict"}, "value": [0, "3"]}]]
+    asked = []
+    monkeypatch.setattr(monitoring_cli, "query", lambda url, expr: asked.append(expr) or answers[len(asked) - 1])
+    result = runner.invoke(app, ["metrics", "up", "--wait", "5"])
+    assert result.exit_code == 0 and "service=predict" in result.output and len(asked) == 3
+
+    asked.clear()
+    monkeypatch.setattr(monitoring_cli, "query", lambda url, expr: asked.append(expr) or [])
+    result = runner.invoke(app, ["metrics", "up"])  # no --wait: one question
+    assert result.exit_code == 0 and "no data" in result.output and len(asked) == 1
+    result = runner.invoke(app, ["metrics", "up", "--wait", "0.6"])
+    assert result.exit_code == 0 and "no data" in result.output and 2 <= len(asked) - 1 <= 5
+    assert runner.invoke(app, ["metrics", "up", "--wait", "-1"]).exit_code == 2
+
+
 def test_deploy_local_gives_functions_the_compose_addresses(settings, monkeypatch):
     from diabetes_risk import deploy
 
@@ -323,6 +341,51 @@ def test_deploy_local_gives_functions_the_compose_addresses(settings, monkeypatc
     assert "mlflow_uri=http://mlflow:5000" in seen[-1]
     assert "remote_write_url=http://prometheus:9090/api/v1/write" in seen[-1]
     assert "s3_endpoint=http://127.0.0.1:4566" in seen[-1]
+
+
+def test_deploy_local_reuses_its_assembly_until_a_file_or_the_context_changes(settings, monkeypatch, tmp_path):
+    from diabetes_risk import deploy
+
+    root = tmp_path / "project"
+    (root / "functions" / "__pycache__").mkdir(parents=True)
+    (root / "functions" / "app.py").write_text("A = 1\n")
+    monkeypatch.setattr(deploy, "PROJECT_ROOT", root)
+    monkeypatch.setattr(deploy, "prepare_assets_target", lambda cloud: False)
+    monkeypatch.setattr(deploy, "ensure_issuer", lambda cloud: False)
+    seen = []
+
+    def fake_run(cmd, env, log, on_line):
+        seen.append(cmd)
+        if "--output" in cmd:  # a synth: CDK writes the assembly there
+            out = Path(cmd[cmd.index("--output") + 1])
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "DiabetesRisk.template.json").write_text("{}")
+        Path(cmd[cmd.index("--outputs-file") + 1]).write_text(json.dumps({"DiabetesRisk": {}}))
+
+    def failing(cmd, env, log, on_line):
+        raise deploy.DeployError("cdklocal deploy failed (exit 1)")
+
+    def kind(**kw) -> str:
+        return deploy.deploy_local(settings, lambda line: None, **kw)["assembly"]
+
+    monkeypatch.setattr(deploy, "_run", fake_run)
+    assert kind() == "synthesized" and "target=local" in seen[-1]
+    assert kind() == "reused"
+    assert seen[-1][seen[-1].index("--app") + 1] == str(settings.run_dir / "cdk.out") and "-c" not in seen[-1]
+    (root / "functions" / "__pycache__" / "app.cpython-313.pyc").write_bytes(b"\0")  # bytecode is not a source
+    assert kind() == "reused"
+    (root / "functions" / "app.py").write_text("A = 2\n")  # a source changed
+    assert kind() == "synthesized" and kind() == "reused"
+    assert kind(fresh_synth=True) == "synthesized"
+    monkeypatch.setattr(deploy, "_run", failing)  # a synth that fails leaves no key behind
+    (root / "functions" / "new.py").write_text("")
+    with pytest.raises(deploy.DeployError):
+        kind()
+    (root / "functions" / "new.py").unlink()
+    monkeypatch.setattr(deploy, "_run", fake_run)
+    assert kind() == "synthesized"
+    monkeypatch.setenv("DR_EXTERNAL", "true")  # other addresses for the functions: other context
+    assert deploy.deploy_local(LocalCloudSettings(), lambda line: None)["assembly"] == "synthesized"
 
 
 def test_the_console_child_reads_this_local_cloud(tmp_path, monkeypatch):
