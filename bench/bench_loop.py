@@ -103,6 +103,8 @@ def run_demo(settings) -> dict:
                 f"demo step {' '.join(argv)} failed ({proc.returncode}): {proc.stdout[-1500:]}{proc.stderr[-1500:]}"
             )
         phases.append({"step": " ".join(argv[:2]), "s": round(seconds, 1)})
+        if argv[0] == "deploy":
+            assembly = "reused" if "no file changed since the last synth" in proc.stdout else "synthesized"
         if argv[0] == "train":
             for name, value in re.findall(r"✓ (.+?) ([\d.]+) s", proc.stdout):
                 states[name] = float(value)  # a Map's iterations share the name: the last (the longest) stays
@@ -119,6 +121,7 @@ def run_demo(settings) -> dict:
         "rest_s": round(total - up - deploy - train, 1),
         "phases": phases,
         "training_states_s": states,
+        "assembly": assembly,
     }
 
 
@@ -326,6 +329,8 @@ def main() -> None:
         runtime.down(new)
         print("the demo again after `local down` (a restart: fresh cloud state, the kept assembly) ...", flush=True)
         again = run_demo(new)
+        if again["assembly"] != "reused":
+            raise RuntimeError("the demo after `local down` synthesized the app again: the kept assembly was not used")
     finally:
         runtime.down(new)
 
@@ -341,7 +346,7 @@ def main() -> None:
         t0 = time.perf_counter()  # `local up` through the CLI as the demo runs it, with nothing compiled
         subprocess.run([CLI, "local", "up"], env=from_source(cli_env(old)), cwd=ROOT, check=True, capture_output=True)
         up_from_source = time.perf_counter() - t0
-        first = deploy_local(old, on_line=lambda _: None, bootstrap=True)
+        first = deploy_local(old, on_line=lambda _: None, bootstrap=True, fresh_synth=True)
         api_before = api_levels(old, champion)
     finally:
         runtime.down(old)

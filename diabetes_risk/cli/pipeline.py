@@ -52,6 +52,9 @@ def deploy(
 
     from diabetes_risk.deploy import DeployError, deploy_aws, deploy_local, hotswap_local
 
+    if hotswap and fresh_synth:
+        err.print("[red]--fresh-synth goes with a full deploy[/red]: --hotswap never synthesizes")
+        raise typer.Exit(2)
     if hotswap:
         if target != "local":
             err.print("[red]--hotswap is for the local target[/red]: on AWS use `npx cdk deploy --hotswap` (CDK's own)")

@@ -61,6 +61,33 @@ def test_deploy_prints_the_local_api_url_that_resolves(tmp_path, monkeypatch):
     assert json.dumps(outputs)  # the stack's own outputs are untouched
 
 
+def test_deploy_fresh_synth_is_passed_on_and_refused_where_it_means_nothing(tmp_path, monkeypatch):
+    from diabetes_risk import deploy
+    from localcloud import runtime
+
+    monkeypatch.setenv("DR_STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(runtime, "is_up", lambda settings: True)
+    asked = []
+
+    def fake(cloud, on_line, **options):
+        asked.append(options)
+        return {
+            "outputs": {},
+            "timings": {"deploy_s": 9.3},
+            "assembly": "synthesized" if options["fresh_synth"] else "reused",
+        }
+
+    monkeypatch.setattr(deploy, "deploy_local", fake)
+    result = CliRunner().invoke(app, ["deploy"])
+    assert result.exit_code == 0 and "no file changed since the last synth" in result.output
+    result = CliRunner().invoke(app, ["deploy", "--fresh-synth"])
+    assert result.exit_code == 0 and asked[-1]["fresh_synth"] is True and "no file changed" not in result.output
+    for args in (["deploy", "--fresh-synth", "--hotswap"], ["deploy", "--fresh-synth", "--target", "aws"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "--fresh-synth" in result.output, args
+    assert len(asked) == 2
+
+
 def test_console_on_a_taken_port_says_so(tmp_path, monkeypatch):
     import socket
 

@@ -196,7 +196,8 @@ def test_cloudformation_re_reads_a_resource_being_created_at_the_local_pace():
     assert Executor().deploy_loop("provider", {}, {}) == (0.05, 300)
 
     assert poll_interval({}) == 0.05 and poll_interval({"DR_CFN_POLL_S": "1"}) == 1.0
-    assert poll_interval({"DR_CFN_POLL_S": "soon"}) == 0.05 and poll_interval({"DR_CFN_POLL_S": "-1"}) == 0.05
+    for bad in ("soon", "-1", "0", "1e-9", "inf", "nan", "60"):
+        assert poll_interval({"DR_CFN_POLL_S": bad}) == 0.05, bad
 
 
 def test_the_lambda_providers_waiters_read_at_the_local_pace_within_the_same_timeout():
@@ -222,6 +223,9 @@ def test_the_lambda_providers_waiters_read_at_the_local_pace_within_the_same_tim
     }
     assert Stand("FunctionUpdatedV2").wait(WaiterConfig={"Delay": 3}) == {"Delay": 3}  # a caller's own pace stands
     assert Stand("BucketExists").wait(Bucket="b") is None  # other services' waiters are untouched
+    slow = Stand("FunctionUpdatedV2")
+    slow.config = SimpleNamespace(delay=0.01, max_attempts=5)
+    assert slow.wait() is None  # never slower than botocore's own pace
     _quicker_lambda_waiters(Stand, 0.5)  # installed once
     assert Stand("FunctionUpdatedV2").wait()["Delay"] == 0.05
 
@@ -243,6 +247,18 @@ def test_a_real_lambda_clients_waiter_goes_through_the_patch(monkeypatch):
             stub.add_response("get_function", {"Configuration": {"LastUpdateStatus": status}}, {"FunctionName": "f"})
         client.get_waiter("function_updated_v2").wait(FunctionName="f")
     assert slept == [0.05, 0.05]
+
+
+def test_localstacks_lambda_provider_waits_with_the_patched_waiter():
+    """The waiter patch matters because the pinned LocalStack's Lambda provider waits with function_updated_v2 after
+    updates, through botocore's Waiter.wait (read from the installed sources)."""
+    from pathlib import Path
+
+    lib = Path(__file__).resolve().parents[2] / ".state" / "localstack-venv" / "lib"
+    (site,) = lib.glob("python3*/site-packages")
+    provider = (site / "localstack/services/lambda_/resource_providers/aws_lambda_function.py").read_text()
+    assert 'get_waiter("function_updated_v2").wait(' in provider
+    assert "Waiter.wait(self, **kwargs)" in (site / "botocore" / "waiter.py").read_text()
 
 
 def test_the_patched_signature_is_localstacks_own():

@@ -360,6 +360,7 @@ def test_deploy_local_reuses_its_assembly_until_a_file_or_the_context_changes(se
             out = Path(cmd[cmd.index("--output") + 1])
             out.mkdir(parents=True, exist_ok=True)
             (out / "DiabetesRisk.template.json").write_text("{}")
+            (out / "manifest.json").write_text("{}")
         Path(cmd[cmd.index("--outputs-file") + 1]).write_text(json.dumps({"DiabetesRisk": {}}))
 
     def failing(cmd, env, log, on_line):
@@ -383,9 +384,39 @@ def test_deploy_local_reuses_its_assembly_until_a_file_or_the_context_changes(se
         kind()
     (root / "functions" / "new.py").unlink()
     monkeypatch.setattr(deploy, "_run", fake_run)
+    assert kind() == "synthesized" and kind() == "reused"
+    monkeypatch.setattr(deploy, "_run", failing)  # a failed deploy of the kept assembly: the next one synthesizes
+    with pytest.raises(deploy.DeployError, match="next deploy synthesizes afresh"):
+        kind()
+    monkeypatch.setattr(deploy, "_run", fake_run)
     assert kind() == "synthesized"
+    (settings.run_dir / "cdk.out" / "manifest.json").unlink()  # a damaged assembly is never deployed again
+    assert kind() == "synthesized"
+    (root / "functions" / ".#app.py").symlink_to("nobody@host.1234")  # an editor's lock: a link to nowhere
+    assert kind() == "synthesized" and kind() == "reused"
     monkeypatch.setenv("DR_EXTERNAL", "true")  # other addresses for the functions: other context
     assert deploy.deploy_local(LocalCloudSettings(), lambda line: None)["assembly"] == "synthesized"
+
+
+def test_the_synth_key_sees_linked_folders_and_never_hashes_the_state_folder(tmp_path):
+    from diabetes_risk.deploy import synth_key
+
+    root = tmp_path / "project"
+    (root / "infra").mkdir(parents=True)
+    (tmp_path / "shared-a").mkdir()
+    (tmp_path / "shared-b").mkdir()
+    (root / "shared").symlink_to(tmp_path / "shared-a")
+    first = synth_key(["-c", "target=local"], root)
+    assert first == synth_key(["-c", "target=local"], root)
+    assert first != synth_key(["-c", "target=aws"], root)
+    (root / "shared").unlink()
+    (root / "shared").symlink_to(tmp_path / "shared-b")
+    assert synth_key(["-c", "target=local"], root) != first
+    state = root / "my-state"
+    state.mkdir()
+    before = synth_key([], root, skip=(state,))
+    (state / "localstack.log").write_text("a line")  # the local cloud writing its logs
+    assert synth_key([], root, skip=(state,)) == before != synth_key([], root)
 
 
 def test_the_console_child_reads_this_local_cloud(tmp_path, monkeypatch):
