@@ -33,19 +33,17 @@ $(UV):
 	@$(PYTHON) -m venv $(STATE)/tools && $(STATE)/tools/bin/pip install --quiet uv==$(UV_VERSION)
 
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock
-	@echo "installing the project into $(VENV) (uv sync --frozen; bytecode compiled for the runtime packages)"
+	@echo "installing the project's runtime into $(VENV) (uv sync --frozen --no-dev, bytecode compiled)"
 	@# bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set (common in containers and CI) every process
 	@# compiled aws_cdk from source: `import aws_cdk` took 22.8 s instead of 7.5 s (by hand, 2 cores), in every synth.
-	@# The dev group (tests, linters) is compiled by $(VENV)/.dev-compiled, which `make demo` does not wait for
-	@# (26.5 s instead of 37 s here, by hand, 2 cores, warm uv cache).
-	@$(UV) sync --frozen --no-dev --compile-bytecode --python $(PYTHON) --quiet
-	@$(UV) sync --frozen --python $(PYTHON) --quiet
+	@# The dev group (tests, linters: playwright, moto, cfn-lint, ...) is $(VENV)/.dev-installed, which `make demo`
+	@# does not wait for; --inexact keeps it once installed.
+	@$(UV) sync --frozen --no-dev --inexact --compile-bytecode --python $(PYTHON) --quiet
 	@touch $@
 
-# compileall skips what is already compiled (the runtime packages): this compiles the dev group's bytecode
-$(VENV)/.dev-compiled: $(VENV)/.installed
-	@echo "compiling the dev tools' bytecode"
-	@$(BIN)/python -m compileall -q -j 0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null
+$(VENV)/.dev-installed: $(VENV)/.installed
+	@echo "installing the dev group (tests, linters) into $(VENV)"
+	@$(UV) sync --frozen --compile-bytecode --python $(PYTHON) --quiet
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -54,9 +52,9 @@ node_modules/.installed: package.json package-lock.json
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: runtime $(VENV)/.dev-compiled $(SAM_VENV)/.installed ## Create .venv and node_modules (pinned by uv.lock and package-lock.json), LocalStack's venv, SAM CLI's, Prometheus
+install: runtime $(VENV)/.dev-installed $(SAM_VENV)/.installed ## Create .venv and node_modules (pinned by uv.lock and package-lock.json), LocalStack's venv, SAM CLI's, Prometheus
 
-runtime: $(VENV)/.installed node_modules/.installed monitoring-tools ## Only what the local cloud and the demo need (no SAM CLI, dev tools uncompiled)
+runtime: $(VENV)/.installed node_modules/.installed monitoring-tools ## Only what the local cloud and the demo need (no dev group, no SAM CLI)
 	@$(CLI) local install
 
 # AWS SAM CLI in a tool environment of its own (it pins old click and boto3), from hashed pins.
