@@ -278,6 +278,16 @@ def test_inference_core_and_predict_import_no_heavy_libraries():
     assert _in_a_fresh_python(code) == "[]"
 
 
+def test_the_contract_models_wait_for_their_first_use():
+    """Importing the contracts builds no model (defer_build): /health's and /model's answers are built when used."""
+    code = (
+        "from inference_core import contracts as c;"
+        "print(c.ModelInfo.__pydantic_complete__, c.HealthResponse.__pydantic_complete__);"
+        "c.HealthResponse(status='ok'); print(c.HealthResponse.__pydantic_complete__)"
+    )
+    assert _in_a_fresh_python(code).split() == ["False", "False", "True"]
+
+
 def test_every_contract_model_builds():
     """The contracts are built on first use (defer_build), where a schema mistake would surface mid-request: here
     every one of them is built at once."""
