@@ -67,7 +67,7 @@ def demo_commands(makefile: Path = ROOT / "Makefile") -> list[list[str]]:
         raise RuntimeError("no demo target in the Makefile")
     commands = [["local", "up"]]
     for line in recipe.group(1).splitlines():
-        for part in line.strip().lstrip("@").split(";"):  # e.g. `@sleep 2; $(CLI) metrics ...`
+        for part in line.strip().lstrip("@").split(";"):  # e.g. `@sleep 2; $(CLI) ...`: a pause the demo takes counts
             part = part.strip()
             if part.startswith("$(CLI)"):
                 commands.append(shlex.split(part[len("$(CLI)") :]))
@@ -91,7 +91,7 @@ def cli_env(settings) -> dict[str, str]:
 
 
 def run_demo(settings) -> dict:
-    phases, states = [], {}
+    phases, states, assembly = [], {}, None
     env = cli_env(settings)
     for argv in demo_commands():
         t0 = time.perf_counter()

@@ -10,6 +10,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from unittest.mock import patch
 
 import boto3
 import numpy as np
@@ -137,14 +138,9 @@ def forest_search(X, y, holdout, features) -> dict:
     out["speedup"] = round(out["baseline_full_grid"]["seconds"] / out["successive_halving"]["seconds"], 2)
     # the halving's previous range (33 → 99 → 297 trees, until 2026-12-01), same search otherwise
     resource, _, _ = models.HALVING["random_forest"]
-    saved = dict(models.HALVING)
-    models.HALVING["random_forest"] = (resource, 33, 297)
-    try:
+    with patch.dict(models.HALVING, random_forest=(resource, 33, 297)):
         t0 = time.perf_counter()
         previous = models.train_family("random_forest", X, y, n_jobs=1)
-    finally:
-        models.HALVING.clear()
-        models.HALVING.update(saved)
     out["previous_halving_33_to_297"] = {
         "seconds": round(time.perf_counter() - t0, 2),
         "best_params": previous.best_params,

@@ -73,7 +73,7 @@ class LocalCloudSettings(BaseSettings):
     )
     cfn_poll_s: float = Field(
         0.05,
-        gt=0,
+        ge=0.01,
         le=5,
         description="How often CloudFormation re-reads a resource still being created (LocalStack's own: 1 s).",
     )

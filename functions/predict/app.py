@@ -12,6 +12,7 @@ import gc
 # the environment) is frozen out of the collector's sight, so the first request's collections skip it. ≈ 12 ms of
 # a ≈ 237 ms cold start (11 fresh processes each way, by hand with bench_loop's harness); disabling alone gained
 # nothing: the deferred collections then ran during the first request.
+_COLLECTING = gc.isenabled()
 gc.disable()
 
 import base64
@@ -551,5 +552,8 @@ def handler(event: dict, context: Any) -> dict:
     return response
 
 
-gc.freeze()  # the loaded modules and module-level objects: see the top of the module
-gc.enable()
+if not globals().get("_FROZEN"):  # once per process: a reload (tests) must not freeze whatever is alive by then
+    gc.freeze()  # the loaded modules and module-level objects: see the top of the module
+    _FROZEN = True
+if _COLLECTING:
+    gc.enable()

@@ -3,9 +3,7 @@ store read back by the light reader, and a scored batch's rows in the same offli
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import boto3
 import numpy as np
@@ -17,6 +15,7 @@ from moto import mock_aws
 from inference_core.feature_layout import ingested_day, ingested_key, online_table_name, partition_key
 from inference_core.online_features import OnlineFeatures, UndecodableValue, decode_value, entity_id, entity_key
 from inference_core.schema import FEATURES, LABEL
+from tests.unit.fresh_python import in_a_fresh_python
 from training.data import DataError, DatasetRef, load_table
 from training.features import (
     FeastConfig,
@@ -337,18 +336,6 @@ def test_an_item_that_is_not_a_feast_row_is_a_store_error_not_a_crash(dynamo):
         OnlineFeatures(dynamo, "t").get("x")
 
 
-def _fresh_python(code: str, *path: str) -> str:
-    """What `code` prints in a new interpreter at the project root, with `path` ahead of the usual ones."""
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[2]
-    env = {"PATH": "/usr/bin", "PYTHONPATH": os.pathsep.join([*path, str(root)])}
-    return subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=root
-    ).stdout.strip()
-
-
 def test_feast_loads_without_typeguard_instrumenting_it_and_typeguard_is_put_back():
     """typeguard re-parses a module per decorated method (2.4 s of Feast's import): Feast's classes load unchecked,
     as under `python -O`, and `typechecked` is typeguard's own again afterwards."""
@@ -358,7 +345,7 @@ def test_feast_loads_without_typeguard_instrumenting_it_and_typeguard_is_put_bac
         "init = feast.FeatureView.__init__.__code__;"
         "print('check_argument_types' in init.co_names, typeguard.typechecked is checked, import_feast() is feast)"
     )
-    assert _fresh_python(code) == "False True True"
+    assert in_a_fresh_python(code) == "False True True"
 
 
 def test_a_failed_feast_import_still_puts_typeguard_back(tmp_path):
@@ -370,7 +357,7 @@ def test_a_failed_feast_import_still_puts_typeguard_back(tmp_path):
         "try:\n    import_feast()\nexcept RuntimeError as e:\n    print(e)\n"
         "print(typeguard.typechecked is checked)"
     )
-    assert _fresh_python(code, str(tmp_path)).splitlines() == ["a broken install", "True"]
+    assert in_a_fresh_python(code, PYTHONPATH=str(tmp_path)).splitlines() == ["a broken install", "True"]
 
 
 def test_mlflow_loads_feasts_header_plugin_after_feast_came_in_unchecked():
@@ -383,7 +370,7 @@ def test_mlflow_loads_feasts_header_plugin_after_feast_came_in_unchecked():
         "print('check_argument_types' in init.co_names,"
         " 'FeastMLflowHeaderProvider' in {type(p).__name__ for p in headers._request_header_provider_registry})"
     )
-    assert _fresh_python(code) == "False True"
+    assert in_a_fresh_python(code) == "False True"
 
 
 def test_apply_loads_feast_unchecked_although_the_definitions_import_it_themselves(tmp_path):
@@ -393,7 +380,7 @@ def test_apply_loads_feast_unchecked_although_the_definitions_import_it_themselv
         "apply(FeastConfig(str(root / 'm'), str(root / 'r.db'), online_path=str(root / 'o.db')));"
         "import feast; print('check_argument_types' in feast.FeatureView.__init__.__code__.co_names)"
     )
-    assert _fresh_python(code) == "False"
+    assert in_a_fresh_python(code) == "False"
 
 
 def test_registers_runs_and_versions_through_a_client_that_loaded_feast_unchecked(tmp_path):
@@ -405,7 +392,7 @@ def test_registers_runs_and_versions_through_a_client_that_loaded_feast_unchecke
         "mlflow, client = tracking._client(settings); client.search_experiments();"
         "import feast; print('check_argument_types' in feast.FeatureView.__init__.__code__.co_names)"
     )
-    assert _fresh_python(code) == "False"
+    assert in_a_fresh_python(code) == "False"
 
 
 def test_our_feature_definitions_pass_feasts_own_type_checks(tmp_path):
@@ -416,4 +403,4 @@ def test_our_feature_definitions_pass_feasts_own_type_checks(tmp_path):
         "assert 'check_argument_types' in feast.FeatureView.__init__.__code__.co_names;"
         f"print(sorted(type(o).__name__ for o in objects({str(tmp_path)!r} + '/m/')))"
     )
-    assert _fresh_python(code) == "['Entity', 'FeatureView', 'FileSource']"
+    assert in_a_fresh_python(code) == "['Entity', 'FeatureView', 'FileSource']"

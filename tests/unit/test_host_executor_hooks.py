@@ -249,13 +249,19 @@ def test_a_real_lambda_clients_waiter_goes_through_the_patch(monkeypatch):
     assert slept == [0.05, 0.05]
 
 
+def _localstack_site():
+    """The site-packages of the pinned LocalStack the install put in place (its venv follows DR_STATE_DIR)."""
+    from localcloud.settings import LocalCloudSettings
+
+    (site,) = LocalCloudSettings().localstack_venv.glob("lib/python3*/site-packages")
+    return site
+
+
 def test_localstacks_lambda_provider_waits_with_the_patched_waiter():
     """The waiter patch matters because the pinned LocalStack's Lambda provider waits with function_updated_v2 after
     updates, through botocore's Waiter.wait (read from the installed sources)."""
-    from pathlib import Path
 
-    lib = Path(__file__).resolve().parents[2] / ".state" / "localstack-venv" / "lib"
-    (site,) = lib.glob("python3*/site-packages")
+    site = _localstack_site()
     provider = (site / "localstack/services/lambda_/resource_providers/aws_lambda_function.py").read_text()
     assert 'get_waiter("function_updated_v2").wait(' in provider
     assert "Waiter.wait(self, **kwargs)" in (site / "botocore" / "waiter.py").read_text()
@@ -264,10 +270,8 @@ def test_localstacks_lambda_provider_waits_with_the_patched_waiter():
 def test_the_patched_signature_is_localstacks_own():
     """The stand-in above mirrors LocalStack's deploy_loop, read from the pinned LocalStack the install put in place."""
     import ast
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2] / ".state" / "localstack-venv" / "lib"
-    (source,) = root.glob("python3*/site-packages/localstack/services/cloudformation/resource_provider.py")
+    source = _localstack_site() / "localstack" / "services" / "cloudformation" / "resource_provider.py"
     (loop,) = [n for n in ast.walk(ast.parse(source.read_text())) if getattr(n, "name", None) == "deploy_loop"]
     names = [a.arg for a in loop.args.args]
     assert names == ["self", "resource_provider", "resource", "raw_payload", "max_timeout", "sleep_time"]

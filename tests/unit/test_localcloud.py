@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from diabetes_risk.cli import app
 from localcloud import install, runtime
 from localcloud.settings import LocalCloudSettings
+from tests.unit.fresh_python import in_a_fresh_python
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -209,10 +210,7 @@ def test_cli_train_checks_the_families_without_importing_the_model_libraries(tmp
         "assert result.exit_code == 1 and 'local cloud is not running' in result.output, result.output;"
         "print(sorted({'sklearn', 'xgboost'} & {m.split('.')[0] for m in sys.modules}))"
     )
-    env = {"PATH": "/usr/bin", "DR_STATE_DIR": str(tmp_path), "HOME": str(tmp_path)}
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env, cwd=root)
-    assert out.stdout.split() == ["[]"]
+    assert in_a_fresh_python(code, DR_STATE_DIR=str(tmp_path), HOME=str(tmp_path)) == "[]"
 
 
 def test_cli_train_needs_the_local_cloud(settings):

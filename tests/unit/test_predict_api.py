@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.events.loader import FakeContext, api_event
+from tests.unit.fresh_python import in_a_fresh_python
 from tests.unit.predict_fixtures import BUCKET, build_champion, logit, publish
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -254,18 +255,6 @@ def test_metrics_are_emf_and_logs_hold_no_patient_values(api, capfd):
     assert scored and scored[0]["model_version"] == "1" and scored[0]["patients"] == 1
 
 
-def _in_a_fresh_python(code: str, **env: str) -> str:
-    """What `code` prints in a new interpreter at the project root (imports start from nothing there)."""
-    import subprocess
-    import sys
-
-    environ = {"PATH": "/usr/bin", "AWS_DEFAULT_REGION": "us-east-1", **env}
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, env=environ
-    )
-    return done.stdout.strip()
-
-
 def test_inference_core_and_predict_import_no_heavy_libraries():
     code = (
         "import sys, os; os.environ['DR_ARTIFACTS_BUCKET']='bucket'; sys.path.insert(0, 'functions');"
@@ -275,7 +264,7 @@ def test_inference_core_and_predict_import_no_heavy_libraries():
         "heavy = {'sklearn', 'pandas', 'mlflow', 'feast', 'scipy', 'xgboost', 'training'};"
         "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))"
     )
-    assert _in_a_fresh_python(code) == "[]"
+    assert in_a_fresh_python(code) == "[]"
 
 
 def test_the_contract_models_wait_for_their_first_use():
@@ -285,7 +274,7 @@ def test_the_contract_models_wait_for_their_first_use():
         "print(c.ModelInfo.__pydantic_complete__, c.HealthResponse.__pydantic_complete__);"
         "c.HealthResponse(status='ok'); print(c.HealthResponse.__pydantic_complete__)"
     )
-    assert _in_a_fresh_python(code).split() == ["False", "False", "True"]
+    assert in_a_fresh_python(code).split() == ["False", "False", "True"]
 
 
 def test_every_contract_model_builds():
@@ -311,7 +300,7 @@ def test_the_collector_is_running_again_once_the_handler_module_has_loaded():
         "import sys, os, gc; os.environ['DR_ARTIFACTS_BUCKET']='bucket'; sys.path.insert(0, 'functions');"
         "import predict.app; print(gc.isenabled(), gc.get_freeze_count() > 10_000)"
     )
-    assert _in_a_fresh_python(code) == "True True"
+    assert in_a_fresh_python(code) == "True True"
 
 
 def test_the_handler_loads_the_rest_resolver_alone_and_the_package_still_works_for_everyone_else():
@@ -327,7 +316,7 @@ def test_the_handler_loads_the_rest_resolver_alone_and_the_package_still_works_f
         "print(skipped, APIGatewayRestResolver is predict.app.APIGatewayRestResolver, Response is predict.app.Response,"
         "      AppSyncResolver.__name__, content_types.APPLICATION_JSON)"
     )
-    out = _in_a_fresh_python(code, POWERTOOLS_TRACE_DISABLED="true")
+    out = in_a_fresh_python(code, POWERTOOLS_TRACE_DISABLED="true")
     assert out == "[] True True AppSyncResolver application/json"
 
 
