@@ -13,9 +13,10 @@
   (`executor_fast_path=False`: an HTTP opener built per request, one PutMetricData per invocation, a new host
   process for every concurrent request, results through LocalStack's runtime endpoint; `in_memory_client=False`:
   LocalStack's calls to itself over its HTTP port; `cfn_poll_s=1`: CloudFormation re-reads a resource being created
-  once a second), where the bootstrap stack is also deployed (`deploy --bootstrap`, the old way) and timed; its
-  `local up` runs with no compiled bytecode (as before the install compiled it), and `import aws_cdk` (most of a
-  synth) is timed both ways.
+  once a second; `lambda_prewarm=False`: no environment started before a function's first invocation, so training
+  there pays each state's cold start), where the bootstrap stack is also deployed (`deploy --bootstrap`, the old
+  way) and timed; its `local up` runs with no compiled bytecode (as before the install compiled it), and
+  `import aws_cdk` (most of a synth) is timed both ways.
 
 What cannot run side by side here (the previous search grid, the issue's fresh-clone figures) is in `issue_figures`,
 labelled as such; `bench/bench_training.py` compares the grid with the search in one run.
@@ -340,6 +341,7 @@ def main() -> None:
         lambda_max_environments=0,
         in_memory_client=False,
         cfn_poll_s=1.0,  # LocalStack's own wait between CloudFormation's reads of a resource being created
+        lambda_prewarm=False,  # every function's first invocation starts its environment
     )
     print(f"baseline: the local cloud as before ({old.localstack_url}), bootstrap stack included ...", flush=True)
     try:
@@ -348,6 +350,11 @@ def main() -> None:
         up_from_source = time.perf_counter() - t0
         first = deploy_local(old, on_line=lambda _: None, bootstrap=True, fresh_synth=True)
         api_before = api_levels(old, champion)
+        print("  training, each state's function cold-started by its first invocation ...", flush=True)
+        t0 = time.perf_counter()
+        trained = subprocess.run([CLI, "train"], env=cli_env(old), cwd=ROOT, check=True, capture_output=True, text=True)
+        train_before = time.perf_counter() - t0
+        states_before = {name: float(v) for name, v in re.findall(r"✓ (.+?) ([\d.]+) s", trained.stdout)}
     finally:
         runtime.down(old)
 
@@ -376,6 +383,9 @@ def main() -> None:
                 "training": {
                     "state_machine_s": demo["train_s"],
                     "states_s": demo["training_states_s"],
+                    # on the baseline cloud: no environment started before a function's first invocation
+                    "baseline_state_machine_s": round(train_before, 1),
+                    "baseline_states_s": states_before,
                 },
                 "cold_start": cold,
                 "api": {"clients": api, "baseline": api_before, "seconds_per_level": SECONDS},

@@ -64,6 +64,11 @@ class LocalCloudSettings(BaseSettings):
         description="Execution environments (host processes) per function; more requests wait for a warm one. "
         "Unset: the machine's cores (at least 2); 0: unbounded, a new process per concurrent request.",
     )
+    lambda_prewarm: bool = Field(
+        True,
+        description="Start one environment per function version when it is deployed, so its first invocation "
+        "finds it warm (AWS: only with provisioned concurrency); needs executor_fast_path.",
+    )
     executor_fast_path: bool = Field(
         True,
         description="The host executor's invoke path as tuned on 2026-12-01; off: as it was before (for benchmarks).",

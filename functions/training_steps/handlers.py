@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
 import time
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from inference_core.feature_layout import ingested_day
 from training import steps
 from training.families import FAMILIES
+from training.preload import preload, step_of
 from training.settings import TrainingSettings
 from training.store import S3RunStore
 
@@ -33,6 +35,8 @@ metrics = Metrics(namespace="DiabetesRisk", service="training")
 SETTINGS = TrainingSettings()  # validated at cold start: a bad variable fails here, not mid-run
 S3 = boto3.client("s3")
 WORK = Path(SETTINGS.work_dir)
+# this function's step's own libraries, imported at init rather than in its first request (see training.preload)
+PRELOADED = preload(step_of(os.environ.get("_HANDLER")))
 
 TRANSIENT_CODES = {
     "Throttling",

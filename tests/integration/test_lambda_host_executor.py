@@ -224,3 +224,32 @@ def test_a_function_over_its_memory_size_is_killed_as_out_of_memory(aws):
     report = base64.b64decode(within["LogResult"]).decode()
     used = int(report.split("Max Memory Used: ")[1].split()[0])
     assert 50 <= used < 256, report  # the function's own peak: its 50 MB and the interpreter, far below LocalStack's
+
+
+def _worker_pids(function_name: str) -> list[int]:
+    """The host processes (execution environments) of one function, found by the name in their environment."""
+    pids = []
+    for proc in psutil.process_iter(["cmdline"]):
+        if not any(part.endswith("worker.py") for part in proc.info["cmdline"] or []):
+            continue
+        try:
+            if proc.environ().get("AWS_LAMBDA_FUNCTION_NAME") == function_name:
+                pids.append(proc.pid)
+        except psutil.Error:
+            continue
+    return pids
+
+
+def test_a_deployed_function_is_started_before_its_first_invocation(aws):
+    """The local cloud starts one environment per deployed version (lambda_prewarm): the first invocation is
+    answered by that process, not by a cold start of its own."""
+    name = "it-prewarm-" + uuid.uuid4().hex[:6]
+    deploy_function(aws.lambda_, name, SOURCE, timeout=5)
+    deadline = time.monotonic() + 60
+    while not (pids := _worker_pids(name)):
+        assert time.monotonic() < deadline, "no environment was started for the deployed function"
+        time.sleep(0.2)
+    reply, body = call(aws, name, {"first": True})
+    assert "FunctionError" not in reply, body
+    assert pids == [body["pid"]]
+    assert _worker_pids(name) == pids  # no second environment started for it

@@ -4,11 +4,14 @@ the inline invoke's answers (a result; a worker that closes without one is an ex
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import enum
 import importlib
 import socket
 import sys
 import threading
+import time
 import types
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -290,3 +293,147 @@ def test_the_local_cloud_passes_the_cloudformation_pace(tmp_path, monkeypatch):
     for bad in (0, 6):
         with pytest.raises(ValidationError, match="cfn_poll_s"):
             LocalCloudSettings(state_dir=tmp_path, cfn_poll_s=bad)
+
+
+# --- prewarm: a deployed version's environment started before its first invocation ------------------------------
+
+
+class State(enum.Enum):
+    Active = "Active"
+    Failed = "Failed"
+
+
+class Environment:
+    def __init__(self, number: int) -> None:
+        self.id = f"env-{number}"
+        self.stopped = False
+        self.keepalive_timer = None
+
+    def keepalive_passed(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+class PoolService:
+    """AssignmentService's pool as prewarming uses it: start_environment, environments, get/stop."""
+
+    def __init__(self) -> None:
+        self.environments: dict[str, dict[str, Environment]] = collections.defaultdict(dict)
+        self.started: list[Environment] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def start_environment(self, key, version) -> Environment:
+        assert self.gate.wait(10)
+        environment = Environment(len(self.started))
+        self.started.append(environment)
+        return environment
+
+    @contextlib.contextmanager
+    def get_environment(self, key, version, provisioning_type):
+        yield next(iter(self.environments[key].values()), None)  # LocalStack reserves a ready one, else starts one
+
+    def stop_environments_for_version(self, key: str) -> None:
+        for environment in self.environments.pop(key, {}).values():
+            environment.stop()
+
+
+class VersionManager:
+    def __init__(self, service: PoolService, key: str, state: State = State.Active, capacity=None) -> None:
+        self.assignment_service = service
+        self.id = key
+        self.state = state
+        self.function_version = types.SimpleNamespace(config=types.SimpleNamespace(capacity_provider_config=capacity))
+
+    def start(self):
+        return types.SimpleNamespace(state=self.state)
+
+
+@pytest.fixture
+def prewarming(monkeypatch):
+    """dr_host_executor.plugin imported against the stand-ins, its prewarm hooks installed."""
+    stand_ins = {
+        "localstack": {},
+        "localstack.config": {"LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT": 5, "LAMBDA_KEEPALIVE_MS": 600_000},
+        "localstack.aws": {},
+        "localstack.aws.api": {},
+        "localstack.aws.api.lambda_": {"State": State},
+        "localstack.services": {},
+        "localstack.services.lambda_": {},
+        "localstack.services.lambda_.invocation": {},
+        "localstack.services.lambda_.invocation.plugins": {"RuntimeExecutorPlugin": object},
+        "localstack.services.lambda_.invocation.assignment": {"AssignmentService": PoolService},
+        "localstack.services.lambda_.invocation.version_manager": {"LambdaVersionManager": VersionManager},
+    }
+    for name, attributes in stand_ins.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attributes)
+        monkeypatch.setitem(sys.modules, name, module)
+    sys.modules["localstack"].config = sys.modules["localstack.config"]
+    monkeypatch.delitem(sys.modules, "dr_host_executor.plugin", raising=False)
+    monkeypatch.setattr(VersionManager, "start", VersionManager.__dict__["start"])
+    for method in ("get_environment", "stop_environments_for_version"):
+        monkeypatch.setattr(PoolService, method, PoolService.__dict__[method])
+    module = importlib.import_module("dr_host_executor.plugin")
+    monkeypatch.setitem(sys.modules, "dr_host_executor.plugin", module)
+    module._prewarm_environments()
+    return module
+
+
+def wait_until(condition, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_deployed_version_gets_an_environment_before_its_first_invocation(prewarming):
+    service = PoolService()
+    VersionManager(service, "fn-v1").start()
+    wait_until(lambda: bool(service.environments["fn-v1"]))
+    environment = service.environments["fn-v1"]["env-0"]
+    assert environment.keepalive_timer is not None and environment.keepalive_timer.is_alive()  # stopped when unused
+    environment.keepalive_timer.cancel()
+    with service.get_environment("fn-v1", None, "on-demand") as used:
+        assert used is environment
+
+
+def test_an_invocation_during_the_start_waits_and_gets_the_started_environment(prewarming):
+    service = PoolService()
+    service.gate.clear()
+    VersionManager(service, "fn-v1").start()
+    got: list = []
+
+    def invoke() -> None:
+        with service.get_environment("fn-v1", None, "on-demand") as environment:
+            got.append(environment)
+
+    caller = threading.Thread(target=invoke)
+    caller.start()
+    caller.join(0.3)
+    assert caller.is_alive() and not got  # waiting for the start, not starting a second environment
+    service.gate.set()
+    caller.join(5)
+    assert got and got[0] is service.started[0] and len(service.started) == 1
+    got[0].keepalive_timer.cancel()
+
+
+def test_a_version_stopped_during_its_start_never_keeps_the_environment(prewarming):
+    service = PoolService()
+    service.gate.clear()
+    VersionManager(service, "fn-v1").start()
+    wait_until(lambda: prewarming.PREWARM.pending() == 1)
+    service.stop_environments_for_version("fn-v1")  # updated meanwhile
+    service.gate.set()
+    wait_until(lambda: prewarming.PREWARM.pending() == 0)
+    assert service.started[0].stopped and not service.environments.get("fn-v1")
+
+
+def test_versions_that_are_not_active_or_on_capacity_providers_are_not_prewarmed(prewarming):
+    service = PoolService()
+    VersionManager(service, "fn-failed", state=State.Failed).start()
+    VersionManager(service, "fn-managed", capacity={"CapacityProviderArn": "arn:..."}).start()
+    time.sleep(0.2)
+    assert service.started == [] and prewarming.PREWARM.pending() == 0

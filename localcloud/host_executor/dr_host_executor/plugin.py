@@ -28,6 +28,7 @@ from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 
 from .environments import EnvironmentLimit, limit_from_env
 from .lambda_metrics import InvocationMetrics
+from .prewarm import Prewarmer, enabled_from_env
 from .process import WorkerProcess, check_supported, free_port, peak_mb, python_for, timeout_message, tree_rss_mb
 
 LOG = logging.getLogger(__name__)
@@ -242,6 +243,57 @@ def _bound_environments() -> None:
     LOG.info("host-lambda: at most %s execution environments per function (0 = unbounded)", limit.limit)
 
 
+PREWARM = Prewarmer()
+
+
+def _prewarm_environments() -> None:
+    """One environment per function version started once the version is Active, in the background (see prewarm)."""
+    from localstack import config
+    from localstack.aws.api.lambda_ import State
+    from localstack.services.lambda_.invocation.assignment import AssignmentService
+    from localstack.services.lambda_.invocation.version_manager import LambdaVersionManager
+
+    if getattr(LambdaVersionManager.start, "_dr", False):
+        return
+    original_start = LambdaVersionManager.start
+    original_get = AssignmentService.get_environment
+    original_stop = AssignmentService.stop_environments_for_version
+    claim_timeout_s = config.LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT + 5  # a start is bounded by LocalStack's own timer
+
+    def start(self):
+        state = original_start(self)
+        version = self.function_version
+        if state.state == State.Active and not version.config.capacity_provider_config:
+            service, key = self.assignment_service, self.id
+
+            def adopt(environment) -> None:
+                service.environments[key][environment.id] = environment
+                # as after an invocation: stopped when unused for LAMBDA_KEEPALIVE_MS
+                environment.keepalive_timer = threading.Timer(
+                    config.LAMBDA_KEEPALIVE_MS / 1000, environment.keepalive_passed
+                )
+                environment.keepalive_timer.start()
+
+            PREWARM.schedule(key, lambda: service.start_environment(key, version), adopt, lambda env: env.stop())
+        return state
+
+    @contextlib.contextmanager
+    def get_environment(self, version_manager_id, function_version, provisioning_type):
+        PREWARM.claim(version_manager_id, claim_timeout_s)  # its prewarmed environment, if one is starting
+        with original_get(self, version_manager_id, function_version, provisioning_type) as environment:
+            yield environment
+
+    def stop_environments_for_version(self, version_manager_id: str):
+        PREWARM.close(version_manager_id)
+        return original_stop(self, version_manager_id)
+
+    start._dr = True
+    LambdaVersionManager.start = start
+    AssignmentService.get_environment = get_environment
+    AssignmentService.stop_environments_for_version = stop_environments_for_version
+    LOG.info("host-lambda: one environment per function version started when it is deployed (DR_LAMBDA_PREWARM)")
+
+
 def _executor_class():
     # LocalStack's internals are imported here, once the Lambda provider asks for the executor.
     from localstack import config
@@ -260,6 +312,8 @@ def _executor_class():
     if FAST_PATH:
         _coalesce_lambda_metrics()
         _bound_environments()
+        if enabled_from_env():
+            _prewarm_environments()
         # LocalStack's heap is fully loaded by the first function: moved out of the collector's sight, a full
         # collection scans only what requests allocate (shorter pauses under load)
         gc.freeze()

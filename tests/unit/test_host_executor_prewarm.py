@@ -1,0 +1,145 @@
+"""The host executor's prewarm queue: one start per function version, in the background, one at a time; an invocation
+waits for a start in progress, takes a queued one off the queue; a stopped version never keeps what started for it."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from dr_host_executor.prewarm import Prewarmer, enabled_from_env
+
+
+class Gate:
+    """A start that blocks until released, recording that it ran."""
+
+    def __init__(self, result="environment") -> None:
+        self.result = result
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        self.entered.set()
+        assert self.release.wait(10), "the test never released the start"
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+def collect():
+    kept: list = []
+    dropped: list = []
+    return kept, dropped, kept.append, dropped.append
+
+
+def settle(prewarm: Prewarmer) -> None:
+    for _ in range(500):
+        if prewarm.pending() == 0:
+            return
+        threading.Event().wait(0.01)
+    pytest.fail("the prewarm queue never emptied")
+
+
+def test_enabled_from_env():
+    assert enabled_from_env({}) is True
+    assert enabled_from_env({"DR_LAMBDA_PREWARM": "1"}) is True
+    assert enabled_from_env({"DR_LAMBDA_PREWARM": " Off "}) is False
+    assert enabled_from_env({"DR_LAMBDA_PREWARM": "false"}) is False
+    with pytest.raises(ValueError, match="DR_LAMBDA_PREWARM must be 1 or 0"):
+        enabled_from_env({"DR_LAMBDA_PREWARM": "sometimes"})
+
+
+def test_a_scheduled_start_is_adopted_once():
+    prewarm = Prewarmer()
+    kept, dropped, adopt, discard = collect()
+    start = Gate()
+    prewarm.schedule("fn-v1", start, adopt, discard)
+    prewarm.schedule("fn-v1", start, adopt, discard)  # already queued or running: one per version
+    start.release.set()
+    settle(prewarm)
+    assert kept == ["environment"] and dropped == [] and start.calls == 1 and prewarm.started == 1
+
+
+def test_an_invocation_waits_for_the_start_in_progress_and_finds_it_adopted():
+    prewarm = Prewarmer()
+    kept, _, adopt, discard = collect()
+    start = Gate()
+    prewarm.schedule("fn-v1", start, adopt, discard)
+    assert start.entered.wait(5)
+    outcome: list = []
+    waiter = threading.Thread(target=lambda: outcome.append((prewarm.claim("fn-v1", 10), list(kept))))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive(), "the invocation did not wait for the environment being started"
+    start.release.set()
+    waiter.join(5)
+    assert outcome == [("waited", ["environment"])]  # adopted before the invocation went on
+    assert prewarm.claim("fn-v1") == "none"  # done: later invocations do not wait
+
+
+def test_an_invocation_takes_a_queued_start_off_the_queue():
+    prewarm = Prewarmer()
+    kept, dropped, adopt, discard = collect()
+    first, second = Gate("first"), Gate("second")
+    prewarm.schedule("fn-a", first, adopt, discard)
+    assert first.entered.wait(5)
+    prewarm.schedule("fn-b", second, adopt, discard)  # queued behind fn-a
+    assert prewarm.claim("fn-b") == "cancelled"  # its invocation starts its own environment at once
+    first.release.set()
+    second.release.set()
+    settle(prewarm)
+    assert kept == ["first"] and second.calls == 0 and dropped == [] and prewarm.claimed_queued == 1
+
+
+def test_a_version_stopped_while_its_environment_starts_never_keeps_it():
+    prewarm = Prewarmer()
+    kept, dropped, adopt, discard = collect()
+    start = Gate()
+    prewarm.schedule("fn-v1", start, adopt, discard)
+    assert start.entered.wait(5)
+    prewarm.close("fn-v1")  # updated or deleted meanwhile
+    start.release.set()
+    settle(prewarm)
+    assert kept == [] and dropped == ["environment"]
+
+
+def test_a_version_stopped_before_its_turn_is_never_started():
+    prewarm = Prewarmer()
+    kept, _, adopt, discard = collect()
+    first, second = Gate("first"), Gate("second")
+    prewarm.schedule("fn-a", first, adopt, discard)
+    assert first.entered.wait(5)
+    prewarm.schedule("fn-b", second, adopt, discard)
+    prewarm.close("fn-b")
+    first.release.set()
+    second.release.set()
+    settle(prewarm)
+    assert kept == ["first"] and second.calls == 0
+
+
+def test_a_failed_start_is_not_adopted_and_the_queue_goes_on():
+    prewarm = Prewarmer()
+    kept, dropped, adopt, discard = collect()
+    broken, fine = Gate(RuntimeError("handler import failed")), Gate("fine")
+    prewarm.schedule("fn-broken", broken, adopt, discard)
+    prewarm.schedule("fn-fine", fine, adopt, discard)
+    broken.release.set()
+    fine.release.set()
+    settle(prewarm)
+    assert kept == ["fine"] and dropped == []
+    assert prewarm.claim("fn-broken") == "none"  # its first invocation cold-starts and reports the error itself
+
+
+def test_an_environment_that_cannot_be_adopted_is_stopped():
+    prewarm = Prewarmer()
+    dropped: list = []
+
+    def adopt(environment):
+        raise KeyError("the pool is gone")
+
+    start = Gate()
+    start.release.set()
+    prewarm.schedule("fn-v1", start, adopt, dropped.append)
+    settle(prewarm)
+    assert dropped == ["environment"] and prewarm.started == 0
