@@ -88,6 +88,7 @@ def cli_env(settings) -> dict[str, str]:
     env["DR_IN_MEMORY_CLIENT"] = str(settings.in_memory_client).lower()
     env["DR_EXECUTOR_FAST_PATH"] = str(settings.executor_fast_path).lower()
     env["DR_CFN_POLL_S"] = str(settings.cfn_poll_s)
+    env["DR_LAMBDA_PREWARM"] = str(settings.lambda_prewarm).lower()
     return env
 
 

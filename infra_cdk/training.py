@@ -103,6 +103,8 @@ class TrainingPipeline(Construct):
         }
         if config.s3_endpoint:
             env |= {"AWS_ENDPOINT_URL_S3": config.s3_endpoint, "FEAST_S3_ENDPOINT_URL": config.s3_endpoint}
+        if config.local:  # the local cloud starts each environment at deploy: the step's imports belong in init
+            env["DR_PRELOAD_AT_INIT"] = "true"
 
         self.functions: dict[str, lambda_.Function] = {}
         for step, (handler, timeout, memory, access) in STEPS.items():

@@ -12,7 +12,7 @@ def _unchecked(target=None, **_options):
     return target if target is not None else _unchecked
 
 
-def import_feast() -> ModuleType:
+def import_feast(also: tuple[str, ...] = ()) -> ModuleType:
     """Import Feast without typeguard instrumenting its classes.
 
     Feast decorates its classes with typeguard's `@typechecked`, and typeguard (4.2, the newest jsii allows; 4.6
@@ -20,15 +20,21 @@ def import_feast() -> ModuleType:
     import, paid by every cold start that loads Feast. The checks only cover the argument types of Feast's own
     constructors (our definitions are fixed and exercised by the tests), and typeguard itself skips them under
     `python -O`. So `typechecked` is that no-op while Feast loads and is put back afterwards for everyone else.
-    Feast modules loaded later (its online store, on first use) keep their checks."""
+    Feast modules loaded later (its online store, on first use) keep their checks, unless named in `also`: those are
+    imported in the same window (training.preload's stores), when Feast is not loaded yet."""
     if "feast" in sys.modules:
         return sys.modules["feast"]
+    import importlib
+
     import typeguard
 
     checked = typeguard.typechecked
     typeguard.typechecked = _unchecked
     try:
         import feast
+
+        for name in also:
+            importlib.import_module(name)
     finally:
         typeguard.typechecked = checked
     return feast

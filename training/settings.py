@@ -40,6 +40,9 @@ class TrainingSettings(BaseSettings):
     s3_endpoint: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_S3")
     folds: int = Field(5, ge=2, le=20)
     cv_repeats: int = Field(3, ge=1, le=20, description="Repeats of the stratified k-fold that compares the families")
+    preload_at_init: bool = Field(
+        False, description="Import the step's libraries at init (the local target, whose environments start at deploy)"
+    )
     seed: int = 42
     allow_fault_injection: bool = Field(
         False, description="Honour the `fault` test hook of an execution's input (on for the local target only)"

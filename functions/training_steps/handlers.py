@@ -35,8 +35,9 @@ metrics = Metrics(namespace="DiabetesRisk", service="training")
 SETTINGS = TrainingSettings()  # validated at cold start: a bad variable fails here, not mid-run
 S3 = boto3.client("s3")
 WORK = Path(SETTINGS.work_dir)
-# this function's step's own libraries, imported at init rather than in its first request (see training.preload)
-PRELOADED = preload(step_of(os.environ.get("_HANDLER")))
+# the local target: this function's step's own libraries imported at init, when the local cloud starts the function's
+# environment at deploy, not in its first request (see training.preload); on AWS they stay where they are used
+PRELOADED = preload(step_of(os.environ.get("_HANDLER"))) if SETTINGS.preload_at_init else ()
 
 TRANSIENT_CODES = {
     "Throttling",

@@ -90,3 +90,15 @@ def test_fault_injection_is_on_for_the_local_target_and_off_on_aws_unless_asked(
     template = Template.from_stack(stack)
     env = template.to_json()["Resources"][_logical(stack, stack.training.functions["Validate"])]["Properties"]
     assert env["Environment"]["Variables"]["DR_ALLOW_FAULT_INJECTION"] == allowed
+
+
+@pytest.mark.parametrize(("target", "preload"), [("local", "true"), ("aws", None)])
+def test_training_steps_import_their_libraries_at_init_only_on_the_local_target(target, preload):
+    """Locally each environment starts at deploy, so init is free; on AWS an on-demand init is limited to 10 s."""
+    from infra_cdk.app import build
+
+    _, stack = build({"target": target})
+    resources = Template.from_stack(stack).to_json()["Resources"]
+    for name, function in stack.training.functions.items():
+        variables = resources[_logical(stack, function)]["Properties"]["Environment"]["Variables"]
+        assert variables.get("DR_PRELOAD_AT_INIT") == preload, name

@@ -295,6 +295,17 @@ def test_the_local_cloud_passes_the_cloudformation_pace(tmp_path, monkeypatch):
             LocalCloudSettings(state_dir=tmp_path, cfn_poll_s=bad)
 
 
+def test_the_local_cloud_passes_the_prewarm_setting(tmp_path, monkeypatch):
+    from localcloud.runtime import localstack_env
+    from localcloud.settings import LocalCloudSettings
+
+    monkeypatch.delenv("DR_LAMBDA_PREWARM", raising=False)
+    assert localstack_env(LocalCloudSettings(state_dir=tmp_path))["DR_LAMBDA_PREWARM"] == "1"
+    assert localstack_env(LocalCloudSettings(state_dir=tmp_path, lambda_prewarm=False))["DR_LAMBDA_PREWARM"] == "0"
+    monkeypatch.setenv("DR_LAMBDA_PREWARM", "false")  # the CLI's environment, as `local up` reads it
+    assert localstack_env(LocalCloudSettings(state_dir=tmp_path))["DR_LAMBDA_PREWARM"] == "0"
+
+
 # --- prewarm: a deployed version's environment started before its first invocation ------------------------------
 
 
@@ -322,10 +333,12 @@ class PoolService:
     def __init__(self) -> None:
         self.environments: dict[str, dict[str, Environment]] = collections.defaultdict(dict)
         self.started: list[Environment] = []
+        self.entered = threading.Event()
         self.gate = threading.Event()
         self.gate.set()
 
     def start_environment(self, key, version) -> Environment:
+        self.entered.set()
         assert self.gate.wait(10)
         environment = Environment(len(self.started))
         self.started.append(environment)
@@ -345,6 +358,7 @@ class VersionManager:
         self.assignment_service = service
         self.id = key
         self.state = state
+        self.shutdown_event = threading.Event()
         self.function_version = types.SimpleNamespace(config=types.SimpleNamespace(capacity_provider_config=capacity))
 
     def start(self):
@@ -358,8 +372,8 @@ def prewarming(monkeypatch):
         "localstack": {},
         "localstack.config": {"LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT": 5, "LAMBDA_KEEPALIVE_MS": 600_000},
         "localstack.aws": {},
-        "localstack.aws.api": {},
-        "localstack.aws.api.lambda_": {"State": State},
+        "localstack.aws.api": {"ServiceException": ServiceException},
+        "localstack.aws.api.lambda_": {"State": State, "TooManyRequestsException": TooManyRequestsException},
         "localstack.services": {},
         "localstack.services.lambda_": {},
         "localstack.services.lambda_.invocation": {},
@@ -404,6 +418,7 @@ def test_an_invocation_during_the_start_waits_and_gets_the_started_environment(p
     service = PoolService()
     service.gate.clear()
     VersionManager(service, "fn-v1").start()
+    assert service.entered.wait(5)  # the start is running (not queued)
     got: list = []
 
     def invoke() -> None:
@@ -416,7 +431,7 @@ def test_an_invocation_during_the_start_waits_and_gets_the_started_environment(p
     assert caller.is_alive() and not got  # waiting for the start, not starting a second environment
     service.gate.set()
     caller.join(5)
-    assert got and got[0] is service.started[0] and len(service.started) == 1
+    assert got and got[0] is service.started[0]
     got[0].keepalive_timer.cancel()
 
 
@@ -424,7 +439,7 @@ def test_a_version_stopped_during_its_start_never_keeps_the_environment(prewarmi
     service = PoolService()
     service.gate.clear()
     VersionManager(service, "fn-v1").start()
-    wait_until(lambda: prewarming.PREWARM.pending() == 1)
+    assert service.entered.wait(5)
     service.stop_environments_for_version("fn-v1")  # updated meanwhile
     service.gate.set()
     wait_until(lambda: prewarming.PREWARM.pending() == 0)
@@ -435,5 +450,30 @@ def test_versions_that_are_not_active_or_on_capacity_providers_are_not_prewarmed
     service = PoolService()
     VersionManager(service, "fn-failed", state=State.Failed).start()
     VersionManager(service, "fn-managed", capacity={"CapacityProviderArn": "arn:..."}).start()
-    time.sleep(0.2)
     assert service.started == [] and prewarming.PREWARM.pending() == 0
+
+
+def test_a_version_stopped_before_its_start_was_queued_never_keeps_an_environment(prewarming):
+    """LocalStack sets the version's shutdown event before it stops its environments: a start that finishes for a
+    version already stopped is discarded, never adopted into the pool."""
+    service = PoolService()
+    service.gate.clear()
+    manager = VersionManager(service, "fn-v1")
+    manager.start()
+    assert service.entered.wait(5)
+    manager.shutdown_event.set()  # stopped (its stop ran before the prewarm knew of the version)
+    service.gate.set()
+    wait_until(lambda: prewarming.PREWARM.pending() == 0)
+    assert service.started[0].stopped and not service.environments.get("fn-v1")
+    stopped = VersionManager(service, "fn-v2")
+    stopped.shutdown_event.set()
+    stopped.start()
+    assert len(service.started) == 1  # nothing queued for a version already stopped
+
+
+def test_the_hooks_install_once_however_often_localstack_loads_the_executor(prewarming):
+    """LocalStack loads the executor plugin (`_executor_class`) again and again; each hook must wrap exactly once."""
+    layers = PoolService.get_environment, PoolService.stop_environments_for_version, VersionManager.start
+    prewarming._bound_environments()  # as the next load does: the bound first, then the prewarm
+    prewarming._prewarm_environments()
+    assert (PoolService.get_environment, PoolService.stop_environments_for_version, VersionManager.start) == layers

@@ -34,6 +34,7 @@ print(json.dumps({"preloaded": list(h.PRELOADED), "loaded": sorted(m for m in %r
 """
 WATCHED = ["mlflow", "feast", "sklearn.model_selection", "skl2onnx", "xgboost", "onnxruntime"]
 ENV = {"DR_ARTIFACTS_BUCKET": "unused", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+LOCAL = {**ENV, "DR_PRELOAD_AT_INIT": "true"}  # as the CDK app sets it for the local target
 
 
 @pytest.mark.parametrize(
@@ -46,7 +47,9 @@ ENV = {"DR_ARTIFACTS_BUCKET": "unused", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_AC
 )
 def test_the_handler_module_imports_its_steps_libraries_at_init(step, expected):
     out = json.loads(
-        in_a_fresh_python(HANDLER_IMPORT % WATCHED, _HANDLER=f"training_steps.handlers.{step}", **ENV).splitlines()[-1]
+        in_a_fresh_python(HANDLER_IMPORT % WATCHED, _HANDLER=f"training_steps.handlers.{step}", **LOCAL).splitlines()[
+            -1
+        ]
     )
     assert out["preloaded"] == list(STEP_IMPORTS[step])
     assert set(out["loaded"]) == expected
@@ -54,8 +57,33 @@ def test_the_handler_module_imports_its_steps_libraries_at_init(step, expected):
 
 def test_without_a_handler_setting_nothing_heavy_is_imported():
     """Unit tests and tools that import the handlers keep the lean import (no Lambda _HANDLER)."""
-    out = json.loads(in_a_fresh_python(HANDLER_IMPORT % WATCHED, **ENV).splitlines()[-1])
+    out = json.loads(in_a_fresh_python(HANDLER_IMPORT % WATCHED, **LOCAL).splitlines()[-1])
     assert out == {"preloaded": [], "loaded": []}
+
+
+def test_on_aws_the_imports_stay_in_the_request():
+    """No DR_PRELOAD_AT_INIT (the AWS target): init stays lean, within Lambda's 10 s on-demand init."""
+    out = json.loads(
+        in_a_fresh_python(HANDLER_IMPORT % WATCHED, _HANDLER="training_steps.handlers.register", **ENV).splitlines()[-1]
+    )
+    assert out == {"preloaded": [], "loaded": []}
+
+
+EVERY_LIST = """
+import sys, typeguard
+from training.imports import _unchecked
+from training.preload import STEP_IMPORTS, FEAST_STORES, preload
+for step in STEP_IMPORTS:
+    assert preload(step) == STEP_IMPORTS[step], step
+    assert all(name in sys.modules for name in STEP_IMPORTS[step]), step
+assert all(name in sys.modules for name in FEAST_STORES)
+assert typeguard.typechecked is not _unchecked  # Feast's window closed again
+print("ok")
+"""
+
+
+def test_every_steps_list_imports():
+    assert in_a_fresh_python(EVERY_LIST, **ENV).splitlines()[-1] == "ok"
 
 
 def test_the_feast_and_mlflow_steps_are_steps():

@@ -267,14 +267,17 @@ def _prewarm_environments() -> None:
             service, key = self.assignment_service, self.id
 
             def adopt(environment) -> None:
-                service.environments[key][environment.id] = environment
+                if self.shutdown_event.is_set():  # stopped before its start was queued: never kept
+                    raise LookupError("its version was stopped")
                 # as after an invocation: stopped when unused for LAMBDA_KEEPALIVE_MS
-                environment.keepalive_timer = threading.Timer(
-                    config.LAMBDA_KEEPALIVE_MS / 1000, environment.keepalive_passed
-                )
-                environment.keepalive_timer.start()
+                timer = threading.Timer(config.LAMBDA_KEEPALIVE_MS / 1000, environment.keepalive_passed)
+                timer.daemon = True
+                environment.keepalive_timer = timer
+                service.environments[key][environment.id] = environment
+                timer.start()
 
-            PREWARM.schedule(key, lambda: service.start_environment(key, version), adopt, lambda env: env.stop())
+            if not self.shutdown_event.is_set():
+                PREWARM.schedule(key, lambda: service.start_environment(key, version), adopt, lambda env: env.stop())
         return state
 
     @contextlib.contextmanager
@@ -287,7 +290,8 @@ def _prewarm_environments() -> None:
         PREWARM.close(version_manager_id)
         return original_stop(self, version_manager_id)
 
-    start._dr = True
+    # marked as LocalStack's patched methods: the bound's own check (`_dr`) then finds it installed
+    start._dr = get_environment._dr = stop_environments_for_version._dr = True
     LambdaVersionManager.start = start
     AssignmentService.get_environment = get_environment
     AssignmentService.stop_environments_for_version = stop_environments_for_version

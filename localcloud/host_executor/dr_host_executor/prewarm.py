@@ -124,29 +124,32 @@ class Prewarmer:
                 job.state = "running"
                 self._running = job
             try:
-                result = job.start()
-            except Exception as exc:  # the environment reports its own failure; a first invocation starts anew
-                LOG.info("host-lambda: prewarming %s failed: %s", job.key, exc)
-                result = None
-            keep = False
-            if result is not None:
+                self._finish(job)
+            finally:
                 with self._lock:
-                    keep = not job.closed
-                    if keep:
-                        try:
-                            job.adopt(result)  # before anyone waiting is told: they must find it
-                            self.started += 1
-                        except Exception as exc:
-                            LOG.warning("host-lambda: prewarmed environment of %s not kept: %s", job.key, exc)
-                            keep = False
-                if not keep:
-                    try:
-                        job.discard(result)
-                    except Exception as exc:
-                        LOG.debug("host-lambda: discarding the prewarmed environment of %s: %s", job.key, exc)
-            with self._lock:
-                job.state = "done"
-                self._running = None
-                if self._jobs.get(job.key) is job:
-                    del self._jobs[job.key]
-            job.done.set()
+                    job.state = "done"
+                    self._running = None
+                    if self._jobs.get(job.key) is job:
+                        del self._jobs[job.key]
+                job.done.set()
+
+    def _finish(self, job: _Start) -> None:
+        try:
+            result = job.start()
+        except Exception as exc:  # the environment reports its own failure; a first invocation starts anew
+            LOG.info("host-lambda: prewarming %s failed: %s", job.key, exc)
+            return
+        with self._lock:
+            keep = not job.closed
+            if keep:
+                try:
+                    job.adopt(result)  # before anyone waiting is told: they must find it
+                    self.started += 1
+                except Exception as exc:
+                    LOG.info("host-lambda: prewarmed environment of %s not kept: %s", job.key, exc)
+                    keep = False
+        if not keep:
+            try:
+                job.discard(result)
+            except Exception as exc:
+                LOG.debug("host-lambda: discarding the prewarmed environment of %s: %s", job.key, exc)
