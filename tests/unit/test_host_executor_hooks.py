@@ -53,6 +53,14 @@ class AssignmentService:
         self.stopped.append(version_manager_id)
 
 
+def install_stand_ins(monkeypatch, stand_ins: dict[str, dict]) -> None:
+    """Modules named as LocalStack's, holding the stand-ins, in sys.modules for the test's length."""
+    for name, attributes in stand_ins.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attributes)
+        monkeypatch.setitem(sys.modules, name, module)
+
+
 @pytest.fixture
 def plugin(monkeypatch):
     """dr_host_executor.plugin imported against the stand-ins, its bound (1 per function) installed."""
@@ -68,10 +76,7 @@ def plugin(monkeypatch):
         "localstack.services.lambda_.invocation.assignment": {"AssignmentService": AssignmentService},
         "localstack.services.lambda_.invocation.lambda_models": {"InvocationResult": InvocationResult},
     }
-    for name, attributes in stand_ins.items():
-        module = types.ModuleType(name)
-        module.__dict__.update(attributes)
-        monkeypatch.setitem(sys.modules, name, module)
+    install_stand_ins(monkeypatch, stand_ins)
     monkeypatch.delitem(sys.modules, "dr_host_executor.plugin", raising=False)
     monkeypatch.setenv("DR_LAMBDA_MAX_ENVIRONMENTS", "1")
     for method in ("get_environment", "stop_environments_for_version"):
@@ -381,10 +386,7 @@ def prewarming(monkeypatch):
         "localstack.services.lambda_.invocation.assignment": {"AssignmentService": PoolService},
         "localstack.services.lambda_.invocation.version_manager": {"LambdaVersionManager": VersionManager},
     }
-    for name, attributes in stand_ins.items():
-        module = types.ModuleType(name)
-        module.__dict__.update(attributes)
-        monkeypatch.setitem(sys.modules, name, module)
+    install_stand_ins(monkeypatch, stand_ins)
     sys.modules["localstack"].config = sys.modules["localstack.config"]
     monkeypatch.delitem(sys.modules, "dr_host_executor.plugin", raising=False)
     monkeypatch.setattr(VersionManager, "start", VersionManager.__dict__["start"])
