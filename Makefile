@@ -33,17 +33,20 @@ $(UV):
 	@$(PYTHON) -m venv $(STATE)/tools && $(STATE)/tools/bin/pip install --quiet uv==$(UV_VERSION)
 
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock
-	@echo "installing the project's runtime into $(VENV) (uv sync --frozen --no-dev, bytecode compiled)"
+	@echo "installing the project's runtime into $(VENV) (uv sync --frozen --no-dev, then its bytecode)"
 	@# bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set (common in containers and CI) every process
 	@# compiled aws_cdk from source: `import aws_cdk` took 22.8 s instead of 7.5 s (by hand, 2 cores), in every synth.
+	@# infra_cdk.bytecode compiles all but aws_cdk's service modules the app never loads and the test folders.
 	@# The dev group (tests, linters: playwright, moto, cfn-lint, ...) is $(VENV)/.dev-installed, which `make demo`
 	@# does not wait for; --inexact keeps it once installed.
-	@$(UV) sync --frozen --no-dev --inexact --compile-bytecode --python $(PYTHON) --quiet
+	@$(UV) sync --frozen --no-dev --inexact --python $(PYTHON) --quiet
+	@$(BIN)/python -m infra_cdk.bytecode
 	@touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed
 	@echo "installing the dev group (tests, linters) into $(VENV)"
-	@$(UV) sync --frozen --compile-bytecode --python $(PYTHON) --quiet
+	@$(UV) sync --frozen --python $(PYTHON) --quiet
+	@$(BIN)/python -m infra_cdk.bytecode
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json

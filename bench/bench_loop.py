@@ -32,6 +32,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -131,7 +132,6 @@ def hotswap_vs_full(settings) -> dict:
     """A one-line change to the predict handler (/health's answer gains a detail), live by `deploy --hotswap`,
     timed until the API answers from it; then the full deploy of the same app (cdklocal, CloudFormation)."""
     import shutil
-    import tempfile
 
     import requests
 
@@ -239,7 +239,6 @@ def api_levels(settings, champion) -> dict:
 
 def cold_start() -> dict:
     """bench_predict's cold start (fresh process → first answer, real S3 GETs on 127.0.0.1), light vs boto3 S3."""
-    import tempfile
 
     from bench_predict import COLD, folder_s3, import_profile
     from champion import train_champion
@@ -298,7 +297,6 @@ def cold_start() -> dict:
 def from_source(env: dict[str, str]) -> dict[str, str]:
     """An environment in which Python finds no compiled bytecode and writes none: how every process ran before the
     install compiled it (this machine sets PYTHONDONTWRITEBYTECODE, and uv did not compile)."""
-    import tempfile
 
     return {**env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": tempfile.mkdtemp(prefix="bench-nopyc-")}
 
@@ -308,6 +306,17 @@ def import_cdk_s(env: dict[str, str]) -> float:
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import aws_cdk"], env=env, check=True, capture_output=True)
     return time.perf_counter() - t0
+
+
+def synth_app_s(eager: bool) -> float:
+    """Seconds for the CDK app's own run in a synth (`python -m infra_cdk.app`, as cdk.json runs it), with aws_cdk's
+    service modules loaded on first use, or all at import (`DR_CDK_EAGER_IMPORT=1`, as before)."""
+    env = {**os.environ, "DR_CDK_EAGER_IMPORT": "1" if eager else "0", "CDK_CONTEXT_JSON": '{"target": "local"}'}
+    with tempfile.TemporaryDirectory(prefix="bench-synth-") as out:
+        env["CDK_OUTDIR"] = out
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "infra_cdk.app"], env=env, cwd=ROOT, check=True, capture_output=True)
+        return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -362,6 +371,11 @@ def main() -> None:
     print("import aws_cdk: compiled bytecode vs from source (2 each) ...", flush=True)
     cdk_compiled = min(import_cdk_s(dict(os.environ)) for _ in range(2))
     cdk_source = min(import_cdk_s(from_source(dict(os.environ))) for _ in range(2))
+    print("the CDK app's synth: service modules on first use vs all at import (2 each, alternating) ...", flush=True)
+    synth_times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(2):
+        for eager in (True, False):
+            synth_times[eager].append(synth_app_s(eager))
     print(
         json.dumps(
             {
@@ -371,6 +385,10 @@ def main() -> None:
                     "baseline_local_up_from_source_s": round(up_from_source, 1),
                     "import_aws_cdk_s": round(cdk_compiled, 1),
                     "baseline_import_aws_cdk_from_source_s": round(cdk_source, 1),
+                },
+                "synth": {
+                    "app_s": round(min(synth_times[False]), 1),
+                    "baseline_all_service_modules_s": round(min(synth_times[True]), 1),
                 },
                 "demo": demo,
                 # the same commands after `local down`: the cloud starts from nothing, the synthesized assembly and
