@@ -33,20 +33,25 @@ $(UV):
 	@$(PYTHON) -m venv $(STATE)/tools && $(STATE)/tools/bin/pip install --quiet uv==$(UV_VERSION)
 
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock
-	@echo "installing the project's runtime into $(VENV) (uv sync --frozen --no-dev, then its bytecode)"
-	@# bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set (common in containers and CI) every process
-	@# compiled aws_cdk from source: `import aws_cdk` took 22.8 s instead of 7.5 s (by hand, 2 cores), in every synth.
-	@# infra_cdk.bytecode compiles all but aws_cdk's service modules the app never loads and the test folders.
+	@echo "installing the project's runtime into $(VENV) (uv sync --frozen --no-dev)"
 	@# The dev group (tests, linters: playwright, moto, cfn-lint, ...) is $(VENV)/.dev-installed, which `make demo`
 	@# does not wait for; --inexact keeps it once installed.
 	@$(UV) sync --frozen --no-dev --inexact --python $(PYTHON) --quiet
+	@touch $@
+
+# Bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set (common in containers and CI) every process compiled
+# aws_cdk from source: `import aws_cdk` took 22.8 s instead of 7.5 s (by hand, 2 cores), in every synth.
+# infra_cdk.bytecode compiles all but the test folders and aws_cdk's service modules the app never loads, so it runs
+# again when the app's imports may have changed.
+$(VENV)/.bytecode: $(VENV)/.installed $(wildcard infra_cdk/*.py)
 	@$(BIN)/python -m infra_cdk.bytecode
 	@touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.installed
+$(VENV)/.dev-installed: $(VENV)/.bytecode
 	@echo "installing the dev group (tests, linters) into $(VENV)"
 	@$(UV) sync --frozen --python $(PYTHON) --quiet
-	@$(BIN)/python -m infra_cdk.bytecode
+	@# every aws_cdk module: the tests import aws_cdk whole (aws_cdk.assertions), not only the app's part
+	@$(BIN)/python -m infra_cdk.bytecode --all-cdk
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -57,7 +62,7 @@ node_modules/.installed: package.json package-lock.json
 
 install: runtime $(VENV)/.dev-installed $(SAM_VENV)/.installed ## Create .venv and node_modules (pinned by uv.lock and package-lock.json), LocalStack's venv, SAM CLI's, Prometheus
 
-runtime: $(VENV)/.installed node_modules/.installed monitoring-tools ## Only what the local cloud and the demo need (no dev group, no SAM CLI)
+runtime: $(VENV)/.bytecode node_modules/.installed monitoring-tools ## Only what the local cloud and the demo need (no dev group, no SAM CLI)
 	@$(CLI) local install
 
 # AWS SAM CLI in a tool environment of its own (it pins old click and boto3), from hashed pins.

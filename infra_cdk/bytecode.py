@@ -8,7 +8,8 @@ suites. This compiles the rest: the service modules the app imports and everythi
 (`from ..aws_ec2 import ...`), found by reading the sources, and every other package but its `tests` folders. A
 module left out still works: it is compiled in memory on each import.
 
-    python -m infra_cdk.bytecode          # the environment running it
+    python -m infra_cdk.bytecode             # the environment running it (make's runtime install)
+    python -m infra_cdk.bytecode --all-cdk   # every aws_cdk module too (make install: tests import aws_cdk whole)
 """
 
 from __future__ import annotations
@@ -56,23 +57,30 @@ def closure(package_dir: Path, start: set[str]) -> set[str]:
     return seen
 
 
-def skip_pattern(package_dir: Path, keep: set[str]) -> re.Pattern[str]:
-    """Paths compileall leaves out: aws_cdk's service modules (`aws_*`) not in `keep`, and any `tests`/`test` folder.
-    The rest of aws_cdk (its jsii runtime, the bundled assets' modules, `interfaces`, ...) is compiled."""
+def skip_pattern(site: Path, keep: set[str] | None) -> re.Pattern[str]:
+    """Paths compileall leaves out: a `tests`/`test` folder inside site-packages, and aws_cdk's service modules
+    (`aws_*`) not in `keep` (None: all of them kept). The rest of aws_cdk (its jsii runtime, the bundled assets'
+    modules, `interfaces`, ...) is compiled. Anchored at `site`: the folders above it may have any name."""
+    base = re.escape(str(site))
+    tests = rf"^{base}/(?:[^/]+/)*tests?/"
+    if keep is None:
+        return re.compile(tests)
     kept = "|".join(sorted(re.escape(name) for name in keep)) or "(?!)"
-    return re.compile(rf"{re.escape(str(package_dir))}/(?!(?:{kept})/)aws_[^/]+/|/tests?/")
+    return re.compile(rf"^{base}/{PACKAGE}/(?!(?:{kept})/)aws_[^/]+/|{tests}")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    every = "--all-cdk" in (sys.argv[1:] if argv is None else argv)
     site = Path(sysconfig.get_paths()["purelib"])
     package_dir = site / PACKAGE
-    keep = closure(package_dir, app_modules()) if package_dir.is_dir() else set()
+    keep = None if every or not package_dir.is_dir() else closure(package_dir, app_modules())
     started = time.perf_counter()
-    ok = compileall.compile_dir(str(site), quiet=1, workers=0, rx=skip_pattern(package_dir, keep))
+    ok = compileall.compile_dir(str(site), quiet=1, workers=0, rx=skip_pattern(site, keep))
     total = sum(1 for p in package_dir.glob("aws_*") if p.is_dir())
+    which = f"all {total}" if keep is None else f"{len(keep)} of {total}"
     print(
         f"compiled the environment's bytecode in {time.perf_counter() - started:.1f} s "
-        f"(aws_cdk: {len(keep)} of {total} service modules, the app's and what they import; no test folders)"
+        f"(aws_cdk: {which} service modules; no test folders)"
     )
     return 0 if ok else 1
 

@@ -1,9 +1,9 @@
 """`import aws_cdk` without executing the ~300 service modules the app never uses.
 
 aws-cdk-lib's generated root package ends with `from . import aws_<service>` for every service: importing it ran
-each module's class definitions, most of a synth's Python time. Here each `aws_cdk.<submodule>` is loaded lazily
-(importlib's LazyLoader): its module object exists at once and its code runs on first attribute access, so the
-modules the app uses load as before and the others never. jsii resolves the objects the CDK hands back by their
+each module's class definitions, most of a synth's Python time. Here each `aws_cdk.<submodule>` is a placeholder
+module until something asks it for a name; then its code runs, so the modules the app uses load as before and the
+others never. jsii resolves the objects the CDK hands back by their
 type name; a type from a module not loaded yet (a construct of another service reached through a property, say)
 loads that module first (`_load_for`), so nothing is missing when jsii looks it up.
 """
@@ -29,9 +29,12 @@ class _LazyModule(types.ModuleType):
     themselves in sys.modules when they finish (`publication.publish()`), which importlib's own LazyLoader refuses."""
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") and name.endswith("__"):  # the import system probing (__file__, __path__, ...)
+        if name.startswith("__") and name.endswith("__") and name != "__all__":  # the import system's probes
             raise AttributeError(name)
         return getattr(_materialize(self), name)
+
+    def __dir__(self) -> list[str]:
+        return dir(_materialize(self))
 
 
 def _materialize(placeholder: _LazyModule) -> types.ModuleType:
@@ -48,7 +51,9 @@ def _materialize(placeholder: _LazyModule) -> types.ModuleType:
             sys.modules[name] = placeholder
             raise
         real = sys.modules[name]
-        state.update({key: value for key, value in vars(real).items() if not key.startswith("__")})
+        copied = {key: value for key, value in vars(real).items() if not key.startswith("__")}
+        copied.update({key: vars(real)[key] for key in ("__all__", "__doc__") if key in vars(real)})
+        state.update(copied)
         state["_dr_real"] = real
         parent, _, child = name.rpartition(".")
         if parent in sys.modules:
@@ -74,6 +79,9 @@ class _LazySubmodules(importlib.abc.MetaPathFinder):
 
     def find_spec(self, fullname: str, path: Any, target: Any = None):
         if not fullname.startswith(PACKAGE + ".") or fullname.count(".") != 1 or fullname == PACKAGE + "._jsii":
+            return None
+        loaded = sys.modules.get(fullname)
+        if loaded is not None and not isinstance(loaded, _LazyModule):  # importlib.reload of a loaded module
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -120,6 +128,8 @@ def _patch_jsii() -> None:
 
     resolve._dr_lazy = True
     cls.resolve = resolve
+    # jsii's kernel calls the module's `resolve_reference`, bound to the instance's original method at its import
+    _reference_map.resolve_reference = _reference_map._refs.resolve
 
 
 def install() -> bool:

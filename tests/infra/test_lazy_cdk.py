@@ -20,7 +20,7 @@ import json
 print(json.dumps(sorted(n.split(".")[1] for n, m in sys.modules.items()
                         if n.startswith("aws_cdk.") and n.count(".") == 1 and type(m).__name__ != "_LazyModule")))
 """
-ENV = {"HOME": str(Path.home())}  # jsii's package cache
+ENV = {"HOME": str(Path.home()), "PYTHONDONTWRITEBYTECODE": "1"}  # jsii's package cache; nothing written
 
 
 def _synth(out: Path, eager: bool) -> tuple[list[str], dict, dict]:
@@ -47,18 +47,31 @@ RESOLVE = """
 import sys
 import infra_cdk  # defers the service modules
 import aws_cdk
-from jsii import _reference_map
-from jsii._kernel.types import ObjRef
-before = type(sys.modules["aws_cdk.aws_quicksight"]).__name__
-dashboard = _reference_map._refs.resolve(None, ObjRef(ref="aws-cdk-lib.aws_quicksight.CfnDashboard@10001"))
-print(before, type(dashboard).__name__, type(sys.modules["aws_cdk.aws_quicksight"]).__name__)
+from jsii._kernel import _recursize_dereference  # where every value the kernel hands back is resolved
+from jsii._kernel.types import EnumRef, ObjRef
+before = [type(sys.modules[name]).__name__ for name in ("aws_cdk.aws_quicksight", "aws_cdk.aws_ecs")]
+dashboard = _recursize_dereference(None, ObjRef(ref="aws-cdk-lib.aws_quicksight.CfnDashboard@10001"))
+launch = _recursize_dereference(None, EnumRef(ref=ObjRef(ref="aws-cdk-lib.aws_ecs.LaunchType"), member="FARGATE"))
+after = [type(sys.modules[name]).__name__ for name in ("aws_cdk.aws_quicksight", "aws_cdk.aws_ecs")]
+print(before, type(dashboard).__name__, launch.name, after)
 """
 
 
 def test_a_type_from_a_module_not_loaded_yet_loads_it_when_jsii_resolves_it():
-    """Without the hook jsii answers 'Unknown type: aws-cdk-lib.aws_quicksight.CfnDashboard'."""
+    """Without the hook jsii answers 'Unknown type: aws-cdk-lib.aws_quicksight.CfnDashboard' (and for the enum)."""
     out = in_a_fresh_python(RESOLVE, **ENV).splitlines()[-1]
-    assert out == "_LazyModule CfnDashboard module"
+    assert out == "['_LazyModule', '_LazyModule'] CfnDashboard FARGATE ['module', 'module']"
+
+
+def test_a_placeholder_behaves_as_its_module():
+    code = (
+        "import infra_cdk, aws_cdk, sys, importlib\n"
+        "sns = sys.modules['aws_cdk.aws_sns']\n"
+        "names = {}\nexec('from aws_cdk.aws_sns import *', names)\n"  # a star import runs it and finds __all__
+        "print(type(sns).__name__, 'Topic' in names, 'Topic' in dir(sns), sns.__doc__ is not None,"
+        " importlib.reload(sys.modules['aws_cdk.aws_sns']).__spec__.loader is not sns.__spec__.loader)"
+    )
+    assert in_a_fresh_python(code, **ENV).splitlines()[-1] == "_LazyModule True True True True"
 
 
 def test_nothing_is_deferred_once_aws_cdk_is_loaded():

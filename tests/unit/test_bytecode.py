@@ -44,12 +44,20 @@ def test_closure_follows_the_generated_imports_transitively(tmp_path):
 
 
 def test_skip_pattern_leaves_out_unused_services_and_test_folders(tmp_path):
-    package = tmp_path / "aws_cdk"
-    skip = skip_pattern(package, {"aws_lambda", "aws_iam"})
+    site = tmp_path / "tests" / "venv" / "site-packages"  # a checkout under a folder named tests
+    package = site / "aws_cdk"
+    skip = skip_pattern(site, {"aws_lambda", "aws_iam"})
     assert skip.search(f"{package}/aws_quicksight/__init__.py")
-    assert skip.search(f"{tmp_path}/pandas/tests/frame/test_api.py")
+    assert skip.search(f"{site}/pandas/tests/frame/test_api.py")
     for kept in ("aws_lambda/__init__.py", "aws_iam/__init__.py", "_jsii/__init__.py", "asset_awscli_v1/_jsii.py"):
         assert not skip.search(f"{package}/{kept}"), kept
     assert not skip.search(f"{package}/__init__.py")
-    assert not skip.search(f"{tmp_path}/pandas/core/frame.py")
+    assert not skip.search(f"{site}/pandas/core/frame.py")  # the folders above site-packages do not count
     assert skip.search(f"{package}/aws_lambda_nodejs/__init__.py")  # a kept name's prefix does not keep it
+
+
+def test_all_cdk_keeps_every_service_module(tmp_path):
+    site = tmp_path / "site-packages"
+    skip = skip_pattern(site, None)
+    assert not skip.search(f"{site}/aws_cdk/aws_quicksight/__init__.py")
+    assert skip.search(f"{site}/numpy/tests/test_x.py")
