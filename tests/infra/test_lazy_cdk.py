@@ -80,3 +80,9 @@ def test_nothing_is_deferred_once_aws_cdk_is_loaded():
         "print(lazy_cdk.install(), type(sys.modules['aws_cdk.aws_quicksight']).__name__)"
     )
     assert in_a_fresh_python(code, **ENV).splitlines()[-1] == "False module"
+
+
+def test_the_eager_switch_loads_every_module_as_before():
+    """DR_CDK_EAGER_IMPORT=1, the bench's baseline: nothing is deferred."""
+    code = "import infra_cdk, aws_cdk, sys\nprint(type(sys.modules['aws_cdk.aws_quicksight']).__name__)"
+    assert in_a_fresh_python(code, DR_CDK_EAGER_IMPORT="1", **ENV).splitlines()[-1] == "module"

@@ -3,6 +3,8 @@ at their top, not the others, and no test folders."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 from infra_cdk.bytecode import app_modules, closure, skip_pattern
@@ -61,3 +63,14 @@ def test_all_cdk_keeps_every_service_module(tmp_path):
     skip = skip_pattern(site, None)
     assert not skip.search(f"{site}/aws_cdk/aws_quicksight/__init__.py")
     assert skip.search(f"{site}/numpy/tests/test_x.py")
+
+
+def test_the_install_compiles_again_when_the_apps_imports_may_have_changed():
+    """The Makefile's bytecode step depends on infra_cdk's sources: an app that starts importing another service
+    module gets it compiled by the next `make up`/`make demo` (make -n: what make would run, nothing runs)."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "MAKEFLAGS": ""}
+    changed = subprocess.run(
+        ["make", "-n", "-W", "infra_cdk/app.py", ".venv/.bytecode"], cwd=root, env=env, capture_output=True, text=True
+    )
+    assert "infra_cdk.bytecode" in changed.stdout, changed.stdout + changed.stderr
