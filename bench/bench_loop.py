@@ -93,6 +93,11 @@ def cli_env(settings) -> dict[str, str]:
     return env
 
 
+def training_states(stdout: str) -> dict[str, float]:
+    """`diabetes-risk train`'s "✓ <state> <n> s" lines; a Map's iterations share the name: the last (the longest)."""
+    return {name: float(value) for name, value in re.findall(r"✓ (.+?) ([\d.]+) s", stdout)}
+
+
 def run_demo(settings) -> dict:
     phases, states, assembly = [], {}, None
     env = cli_env(settings)
@@ -109,8 +114,7 @@ def run_demo(settings) -> dict:
         if argv[0] == "deploy":
             assembly = "reused" if "no file changed since the last synth" in proc.stdout else "synthesized"
         if argv[0] == "train":
-            for name, value in re.findall(r"✓ (.+?) ([\d.]+) s", proc.stdout):
-                states[name] = float(value)  # a Map's iterations share the name: the last (the longest) stays
+            states = training_states(proc.stdout)
         print(f"  {' '.join(argv)[:60]:60s} {seconds:6.1f} s", flush=True)
     up = phases[0]["s"]  # the first `local up` (the recipe's last one only prints where to look)
     train = next(p["s"] for p in phases if p["step"].startswith("train"))
@@ -364,7 +368,7 @@ def main() -> None:
         t0 = time.perf_counter()
         trained = subprocess.run([CLI, "train"], env=cli_env(old), cwd=ROOT, check=True, capture_output=True, text=True)
         train_before = time.perf_counter() - t0
-        states_before = {name: float(v) for name, v in re.findall(r"✓ (.+?) ([\d.]+) s", trained.stdout)}
+        states_before = training_states(trained.stdout)
     finally:
         runtime.down(old)
 

@@ -83,24 +83,16 @@ class _LazySubmodules(importlib.abc.MetaPathFinder):
         loaded = sys.modules.get(fullname)
         if loaded is not None and not isinstance(loaded, _LazyModule):  # importlib.reload of a loaded module
             return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            real = finder.find_spec(fullname, path, target)
-            if real is not None:
-                if real.loader is None:
-                    return real
-                spec = importlib.machinery.ModuleSpec(
-                    fullname,
-                    _Deferred(real),
-                    origin=real.origin,
-                    is_package=real.submodule_search_locations is not None,
-                )
-                if real.submodule_search_locations is not None:
-                    spec.submodule_search_locations = list(real.submodule_search_locations)
-                spec.has_location = real.has_location
-                return spec
-        return None
+        real = importlib.machinery.PathFinder.find_spec(fullname, path, target)  # aws_cdk lives in site-packages
+        if real is None or real.loader is None:
+            return real
+        spec = importlib.machinery.ModuleSpec(
+            fullname, _Deferred(real), origin=real.origin, is_package=real.submodule_search_locations is not None
+        )
+        if real.submodule_search_locations is not None:
+            spec.submodule_search_locations = list(real.submodule_search_locations)
+        spec.has_location = real.has_location
+        return spec
 
 
 def _load_for(fqn: str | None) -> None:

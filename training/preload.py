@@ -44,7 +44,7 @@ def step_of(handler: str | None) -> str | None:
 
 
 def preload(step: str | None) -> tuple[str, ...]:
-    """Import what `step` needs; unknown steps import nothing. Returns the modules imported, for the log."""
+    """Import what `step` needs; unknown steps import nothing. Returns the modules imported (the handler keeps them)."""
     if step not in STEP_IMPORTS:
         return ()
     if step in FEAST_STEPS:

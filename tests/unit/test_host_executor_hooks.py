@@ -53,6 +53,16 @@ class AssignmentService:
         self.stopped.append(version_manager_id)
 
 
+# LocalStack's package skeleton; each fixture adds the modules whose classes it stands in for
+PACKAGES = (
+    "localstack",
+    "localstack.aws",
+    "localstack.services",
+    "localstack.services.lambda_",
+    "localstack.services.lambda_.invocation",
+)
+
+
 def install_stand_ins(monkeypatch, stand_ins: dict[str, dict]) -> None:
     """Modules named as LocalStack's, holding the stand-ins, in sys.modules for the test's length."""
     for name, attributes in stand_ins.items():
@@ -65,13 +75,9 @@ def install_stand_ins(monkeypatch, stand_ins: dict[str, dict]) -> None:
 def plugin(monkeypatch):
     """dr_host_executor.plugin imported against the stand-ins, its bound (1 per function) installed."""
     stand_ins = {
-        "localstack": {},
-        "localstack.aws": {},
+        **{package: {} for package in PACKAGES},
         "localstack.aws.api": {"ServiceException": ServiceException},
         "localstack.aws.api.lambda_": {"TooManyRequestsException": TooManyRequestsException},
-        "localstack.services": {},
-        "localstack.services.lambda_": {},
-        "localstack.services.lambda_.invocation": {},
         "localstack.services.lambda_.invocation.plugins": {"RuntimeExecutorPlugin": object},
         "localstack.services.lambda_.invocation.assignment": {"AssignmentService": AssignmentService},
         "localstack.services.lambda_.invocation.lambda_models": {"InvocationResult": InvocationResult},
@@ -374,14 +380,10 @@ class VersionManager:
 def prewarming(monkeypatch):
     """dr_host_executor.plugin imported against the stand-ins, its prewarm hooks installed."""
     stand_ins = {
-        "localstack": {},
+        **{package: {} for package in PACKAGES},
         "localstack.config": {"LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT": 5, "LAMBDA_KEEPALIVE_MS": 600_000},
-        "localstack.aws": {},
         "localstack.aws.api": {"ServiceException": ServiceException},
         "localstack.aws.api.lambda_": {"State": State, "TooManyRequestsException": TooManyRequestsException},
-        "localstack.services": {},
-        "localstack.services.lambda_": {},
-        "localstack.services.lambda_.invocation": {},
         "localstack.services.lambda_.invocation.plugins": {"RuntimeExecutorPlugin": object},
         "localstack.services.lambda_.invocation.assignment": {"AssignmentService": PoolService},
         "localstack.services.lambda_.invocation.version_manager": {"LambdaVersionManager": VersionManager},

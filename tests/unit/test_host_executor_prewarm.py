@@ -41,6 +41,15 @@ def settle(prewarm: Prewarmer) -> None:
     pytest.fail("the prewarm queue never emptied")
 
 
+def queue_behind_a_running_start(prewarm: Prewarmer, adopt, discard) -> tuple[Gate, Gate]:
+    """fn-a's start running (blocked until released), fn-b's queued behind it."""
+    first, second = Gate("first"), Gate("second")
+    prewarm.schedule("fn-a", first, adopt, discard)
+    assert first.entered.wait(5)
+    prewarm.schedule("fn-b", second, adopt, discard)
+    return first, second
+
+
 def test_enabled_from_env():
     assert enabled_from_env({}) is True
     assert enabled_from_env({"DR_LAMBDA_PREWARM": "1"}) is True
@@ -81,10 +90,7 @@ def test_an_invocation_waits_for_the_start_in_progress_and_finds_it_adopted():
 def test_an_invocation_takes_a_queued_start_off_the_queue():
     prewarm = Prewarmer()
     kept, dropped, adopt, discard = collect()
-    first, second = Gate("first"), Gate("second")
-    prewarm.schedule("fn-a", first, adopt, discard)
-    assert first.entered.wait(5)
-    prewarm.schedule("fn-b", second, adopt, discard)  # queued behind fn-a
+    first, second = queue_behind_a_running_start(prewarm, adopt, discard)
     assert prewarm.claim("fn-b") == "cancelled"  # its invocation starts its own environment at once
     first.release.set()
     second.release.set()
@@ -107,10 +113,7 @@ def test_a_version_stopped_while_its_environment_starts_never_keeps_it():
 def test_a_version_stopped_before_its_turn_is_never_started():
     prewarm = Prewarmer()
     kept, _, adopt, discard = collect()
-    first, second = Gate("first"), Gate("second")
-    prewarm.schedule("fn-a", first, adopt, discard)
-    assert first.entered.wait(5)
-    prewarm.schedule("fn-b", second, adopt, discard)
+    first, second = queue_behind_a_running_start(prewarm, adopt, discard)
     prewarm.close("fn-b")
     first.release.set()
     second.release.set()
