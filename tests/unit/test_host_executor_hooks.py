@@ -292,6 +292,64 @@ def test_the_patched_signature_is_localstacks_own():
     assert ast.literal_eval(loop.args.defaults[-1]) == 1
 
 
+def test_a_stopped_step_functions_program_stays_stopped_whatever_errs_after():
+    """LocalStack's Map state raises AttributeError on its own MapIterationAborted after a stop, and the program's
+    catch-all made the stopped execution FAILED: with the patch set_error leaves a stopped program (and only that)."""
+    import threading
+
+    from dr_host_executor.sfn_patches import _stopped_stays_stopped
+
+    class Running:
+        pass
+
+    class Stopped:
+        pass
+
+    class Errored:
+        def __init__(self, error) -> None:
+            self.error = error
+
+    class Env:  # LocalStack's Environment: set_stop and set_error under an RLock, the state in _program_state
+        def __init__(self) -> None:
+            self._state_mutex, self._program_state = threading.RLock(), Running()
+
+        def set_stop(self) -> None:
+            with self._state_mutex:
+                self._program_state = Stopped()
+
+        def set_error(self, error) -> None:
+            with self._state_mutex:
+                self._program_state = Errored(error)
+
+    _stopped_stays_stopped(Env, Stopped)
+    running, stopped = Env(), Env()
+    stopped.set_stop()
+    running.set_error({"error": "States.TaskFailed"})
+    stopped.set_error(error={"error": "States.Runtime", "cause": "AttributeError(...)"})  # by keyword, as LocalStack
+    assert isinstance(running._program_state, Errored) and running._program_state.error["error"] == "States.TaskFailed"
+    assert isinstance(stopped._program_state, Stopped)
+    wrapped = Env.set_error
+    _stopped_stays_stopped(Env, Stopped)  # a second hook run wraps nothing again
+    assert Env.set_error is wrapped
+
+
+def test_the_step_functions_patch_fits_the_pinned_localstack():
+    """What the stand-in above mirrors, read from the pinned LocalStack: set_error(self, error) and set_stop under
+    an RLock, ProgramStopped in program_state; and the Map's worker still handing the stop's error string over as
+    event details (when a LocalStack upgrade passes a dict there, the patch may no longer be needed)."""
+    import ast
+
+    sfn = _localstack_site() / "localstack" / "services" / "stepfunctions" / "asl"
+    environment = (sfn / "eval" / "environment.py").read_text()
+    assert "self._state_mutex = threading.RLock()" in environment
+    functions = {n.name: n for n in ast.walk(ast.parse(environment)) if isinstance(n, ast.FunctionDef)}
+    assert [a.arg for a in functions["set_error"].args.args] == ["self", "error"]
+    assert "ProgramStopped(" in ast.unparse(functions["set_stop"])
+    assert "class ProgramStopped" in (sfn / "eval" / "program_state.py").read_text()
+    worker = (sfn / "component/state/state_execution/state_map/iteration/iteration_worker.py").read_text()
+    assert "executionFailedEventDetails=end_program_state.error" in worker
+
+
 def test_the_local_cloud_passes_the_cloudformation_pace(tmp_path, monkeypatch):
     from pydantic import ValidationError
 

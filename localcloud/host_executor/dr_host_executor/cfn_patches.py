@@ -21,15 +21,7 @@ import logging
 import math
 import os
 
-try:
-    from localstack.runtime import hooks
-
-    on_infra_start = hooks.on_infra_start()
-except ImportError:  # pragma: no cover - imported outside LocalStack's venv (unit tests)
-
-    def on_infra_start(function):
-        return function
-
+from .hooks import on_infra_start
 
 LOG = logging.getLogger(__name__)
 
