@@ -13,6 +13,7 @@ Imputation and scaling are not here: they live in the model Pipeline so the ONNX
 from __future__ import annotations
 
 import io
+import logging
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -73,6 +74,18 @@ def forget_s3_listings() -> None:
     s3fs.S3FileSystem.clear_instance_cache()
 
 
+class _NoFileRegistryAdvice(logging.Filter):
+    """Feast advises, for any registry but SQL, that `serve_features_while_materializing` "typically has no effect";
+    its file registry does read it (tests/unit/test_feature_store.py shows the join going on), so that advice is
+    not logged in every step that opens the store."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("`serve_features_while_materializing` is enabled but `registry_type`")
+
+
+logging.getLogger("feast.repo_config").addFilter(_NoFileRegistryAdvice())
+
+
 def open_store(config: FeastConfig):
     feast = import_feast()
     FeatureStore, RepoConfig = feast.FeatureStore, feast.RepoConfig
@@ -91,7 +104,15 @@ def open_store(config: FeastConfig):
     repo = RepoConfig(
         project=PROJECT,
         provider="aws" if config.online == "dynamodb" else "local",
-        registry=config.registry_path,
+        # A materialization marks the view MATERIALIZING in the shared registry while it runs (for good, if its
+        # process dies), and Feast then refuses every read of it, the training's point-in-time join included: a
+        # training started while a batch's rows went online failed in Features (CI, 2026-12-01). Reads go on with
+        # the last materialized values, as before Feast had view states; the next materialization ends the state.
+        registry={
+            "registry_type": "file",
+            "path": config.registry_path,
+            "serve_features_while_materializing": True,
+        },
         online_store=online,
         offline_store={"type": "file"},
         entity_key_serialization_version=3,

@@ -177,7 +177,13 @@ def test_a_running_execution_can_be_stopped_from_the_page(page, console_url, suc
     page.wait_for_selector("body[data-status=RUNNING]", state="attached", timeout=30_000)
     # stopped inside the Map, where the pinned LocalStack ended a stopped execution FAILED (dr sfn_patches)
     families = element_id("Train families")
-    page.wait_for_function(f"document.getElementById({families!r})?.dataset.status === 'running'", timeout=120_000)
+    page.wait_for_function(
+        f"document.getElementById({families!r})?.dataset.status === 'running'"
+        " || document.body.dataset.status !== 'RUNNING'",
+        timeout=120_000,
+    )
+    before = page.evaluate("[document.body.dataset.status, document.querySelector('#exec-error')?.textContent]")
+    assert before[0] == "RUNNING", f"the execution ended before Train families ran: {before}"
     with page.expect_navigation(timeout=30_000):  # the page reloads once the stop is accepted
         page.click("button.stop")
     page.wait_for_selector("body[data-ready=true]", state="attached", timeout=30_000)

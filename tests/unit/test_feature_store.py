@@ -404,3 +404,42 @@ def test_our_feature_definitions_pass_feasts_own_type_checks(tmp_path):
         f"print(sorted(type(o).__name__ for o in objects({str(tmp_path)!r} + '/m/')))"
     )
     assert in_a_fresh_python(code) == "['Entity', 'FeatureView', 'FileSource']"
+
+
+def test_training_and_online_reads_go_on_while_a_materialization_holds_the_view(tmp_path, dynamo):
+    """A batch's materialization marks the view MATERIALIZING in the shared registry for as long as it runs (and for
+    good if its process dies). Feast then refused the training's point-in-time join ("cannot serve features"): a
+    training started right after a batch failed in its Features step. Both go on, and the next materialization
+    leaves the view servable again."""
+    from feast.feature_view import FeatureViewState
+
+    from training.features import VIEW
+
+    cfg = config(tmp_path, online="dynamodb", online_path="", region="us-east-1")
+    valid = pd.DataFrame([measurement("p1", T0, 110.0), measurement("p2", T0, 120.0)])
+    valid["diagnosed_at"] = [T0 + timedelta(days=30)] * 2
+    valid[LABEL] = [1.0, 0.0]
+    write_measurements(valid[["patient_id", "measured_at", *FEATURES]], cfg.offline_root, "train-x")
+    store = apply(cfg)
+    view = store.get_feature_view(VIEW)
+    view.state = FeatureViewState.MATERIALIZING  # as a materialization in another process leaves it
+    store.registry.apply_feature_view(view, store.project, commit=True)
+
+    frame, _ = training_frame(cfg, valid, ["glucose"], "train-x")
+    assert frame["glucose"].tolist() == [110.0, 120.0]
+    materialize(cfg, end=T0 + timedelta(days=1))
+    assert apply(cfg).get_feature_view(VIEW).state == FeatureViewState.AVAILABLE_ONLINE
+
+
+def test_feasts_advice_against_the_flag_on_a_file_registry_is_not_logged(tmp_path, caplog):
+    """Feast logs that serve_features_while_materializing "typically has no effect" on a file registry; the test
+    above shows it does, so that line is filtered out, and only that line."""
+    import logging
+
+    from training.features import open_store
+
+    with caplog.at_level(logging.INFO, logger="feast.repo_config"):
+        store = open_store(config(tmp_path))
+        logging.getLogger("feast.repo_config").warning("another warning of Feast's")
+    assert store.registry.serve_features_while_materializing is True
+    assert [r.getMessage() for r in caplog.records if r.name == "feast.repo_config"] == ["another warning of Feast's"]
