@@ -19,7 +19,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 
-.PHONY: help install runtime monitoring-tools up down status demo test lint format unit integration bench openapi dashboards synth compose-up compose-down deploy-tools clean
+.PHONY: help install runtime localstack-venv monitoring-tools up down status demo test lint format unit integration bench openapi dashboards synth compose-up compose-down deploy-tools clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}'
@@ -30,7 +30,12 @@ $(UV):
 	  echo "Install it (e.g. 'pyenv install 3.13', or your OS package python3.13) or run: make PYTHON=/path/to/python3.13 ..."; \
 	  exit 1; fi
 	@echo "bootstrapping uv $(UV_VERSION) with $(PYTHON)"
-	@$(PYTHON) -m venv $(STATE)/tools && $(STATE)/tools/bin/pip install --quiet uv==$(UV_VERSION)
+	@# With the interpreter's own pip (--python needs pip >= 22.3) the tool venv skips ensurepip: 3.3 s against 9 s
+	@# (by hand, 2 cores); an interpreter without pip gets a venv with its own.
+	@( $(PYTHON) -m venv --without-pip $(STATE)/tools \
+	   && $(PYTHON) -m pip --python $(STATE)/tools/bin/python install --quiet uv==$(UV_VERSION) ) 2>/dev/null \
+	 || { rm -rf $(STATE)/tools && $(PYTHON) -m venv $(STATE)/tools \
+	      && $(STATE)/tools/bin/pip install --quiet uv==$(UV_VERSION); }
 
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 	@echo "installing the project's runtime into $(VENV) (uv sync --frozen --no-dev)"
@@ -60,9 +65,15 @@ node_modules/.installed: package.json package-lock.json
 	@npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-install: runtime $(VENV)/.dev-installed $(SAM_VENV)/.installed ## Create .venv and node_modules (pinned by uv.lock and package-lock.json), LocalStack's venv, SAM CLI's, Prometheus
+install: runtime ## Create .venv and node_modules (pinned by uv.lock and package-lock.json), LocalStack's venv, SAM CLI's, Prometheus
+	@$(MAKE) --no-print-directory -s -j2 $(VENV)/.dev-installed $(SAM_VENV)/.installed
 
-runtime: $(VENV)/.bytecode node_modules/.installed monitoring-tools ## Only what the local cloud and the demo need (no dev group, no SAM CLI)
+# The runtime's three installs overlap (a make of their own with -j3): npm ci beside uv sync, then LocalStack's venv
+# beside the project's bytecode.
+runtime: monitoring-tools ## Only what the local cloud and the demo need (no dev group, no SAM CLI)
+	@$(MAKE) --no-print-directory -s -j3 $(VENV)/.bytecode node_modules/.installed localstack-venv
+
+localstack-venv: $(VENV)/.installed
 	@$(CLI) local install
 
 # AWS SAM CLI in a tool environment of its own (it pins old click and boto3), from hashed pins.
