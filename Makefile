@@ -34,8 +34,7 @@ $(UV):
 	@# (by hand, 2 cores); an interpreter without pip gets a venv with its own.
 	@( $(PYTHON) -m venv --without-pip $(STATE)/tools \
 	   && $(PYTHON) -m pip --python $(STATE)/tools/bin/python install --quiet uv==$(UV_VERSION) ) 2>/dev/null \
-	 || { rm -rf $(STATE)/tools && $(PYTHON) -m venv $(STATE)/tools \
-	      && $(STATE)/tools/bin/pip install --quiet uv==$(UV_VERSION); }
+	 || { $(PYTHON) -m venv $(STATE)/tools && $(STATE)/tools/bin/pip install --quiet uv==$(UV_VERSION); }
 
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 	@echo "installing the project's runtime into $(VENV) (uv sync --frozen --no-dev)"

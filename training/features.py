@@ -187,7 +187,16 @@ def point_in_time(store, labels: pd.DataFrame, features: list[str]) -> pd.DataFr
     keys = [ID_COLUMN, "event_timestamp"]
     # Feast keeps one row per (patient, time): labels that share both (visits with one diagnosis date) ask once
     unique = entity_df[keys].drop_duplicates().reset_index(drop=True)
-    joined = store.get_historical_features(entity_df=unique, features=[f"{VIEW}:{f}" for f in features]).to_df()
+    try:
+        joined = store.get_historical_features(entity_df=unique, features=[f"{VIEW}:{f}" for f in features]).to_df()
+    except ValueError as exc:
+        if "cannot serve features" not in str(exc):
+            raise
+        # e.g. GENERATED: a materialization that found the view MATERIALIZING and then failed puts it there
+        raise FeatureStoreError(
+            f"{exc} A materialization that ends well makes it servable again: "
+            "`diabetes-risk features materialize` (or the batch's next one)."
+        ) from exc
     joined["event_timestamp"] = pd.to_datetime(joined["event_timestamp"], utc=True)
     # and leaves out a label whose patient has no measurement in the window: it comes back as NaN
     out = entity_df.merge(joined[[*keys, *features]], on=keys, how="left", validate="many_to_one")

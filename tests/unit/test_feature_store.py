@@ -443,3 +443,27 @@ def test_feasts_advice_against_the_flag_on_a_file_registry_is_not_logged(tmp_pat
         logging.getLogger("feast.repo_config").warning("another warning of Feast's")
     assert store.registry.serve_features_while_materializing is True
     assert [r.getMessage() for r in caplog.records if r.name == "feast.repo_config"] == ["another warning of Feast's"]
+
+
+def test_a_view_left_unservable_stops_training_with_the_repair_named_and_a_materialization_repairs_it(tmp_path, dynamo):
+    """A materialization that found the view MATERIALIZING and then failed puts it back to GENERATED, which Feast
+    will not read, flag or not: the Features step says so and names the repair, and the repair works."""
+    from feast.feature_view import FeatureViewState
+
+    from training.features import VIEW
+
+    cfg = config(tmp_path, online="dynamodb", online_path="", region="us-east-1")
+    valid = pd.DataFrame([measurement("p1", T0, 110.0)])
+    valid["diagnosed_at"] = [T0 + timedelta(days=30)]
+    valid[LABEL] = [1.0]
+    write_measurements(valid[["patient_id", "measured_at", *FEATURES]], cfg.offline_root, "train-x")
+    store = apply(cfg)
+    view = store.get_feature_view(VIEW)
+    view.state = FeatureViewState.GENERATED
+    store.registry.apply_feature_view(view, store.project, commit=True)
+
+    with pytest.raises(FeatureStoreError, match=r"state 'GENERATED'.*diabetes-risk features materialize"):
+        training_frame(cfg, valid, ["glucose"], "train-x")
+    materialize(cfg, end=T0 + timedelta(days=1))
+    frame, _ = training_frame(cfg, valid, ["glucose"], "train-x")
+    assert frame["glucose"].tolist() == [110.0]

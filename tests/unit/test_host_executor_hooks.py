@@ -347,7 +347,23 @@ def test_the_step_functions_patch_fits_the_pinned_localstack():
     assert "ProgramStopped(" in ast.unparse(functions["set_stop"])
     assert "class ProgramStopped" in (sfn / "eval" / "program_state.py").read_text()
     worker = (sfn / "component/state/state_execution/state_map/iteration/iteration_worker.py").read_text()
-    assert "executionFailedEventDetails=end_program_state.error" in worker
+    stopped = worker[worker.index("elif isinstance(end_program_state, ProgramStopped):") :]
+    stopped = stopped[: stopped.index("# Otherwise")]  # the stop's branch only: the error's has the same line
+    assert "executionFailedEventDetails=end_program_state.error" in stopped
+
+
+def test_the_local_cloud_installs_the_step_functions_patch_at_start():
+    """The hook is declared where LocalStack's plugin manager looks (the executor's entry points, read by the
+    install) and names a function that exists."""
+    import importlib
+    import tomllib
+
+    from localcloud.install import EXECUTOR_DIR
+
+    hooks = tomllib.loads((EXECUTOR_DIR / "pyproject.toml").read_text())["project"]["entry-points"]
+    target = hooks["localstack.hooks.on_infra_start"]["dr_stepfunctions_patches"]
+    module, _, name = target.partition(":")
+    assert callable(getattr(importlib.import_module(module), name))
 
 
 def test_the_local_cloud_passes_the_cloudformation_pace(tmp_path, monkeypatch):
