@@ -30,8 +30,8 @@ $(UV):
 	  echo "Install it (e.g. 'pyenv install 3.13', or your OS package python3.13) or run: make PYTHON=/path/to/python3.13 ..."; \
 	  exit 1; fi
 	@echo "bootstrapping uv $(UV_VERSION) with $(PYTHON)"
-	@# With the interpreter's own pip (--python needs pip >= 22.3) the tool venv skips ensurepip: 3.3 s against 9 s
-	@# (by hand, 2 cores); an interpreter without pip gets a venv with its own.
+	@# With the interpreter's own pip (--python needs pip >= 22.3) the tool venv skips ensurepip (README, "The
+	@# installs overlap"); an interpreter without pip gets a venv with its own (checked by hand with such a venv).
 	@( $(PYTHON) -m venv --without-pip $(STATE)/tools \
 	   && $(PYTHON) -m pip --python $(STATE)/tools/bin/python install --quiet uv==$(UV_VERSION) ) 2>/dev/null \
 	 || { $(PYTHON) -m venv $(STATE)/tools && $(STATE)/tools/bin/pip install --quiet uv==$(UV_VERSION); }

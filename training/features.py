@@ -74,16 +74,14 @@ def forget_s3_listings() -> None:
     s3fs.S3FileSystem.clear_instance_cache()
 
 
-class _NoFileRegistryAdvice(logging.Filter):
+def _no_file_registry_advice(record: logging.LogRecord) -> bool:
     """Feast advises, for any registry but SQL, that `serve_features_while_materializing` "typically has no effect";
     its file registry does read it (tests/unit/test_feature_store.py shows the join going on), so that advice is
     not logged in every step that opens the store."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("`serve_features_while_materializing` is enabled but `registry_type`")
+    return not record.getMessage().startswith("`serve_features_while_materializing` is enabled but `registry_type`")
 
 
-logging.getLogger("feast.repo_config").addFilter(_NoFileRegistryAdvice())
+logging.getLogger("feast.repo_config").addFilter(_no_file_registry_advice)
 
 
 def open_store(config: FeastConfig):

@@ -7,7 +7,6 @@ import importlib
 import io
 import json
 import math
-import re
 import urllib.parse
 
 import boto3
@@ -28,6 +27,7 @@ from inference_core.contracts import Patient, ServingPointer
 from inference_core.model_store import LoadedModel, ModelStore, ModelUnavailable, make_session
 from inference_core.schema import FEATURES, RANGES
 from tests.events.loader import FakeContext, load_event
+from tests.unit.log_checks import patient_values_in
 from tests.unit.predict_fixtures import BUCKET, build_champion, publish
 
 TABLE = "idempotency"
@@ -644,46 +644,6 @@ def test_settings_refuse_unknown_required_features(monkeypatch):
 
 
 # --- the handler ------------------------------------------------------------------------------------------
-def patient_values_in(out: str, values: tuple[float, ...]) -> list:
-    """Every value of the captured lines (JSON walked to its leaves, other lines whole) that is one of `values` or
-    names one in its text. Timestamps aside: a millisecond timestamp holds any three digits (138 failed CI once)."""
-    text = re.compile("|".join(rf"(?<![\d.]){re.escape(str(v))}(?![\d.])" for v in values))
-    found: list = []
-
-    def walk(node) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key.lower() != "timestamp":
-                    walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-        elif (isinstance(node, (int, float)) and not isinstance(node, bool) and node in values) or (
-            isinstance(node, str) and text.search(node)
-        ):
-            found.append(node)
-
-    for line in out.splitlines():
-        try:
-            walk(json.loads(line))
-        except ValueError:
-            walk(line)
-    return found
-
-
-def test_the_log_check_finds_patient_values_but_not_timestamps():
-    lines = [
-        '{"_aws":{"Timestamp":1796135316138},"DriftPSI":[7.878481],"timestamp":"2026-12-01 14:28:36,138+0000"}',
-        '{"message":"batch","rows":1}',
-    ]
-    assert patient_values_in("\n".join(lines), (138, 33.6)) == []
-    assert patient_values_in('{"row":{"glucose":138}}', (138, 33.6)) == [138]
-    assert patient_values_in('{"message":"bad row: bmi=33.6"}\nglucose 138', (138, 33.6)) == [
-        "bad row: bmi=33.6",
-        "glucose 138",
-    ]
-
-
 def test_handler_scores_inbox_records_and_emits_metrics(handler_module, s3, champion, capfd):
     module = handler_module
     body = rows_csv([{**GOOD, "patient_id": "A"}], ["patient_id", *champion[1]])

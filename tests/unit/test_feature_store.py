@@ -406,10 +406,10 @@ def test_our_feature_definitions_pass_feasts_own_type_checks(tmp_path):
     assert in_a_fresh_python(code) == "['Entity', 'FeatureView', 'FileSource']"
 
 
-def test_training_and_online_reads_go_on_while_a_materialization_holds_the_view(tmp_path, dynamo):
+def test_training_goes_on_while_a_materialization_holds_the_view(tmp_path, dynamo):
     """A batch's materialization marks the view MATERIALIZING in the shared registry for as long as it runs (and for
     good if its process dies). Feast then refused the training's point-in-time join ("cannot serve features"): a
-    training started right after a batch failed in its Features step. Both go on, and the next materialization
+    training started right after a batch failed in its Features step. The join goes on, and the next materialization
     leaves the view servable again."""
     from feast.feature_view import FeatureViewState
 
@@ -467,3 +467,21 @@ def test_a_view_left_unservable_stops_training_with_the_repair_named_and_a_mater
     materialize(cfg, end=T0 + timedelta(days=1))
     frame, _ = training_frame(cfg, valid, ["glucose"], "train-x")
     assert frame["glucose"].tolist() == [110.0]
+
+
+def test_another_error_of_feasts_join_comes_through_as_it_is(tmp_path, monkeypatch):
+    """Only Feast's "cannot serve features" becomes the store error with the repair named."""
+    import feast
+
+    cfg = config(tmp_path)
+    valid = pd.DataFrame([measurement("p1", T0, 110.0)])
+    valid["diagnosed_at"] = [T0 + timedelta(days=30)]
+    valid[LABEL] = [1.0]
+    write_measurements(valid[["patient_id", "measured_at", *FEATURES]], cfg.offline_root, "train-x")
+
+    def broken(self, **kwargs):
+        raise ValueError("entity_df has no event_timestamp column")
+
+    monkeypatch.setattr(feast.FeatureStore, "get_historical_features", broken)
+    with pytest.raises(ValueError, match="no event_timestamp column"):  # FeatureStoreError is no ValueError
+        training_frame(cfg, valid, ["glucose"], "train-x")
