@@ -18,6 +18,9 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export CDK_DISABLE_VERSION_CHECK := 1
+# Each process writes a module's bytecode on its first import, so only what runs is compiled (README, "Bytecode on
+# first import"); the CLI does the same for what it starts.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: help install runtime localstack-venv monitoring-tools up down status demo test lint format unit integration bench openapi dashboards synth compose-up compose-down deploy-tools clean
 
@@ -43,19 +46,12 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 	@$(UV) sync --frozen --no-dev --inexact --python $(PYTHON) --quiet
 	@touch $@
 
-# Bytecode compiled once here: with PYTHONDONTWRITEBYTECODE set (common in containers and CI) every process compiled
-# aws_cdk from source: `import aws_cdk` took 22.8 s instead of 7.5 s (by hand, 2 cores), in every synth.
-# infra_cdk.bytecode compiles all but the test folders and aws_cdk's service modules the app never loads, so it runs
-# again when the app's imports may have changed.
-$(VENV)/.bytecode: $(VENV)/.installed $(wildcard infra_cdk/*.py)
-	@$(BIN)/python -m infra_cdk.bytecode
-	@touch $@
-
-$(VENV)/.dev-installed: $(VENV)/.bytecode
+# The dev group, and the whole environment's bytecode: the tests import most of it, many times over in fresh processes
+# (some with PYTHONDONTWRITEBYTECODE set on purpose). The runtime compiles nothing ahead.
+$(VENV)/.dev-installed: $(VENV)/.installed
 	@echo "installing the dev group (tests, linters) into $(VENV)"
 	@$(UV) sync --frozen --python $(PYTHON) --quiet
-	@# every aws_cdk module: the tests import aws_cdk whole (aws_cdk.assertions), not only the app's part
-	@$(BIN)/python -m infra_cdk.bytecode --all-cdk
+	@$(BIN)/python -m infra_cdk.bytecode
 	@touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -67,10 +63,9 @@ node_modules/.installed: package.json package-lock.json
 install: runtime ## Create .venv and node_modules (pinned by uv.lock and package-lock.json), LocalStack's venv, SAM CLI's, Prometheus
 	@$(MAKE) --no-print-directory -s -j2 $(VENV)/.dev-installed $(SAM_VENV)/.installed
 
-# The runtime's three installs overlap (a make of their own with -j3): npm ci beside uv sync, then LocalStack's venv
-# beside the project's bytecode.
+# The runtime's installs overlap (a make of their own with -j2): npm ci beside uv sync, then LocalStack's venv.
 runtime: monitoring-tools ## Only what the local cloud and the demo need (no dev group, no SAM CLI)
-	@$(MAKE) --no-print-directory -s -j3 $(VENV)/.bytecode node_modules/.installed localstack-venv
+	@$(MAKE) --no-print-directory -s -j2 node_modules/.installed localstack-venv
 
 localstack-venv: $(VENV)/.installed
 	@$(CLI) local install
@@ -109,7 +104,10 @@ down: ## Stop the local cloud and everything it started
 status: ## Show the local cloud's services, health and memory
 	@$(CLI) local status
 
-demo: up ## Set up everything and run the story on the local cloud
+demo: runtime ## Set up everything and run the story on the local cloud
+	@# The app's synth needs no running cloud: it runs beside `local up` (each mostly on one core), and deploy then
+	@# finds its assembly (README, "The development loop").
+	@$(CLI) deploy --synth-only & $(CLI) local up; up=$$?; wait $$! && [ $$up = 0 ]
 	@echo; echo "== deploying the CDK app into the local cloud (cdklocal)"
 	@$(CLI) deploy
 	@echo; echo "== training on the bundled Pima data through the Step Functions state machine"

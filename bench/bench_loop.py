@@ -61,21 +61,24 @@ ISSUE_FIGURES = {
 }
 
 
-def demo_commands(makefile: Path = ROOT / "Makefile") -> list[list[str]]:
-    """The CLI commands of `make demo` in order: `local up` (its `up` prerequisite), then the recipe's CLI lines."""
+def demo_commands(makefile: Path = ROOT / "Makefile") -> list[list[list[str]]]:
+    """The CLI commands of `make demo` in order, as groups: a group's commands run side by side (the recipe's
+    `$(CLI) a & $(CLI) b; ...; wait`, e.g. the synth beside `local up`), a group of one alone. A recipe whose target
+    has the `up` prerequisite starts with `local up`."""
     text = makefile.read_text()
-    recipe = re.search(r"^demo:.*?\n((?:\t.*\n)+)", text, re.M)
+    recipe = re.search(r"^demo:(.*?)\n((?:\t.*\n)+)", text, re.M)
     if not recipe:
         raise RuntimeError("no demo target in the Makefile")
-    commands = [["local", "up"]]
-    for line in recipe.group(1).splitlines():
+    groups = [[["local", "up"]]] if re.search(r"\bup\b", recipe.group(1).split("##")[0]) else []
+    for line in recipe.group(2).splitlines():
         for part in line.strip().lstrip("@").split(";"):  # e.g. `@sleep 2; $(CLI) ...`: a pause the demo takes counts
-            part = part.strip()
-            if part.startswith("$(CLI)"):
-                commands.append(shlex.split(part[len("$(CLI)") :]))
-            elif part.startswith("sleep "):
-                commands.append(shlex.split(part))
-    return commands
+            side_by_side = [p.strip() for p in part.split(" & ")]
+            group = [shlex.split(p[len("$(CLI)") :]) for p in side_by_side if p.startswith("$(CLI)")]
+            if len(group) == len(side_by_side) and group:
+                groups.append(group)
+            elif part.strip().startswith("sleep "):
+                groups.append([shlex.split(part.strip())])
+    return groups
 
 
 def cli_env(settings) -> dict[str, str]:
@@ -98,34 +101,61 @@ def training_states(stdout: str) -> dict[str, float]:
     return {name: float(value) for name, value in re.findall(r"✓ (.+?) ([\d.]+) s", stdout)}
 
 
-def run_demo(settings) -> dict:
-    phases, states, assembly = [], {}, None
-    env = cli_env(settings)
-    for argv in demo_commands():
-        t0 = time.perf_counter()
+def _run_group(group: list[list[str]], env: dict[str, str]) -> tuple[float, list[tuple[list[str], float, str]]]:
+    """Run a group's commands side by side; the group's wall time and each command's own time and stdout."""
+    t0 = time.perf_counter()
+    started = []
+    for argv in group:
         command = argv if argv[0] == "sleep" else [CLI, *argv]
-        proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+        started.append(
+            (
+                argv,
+                subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+            )
+        )
+    done = []
+    for argv, proc in started:  # each one's time: until it ended, read while the others run on
+        out, errs = proc.communicate()
         seconds = time.perf_counter() - t0
         if proc.returncode != 0:
-            raise RuntimeError(
-                f"demo step {' '.join(argv)} failed ({proc.returncode}): {proc.stdout[-1500:]}{proc.stderr[-1500:]}"
+            for _, other in started:
+                other.kill()
+            raise RuntimeError(f"demo step {' '.join(argv)} failed ({proc.returncode}): {out[-1500:]}{errs[-1500:]}")
+        done.append((argv, seconds, out))
+    return time.perf_counter() - t0, done
+
+
+def run_demo(settings) -> dict:
+    phases, states, assembly, up = [], {}, None, None
+    env = cli_env(settings)
+    for group in demo_commands():
+        wall, done = _run_group(group, env)
+        for argv, seconds, out in done:
+            if argv[0] == "deploy" and "--synth-only" not in argv:
+                assembly = "reused" if "no file changed since the last synth" in out else "synthesized"
+            if argv[0] == "train":
+                states = training_states(out)
+            if argv[:2] == ["local", "up"] and up is None:  # the first (the recipe's last only prints where to look)
+                up = round(seconds, 1)
+        if len(done) == 1:
+            phases.append({"step": " ".join(group[0][:2]), "s": round(wall, 1)})
+        else:  # side by side: the group's wall time, and each command's own
+            each = {" ".join(argv): round(seconds, 1) for argv, seconds, _ in done}
+            phases.append(
+                {"step": " & ".join(" ".join(argv[:2]) for argv in group), "s": round(wall, 1), "each_s": each}
             )
-        phases.append({"step": " ".join(argv[:2]), "s": round(seconds, 1)})
-        if argv[0] == "deploy":
-            assembly = "reused" if "no file changed since the last synth" in proc.stdout else "synthesized"
-        if argv[0] == "train":
-            states = training_states(proc.stdout)
-        print(f"  {' '.join(argv)[:60]:60s} {seconds:6.1f} s", flush=True)
-    up = phases[0]["s"]  # the first `local up` (the recipe's last one only prints where to look)
+        print(f"  {' & '.join(' '.join(argv) for argv in group)[:60]:60s} {wall:6.1f} s", flush=True)
     train = next(p["s"] for p in phases if p["step"].startswith("train"))
     deploy = next(p["s"] for p in phases if p["step"] == "deploy")
+    first = phases[0]["s"]  # `local up`, with the synth beside it when the recipe runs one
     total = sum(p["s"] for p in phases)
     return {
         "total_s": round(total, 1),
         "local_up_s": up,
+        "up_phase_s": first,
         "deploy_s": deploy,
         "train_s": train,
-        "rest_s": round(total - up - deploy - train, 1),
+        "rest_s": round(total - first - deploy - train, 1),
         "phases": phases,
         "training_states_s": states,
         "assembly": assembly,

@@ -169,6 +169,72 @@ def synth_key(context: list[str], root: Path | None = None, skip: tuple[Path, ..
     return digest.hexdigest()
 
 
+def local_context(cloud: LocalCloudSettings) -> list[str]:
+    """The CDK context of a local deploy: the target and the endpoints the functions reach the local cloud's
+    services at (ports from the settings, so it is known before the cloud is up)."""
+    return [
+        "-c",
+        "target=local",
+        "-c",
+        f"mlflow_uri={cloud.functions_mlflow_url or cloud.mlflow_url}",
+        "-c",
+        f"s3_endpoint={cloud.functions_s3_endpoint or cloud.localstack_url}",
+        "-c",
+        f"remote_write_url={cloud.functions_remote_write_url or cloud.remote_write_url}",
+    ]
+
+
+def kept_assembly(cloud: LocalCloudSettings) -> tuple[Path, Path]:
+    """Where the last synthesized assembly is kept, and the file holding the key it was made from."""
+    return cloud.run_dir / "cdk.out", cloud.run_dir / "cdk.out.key"
+
+
+def assembly_holds(cloud: LocalCloudSettings, key: str | None) -> bool:
+    """True when the kept assembly was made from `key` and its template and manifest are there."""
+    assembly, stamp = kept_assembly(cloud)
+    return (
+        key is not None
+        and stamp.is_file()
+        and stamp.read_text().strip() == key
+        and (assembly / f"{STACK}.template.json").is_file()
+        and (assembly / "manifest.json").is_file()
+    )
+
+
+def _local_cdk_env(cloud: LocalCloudSettings) -> dict[str, str]:
+    env = cdk_env(cloud.client_env())
+    env.update({"CDK_DEFAULT_ACCOUNT": "000000000000", "CDK_DEFAULT_REGION": cloud.region})
+    return env
+
+
+def synth_local(cloud: LocalCloudSettings, on_line: Callable[[str], None], fresh_synth: bool = False) -> dict:
+    """Synthesize the app for the local target into the kept assembly, with its key, and deploy nothing: the next
+    `deploy` finds it and deploys it without synthesizing. It needs no running cloud (the context comes from the
+    settings), so `make demo` runs it beside `local up`. An unchanged app is not synthesized again unless
+    `fresh_synth`. The key is written only when no file changed while CDK read them."""
+    context = local_context(cloud)
+    assembly, stamp = kept_assembly(cloud)
+    key = synth_key([*context, cloud.region], skip=(cloud.state_dir,))
+    if not fresh_synth and assembly_holds(cloud, key):
+        return {"assembly": "kept", "key": key, "synth_s": 0.0}
+    stamp.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    _run(
+        [_tool("cdklocal"), "synth", STACK, "--quiet", *context, "--output", str(assembly)],
+        _local_cdk_env(cloud),
+        cloud.logs_dir / "cdk-synth.log",
+        on_line,
+    )
+    kept = key is not None and synth_key([*context, cloud.region], skip=(cloud.state_dir,)) == key
+    if kept:
+        stamp.write_text(key + "\n")
+    return {
+        "assembly": "synthesized" if kept else "synthesized, not kept",
+        "key": key,
+        "synth_s": round(time.perf_counter() - t0, 1),
+    }
+
+
 def deploy_local(
     cloud: LocalCloudSettings, on_line: Callable[[str], None], bootstrap: bool = False, fresh_synth: bool = False
 ) -> dict:
@@ -178,8 +244,7 @@ def deploy_local(
     The synthesized assembly is kept (run dir, `cdk.out`) with the key of what it was made from (`synth_key`); when
     the key is unchanged the next deploy deploys that assembly instead of synthesizing again (bench_loop: 9.3 s
     instead of 18.2 s; `import aws_cdk` alone is 8 s). `fresh_synth=True` always synthesizes."""
-    env = cdk_env(cloud.client_env())
-    env.update({"CDK_DEFAULT_ACCOUNT": "000000000000", "CDK_DEFAULT_REGION": cloud.region})
+    env = _local_cdk_env(cloud)
     timings = {}
     if not bootstrap:
         t0 = time.perf_counter()
@@ -200,26 +265,10 @@ def deploy_local(
         on_line("created the local token issuer (private key in Secrets Manager, JWKS in SSM)")
     timings["issuer_s"] = round(time.perf_counter() - t0, 2)
     outputs_file = cloud.run_dir / "outputs.json"
-    context = [
-        "-c",
-        "target=local",
-        "-c",
-        f"mlflow_uri={cloud.functions_mlflow_url or cloud.mlflow_url}",
-        "-c",
-        f"s3_endpoint={cloud.functions_s3_endpoint or cloud.localstack_url}",
-        "-c",
-        f"remote_write_url={cloud.functions_remote_write_url or cloud.remote_write_url}",
-    ]
-    assembly, stamp = cloud.run_dir / "cdk.out", cloud.run_dir / "cdk.out.key"
+    context = local_context(cloud)
+    assembly, stamp = kept_assembly(cloud)
     key = synth_key([*context, cloud.region], skip=(cloud.state_dir,))
-    reuse = (
-        not fresh_synth
-        and key is not None
-        and stamp.is_file()
-        and stamp.read_text().strip() == key
-        and (assembly / f"{STACK}.template.json").is_file()
-        and (assembly / "manifest.json").is_file()
-    )
+    reuse = not fresh_synth and assembly_holds(cloud, key)
     if reuse:
         on_line(f"the app is unchanged since its last synth (key {key[:12]}): deploying that assembly")
         source = ["--app", str(assembly)]

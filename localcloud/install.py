@@ -27,6 +27,7 @@ def fingerprint() -> str:
     digest = hashlib.sha256(REQUIREMENTS.read_bytes())
     digest.update((EXECUTOR_DIR / "pyproject.toml").read_bytes())
     digest.update(sys.version.encode())
+    digest.update(b"bytecode on first import")  # venvs compiled ahead by an earlier install are made again
     return digest.hexdigest()
 
 
@@ -71,9 +72,9 @@ def ensure_localstack(settings: LocalCloudSettings, force: bool = False) -> bool
             [*uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
             log,
         )
-        # --compile-bytecode: with PYTHONDONTWRITEBYTECODE set every start compiled LocalStack from source; `local up`
-        # took 10.0 s instead of 6.1 s (by hand, 2 cores). pip, below, compiles by default
-        pip = [*uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(python)]
+        # No bytecode ahead: LocalStack writes it on first import (the CLI lets what it starts write bytecode), so
+        # only the modules a start runs are compiled, not the whole venv (README, "Bytecode on first import")
+        pip = [*uv, "pip", "install", "--quiet", "--python", str(python)]
     else:
         _run("creating the LocalStack venv", [sys.executable, "-m", "venv", str(venv)], log)
         pip = [str(python), "-m", "pip", "install", "--quiet"]

@@ -46,15 +46,44 @@ def deploy(
         help="Local target: synthesize the app even when no file changed since the last synth (by default that "
         "assembly is deployed again, ≈ 10 s sooner).",
     ),
+    synth_only: bool = typer.Option(
+        False,
+        "--synth-only",
+        help="Local target: synthesize the app and keep its assembly for the next deploy, deploying nothing. The "
+        "local cloud need not be running (`make demo` runs this beside `local up`).",
+    ),
 ) -> None:
     """Deploy the CDK app (storage, training functions, state machine, schedule, new-data trigger)."""
     import os
 
-    from diabetes_risk.deploy import DeployError, deploy_aws, deploy_local, hotswap_local
+    from diabetes_risk.deploy import DeployError, deploy_aws, deploy_local, hotswap_local, synth_local
 
     if hotswap and fresh_synth:
         err.print("[red]--fresh-synth goes with a full deploy[/red]: --hotswap never synthesizes")
         raise typer.Exit(2)
+    if synth_only and (hotswap or bootstrap or function or target != "local"):
+        err.print(
+            "[red]--synth-only is for the local target and goes alone[/red] (with --fresh-synth at most): "
+            "--hotswap, --bootstrap and --function are for a deploy"
+        )
+        raise typer.Exit(2)
+    if synth_only:
+        cloud = settings_from(None, None)
+        try:
+            result = synth_local(cloud, lambda line: None, fresh_synth=fresh_synth)
+        except DeployError as exc:
+            err.print(f"[red]synth failed:[/red] {exc}")
+            raise typer.Exit(1) from exc
+        if result["assembly"] == "kept":
+            console.print(f"the app is unchanged since its last synth (key {result['key'][:12]}): nothing to do")
+        elif result["assembly"] == "synthesized":
+            console.print(f"[green]synthesized[/green] the app in {result['synth_s']:.1f} s; the next deploy uses it")
+        else:
+            console.print(
+                f"synthesized the app in {result['synth_s']:.1f} s, but a file changed meanwhile: "
+                "the next deploy synthesizes again"
+            )
+        return
     if hotswap:
         if target != "local":
             err.print("[red]--hotswap is for the local target[/red]: on AWS use `npx cdk deploy --hotswap` (CDK's own)")

@@ -396,6 +396,85 @@ def test_deploy_local_reuses_its_assembly_until_a_file_or_the_context_changes(se
     assert deploy.deploy_local(LocalCloudSettings(), lambda line: None)["assembly"] == "synthesized"
 
 
+def test_synth_only_keeps_an_assembly_the_next_deploy_uses_without_the_cloud(settings, monkeypatch, tmp_path):
+    from diabetes_risk import deploy
+
+    root = tmp_path / "project"
+    (root / "functions").mkdir(parents=True)
+    (root / "functions" / "app.py").write_text("A = 1\n")
+    monkeypatch.setattr(deploy, "PROJECT_ROOT", root)
+    seen = []
+
+    def no_cloud(cloud):
+        raise AssertionError("a synth alone asks the local cloud nothing")
+
+    def fake_run(cmd, env, log, on_line):
+        seen.append(cmd)
+        if "synth" in cmd:  # CDK writes the assembly where --output says
+            out = Path(cmd[cmd.index("--output") + 1])
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "DiabetesRisk.template.json").write_text("{}")
+            (out / "manifest.json").write_text("{}")
+        else:
+            Path(cmd[cmd.index("--outputs-file") + 1]).write_text(json.dumps({"DiabetesRisk": {}}))
+
+    monkeypatch.setattr(deploy, "_run", fake_run)
+    monkeypatch.setattr(deploy, "prepare_assets_target", no_cloud)
+    monkeypatch.setattr(deploy, "ensure_issuer", no_cloud)
+    first = deploy.synth_local(settings, lambda line: None)
+    assert first["assembly"] == "synthesized" and seen[-1][1] == "synth"
+    assert seen[-1][seen[-1].index("--output") + 1] == str(settings.run_dir / "cdk.out")
+    assert "target=local" in seen[-1] and f"mlflow_uri={settings.mlflow_url}" in seen[-1]  # a deploy's context
+    assert deploy.synth_local(settings, lambda line: None)["assembly"] == "kept" and len(seen) == 1
+    assert deploy.synth_local(settings, lambda line: None, fresh_synth=True)["assembly"] == "synthesized"
+
+    monkeypatch.setattr(deploy, "prepare_assets_target", lambda cloud: False)
+    monkeypatch.setattr(deploy, "ensure_issuer", lambda cloud: False)
+    assert deploy.deploy_local(settings, lambda line: None)["assembly"] == "reused"  # the synth-only's assembly
+    assert "--app" in seen[-1] and "-c" not in seen[-1]
+
+    def edits_while_synthesizing(cmd, env, log, on_line):
+        fake_run(cmd, env, log, on_line)
+        (root / "functions" / "app.py").write_text("A = 3\n")  # saved in an editor mid-synth
+
+    (root / "functions" / "app.py").write_text("A = 2\n")
+    monkeypatch.setattr(deploy, "_run", edits_while_synthesizing)
+    assert deploy.synth_local(settings, lambda line: None)["assembly"] == "synthesized, not kept"
+    monkeypatch.setattr(deploy, "_run", fake_run)
+    assert deploy.deploy_local(settings, lambda line: None)["assembly"] == "synthesized"  # no key: synthesized
+
+    def failing(cmd, env, log, on_line):
+        raise deploy.DeployError("cdklocal synth failed (exit 1)")
+
+    monkeypatch.setattr(deploy, "_run", failing)  # a synth that fails part-way, on an unchanged tree
+    with pytest.raises(deploy.DeployError):
+        deploy.synth_local(settings, lambda line: None, fresh_synth=True)
+    monkeypatch.setattr(deploy, "_run", fake_run)  # the key no longer vouches for what it left: the deploy synthesizes
+    assert deploy.deploy_local(settings, lambda line: None)["assembly"] == "synthesized"
+
+
+def test_cli_synth_only_goes_alone_and_reports_what_it_did(settings, monkeypatch):
+    from diabetes_risk import deploy
+
+    monkeypatch.setattr(
+        deploy,
+        "synth_local",
+        lambda cloud, on_line, fresh_synth=False: {"assembly": "synthesized", "key": "ab" * 32, "synth_s": 12.3},
+    )
+    result = runner.invoke(app, ["deploy", "--synth-only"])
+    assert result.exit_code == 0 and "synthesized the app in 12.3 s" in result.output
+    for extra in (["--hotswap"], ["--bootstrap"], ["--function", "Predict"], ["--target", "aws"]):
+        result = runner.invoke(app, ["deploy", "--synth-only", *extra])
+        assert result.exit_code == 2 and "--synth-only is for the local target" in result.output, extra
+
+    def failing(cloud, on_line, fresh_synth=False):
+        raise deploy.DeployError("cdklocal synth failed (exit 1); log x:\nValidationError: bad construct")
+
+    monkeypatch.setattr(deploy, "synth_local", failing)
+    result = runner.invoke(app, ["deploy", "--synth-only"])
+    assert result.exit_code == 1 and "synth failed" in result.output and "bad construct" in result.output
+
+
 def test_the_synth_key_sees_linked_folders_and_never_hashes_the_state_folder(tmp_path):
     from diabetes_risk.deploy import synth_key
 
@@ -457,3 +536,25 @@ def test_the_local_deploy_needs_only_the_staging_bucket_and_version_parameter_of
         assert int(version) >= 6  # what the template's CheckBootstrapVersion rule requires
     template = (ROOT / "node_modules/aws-cdk/lib/api/bootstrap/bootstrap-template.yaml").read_text()
     assert f"Value: '{deploy.BOOTSTRAP_VERSION}'" in template  # the pinned CLI's own bootstrap version
+
+
+def test_make_demo_synthesizes_beside_local_up_and_the_loop_bench_times_that_recipe(tmp_path, monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the bench puts its folders first
+
+    spec = importlib.util.spec_from_file_location("bench_loop_under_test", ROOT / "bench" / "bench_loop.py")
+    bench_loop = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_loop)
+    groups = bench_loop.demo_commands()
+    assert groups[0] == [["deploy", "--synth-only"], ["local", "up"]]  # side by side, as the recipe runs them
+    assert [["deploy"]] in groups and groups.index([["deploy"]]) < groups.index([["train"]])
+    makefile = tmp_path / "Makefile"
+    makefile.write_text("demo: up ## the story\n\t@$(CLI) deploy\n\t@sleep 2; $(CLI) train\n\t@echo; $(CLI) runs\n")
+    assert bench_loop.demo_commands(makefile) == [
+        [["local", "up"]],
+        [["deploy"]],
+        [["sleep", "2"]],
+        [["train"]],
+        [["runs"]],
+    ]
