@@ -1,10 +1,10 @@
 """The development loop, phase by phase, each beside today's way where one can run in the same run. One JSON line.
 
 - demo: every command of `make demo` (read from the Makefile's recipe, so the bench times what users run) against a
-  fresh local cloud on free ports, timed one by one: `local up`, `deploy` (bootstrap-free), `train` (the state
-  machine, with its states' times), then the prediction, the batch, the feature store and monitoring;
-  then, after `local down`, the same commands again (`demo_again`: the cloud starts from nothing, the assembly
-  synthesized by the first deploy is deployed again since no file changed);
+  fresh local cloud on free ports, timed one by one, or side by side where the recipe runs them so: `local up` beside
+  `deploy --synth-only`, `deploy` (bootstrap-free, of the assembly that synth kept), `train` (the state machine, with
+  its states' times), then the prediction, the batch, the feature store and monitoring; then, after `local down`,
+  the same commands again (`demo_again`: the cloud starts from nothing, the synth finds the kept assembly unchanged);
 - deploy: a handler-only change made live by `deploy --hotswap` vs the full deploy (cdklocal, synth included);
 - cold start: a fresh process to the first answer of the prediction handler, S3 GETs against a stand-in S3 on
   127.0.0.1, with its import profile; baseline the same with a boto3 S3 client;
@@ -15,7 +15,7 @@
   LocalStack's calls to itself over its HTTP port; `cfn_poll_s=1`: CloudFormation re-reads a resource being created
   once a second; `lambda_prewarm=False`: no environment started before a function's first invocation, so training
   there pays each state's cold start), where the bootstrap stack is also deployed (`deploy --bootstrap`, the old
-  way) and timed; its `local up` runs with no compiled bytecode (as before the install compiled it), and
+  way) and timed; its `local up` runs with no compiled bytecode (as every start did before bytecode was kept), and
   `import aws_cdk` (most of a synth) is timed both ways.
 
 What cannot run side by side here (the previous search grid, the issue's fresh-clone figures) is in `issue_figures`,
@@ -102,27 +102,27 @@ def training_states(stdout: str) -> dict[str, float]:
 
 
 def _run_group(group: list[list[str]], env: dict[str, str]) -> tuple[float, list[tuple[list[str], float, str]]]:
-    """Run a group's commands side by side; the group's wall time and each command's own time and stdout."""
+    """Run a group's commands side by side (a thread each); the group's wall time, and each command's own time
+    (until it ended) and stdout. A command that failed fails the group once all have ended (none is left running)."""
     t0 = time.perf_counter()
-    started = []
-    for argv in group:
+    results: list[tuple[list[str], float, subprocess.CompletedProcess] | None] = [None] * len(group)
+
+    def run(index: int, argv: list[str]) -> None:
         command = argv if argv[0] == "sleep" else [CLI, *argv]
-        started.append(
-            (
-                argv,
-                subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-            )
-        )
-    done = []
-    for argv, proc in started:  # each one's time: until it ended, read while the others run on
-        out, errs = proc.communicate()
-        seconds = time.perf_counter() - t0
+        proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+        results[index] = (argv, time.perf_counter() - t0, proc)
+
+    threads = [threading.Thread(target=run, args=(i, argv)) for i, argv in enumerate(group)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for argv, _, proc in results:
         if proc.returncode != 0:
-            for _, other in started:
-                other.kill()
-            raise RuntimeError(f"demo step {' '.join(argv)} failed ({proc.returncode}): {out[-1500:]}{errs[-1500:]}")
-        done.append((argv, seconds, out))
-    return time.perf_counter() - t0, done
+            raise RuntimeError(
+                f"demo step {' '.join(argv)} failed ({proc.returncode}): {proc.stdout[-1500:]}{proc.stderr[-1500:]}"
+            )
+    return time.perf_counter() - t0, [(argv, seconds, proc.stdout) for argv, seconds, proc in results]
 
 
 def run_demo(settings) -> dict:
@@ -328,11 +328,12 @@ def cold_start() -> dict:
     }, champion
 
 
-def from_source(env: dict[str, str]) -> dict[str, str]:
-    """An environment in which Python finds no compiled bytecode and writes none: how every process ran before the
-    install compiled it (this machine sets PYTHONDONTWRITEBYTECODE, and uv did not compile)."""
-
-    return {**env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": tempfile.mkdtemp(prefix="bench-nopyc-")}
+def from_source(env: dict[str, str], prefix: str) -> dict[str, str]:
+    """An environment in which Python finds no compiled bytecode (an empty PYTHONPYCACHEPREFIX): every module is
+    compiled from source, as every process was before bytecode was kept (this machine sets PYTHONDONTWRITEBYTECODE,
+    and uv did not compile). `python` itself writes none; what the CLI starts writes into `prefix`, never read again:
+    a first `local up` after an install that compiled nothing."""
+    return {**env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": prefix}
 
 
 def import_cdk_s(env: dict[str, str]) -> float:
@@ -390,7 +391,10 @@ def main() -> None:
     print(f"baseline: the local cloud as before ({old.localstack_url}), bootstrap stack included ...", flush=True)
     try:
         t0 = time.perf_counter()  # `local up` through the CLI as the demo runs it, with nothing compiled
-        subprocess.run([CLI, "local", "up"], env=from_source(cli_env(old)), cwd=ROOT, check=True, capture_output=True)
+        with tempfile.TemporaryDirectory(prefix="bench-nopyc-") as prefix:
+            subprocess.run(
+                [CLI, "local", "up"], env=from_source(cli_env(old), prefix), cwd=ROOT, check=True, capture_output=True
+            )
         up_from_source = time.perf_counter() - t0
         first = deploy_local(old, on_line=lambda _: None, bootstrap=True, fresh_synth=True)
         api_before = api_levels(old, champion)
@@ -404,7 +408,8 @@ def main() -> None:
 
     print("import aws_cdk: compiled bytecode vs from source (2 each) ...", flush=True)
     cdk_compiled = min(import_cdk_s(dict(os.environ)) for _ in range(2))
-    cdk_source = min(import_cdk_s(from_source(dict(os.environ))) for _ in range(2))
+    with tempfile.TemporaryDirectory(prefix="bench-nopyc-") as prefix:
+        cdk_source = min(import_cdk_s(from_source(dict(os.environ), prefix)) for _ in range(2))
     print("the CDK app's synth: service modules on first use vs all at import (2 each, alternating) ...", flush=True)
     synth_times: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(2):

@@ -1,3 +1,3 @@
-from diabetes_risk.cli import app
+from diabetes_risk.cli_main import main
 
-app(prog_name="diabetes-risk")
+main()

@@ -20,7 +20,9 @@ class DeployError(RuntimeError):
 
 
 def cdk_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {**os.environ, **(extra or {})}
+    """CDK's environment; the app's Python keeps its bytecode (runtime.keeps_bytecode): a synth's aws_cdk modules
+    are compiled once, not on every synth."""
+    env = {k: v for k, v in {**os.environ, **(extra or {})}.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env.update(
         {
             "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",

@@ -27,7 +27,6 @@ def fingerprint() -> str:
     digest = hashlib.sha256(REQUIREMENTS.read_bytes())
     digest.update((EXECUTOR_DIR / "pyproject.toml").read_bytes())
     digest.update(sys.version.encode())
-    digest.update(b"bytecode on first import")  # venvs compiled ahead by an earlier install are made again
     return digest.hexdigest()
 
 
@@ -72,8 +71,8 @@ def ensure_localstack(settings: LocalCloudSettings, force: bool = False) -> bool
             [*uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
             log,
         )
-        # No bytecode ahead: LocalStack writes it on first import (the CLI lets what it starts write bytecode), so
-        # only the modules a start runs are compiled, not the whole venv (README, "Bytecode on first import")
+        # No bytecode ahead: LocalStack writes it on first import (runtime.keeps_bytecode), so only the modules a
+        # start runs are compiled, not the whole venv (README, "Bytecode on first import"). pip, below, compiles all.
         pip = [*uv, "pip", "install", "--quiet", "--python", str(python)]
     else:
         _run("creating the LocalStack venv", [sys.executable, "-m", "venv", str(venv)], log)

@@ -165,13 +165,20 @@ def localstack_env(settings: LocalCloudSettings) -> dict[str, str]:
     return env
 
 
+def keeps_bytecode(env: dict[str, str]) -> dict[str, str]:
+    """`env` without PYTHONDONTWRITEBYTECODE: the local cloud's processes write a module's bytecode into their
+    environment on its first import, since the install compiles nothing ahead (README, "Bytecode on first import");
+    otherwise, where an image or a shell sets it, every `local up` would compile LocalStack and MLflow from source."""
+    return {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _start(name: str, cmd: list[str], env: dict[str, str], settings: LocalCloudSettings) -> dict:
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     log = settings.logs_dir / f"{name}.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
             cmd,
-            env=env,
+            env=keeps_bytecode(env),
             cwd=settings.run_dir,
             stdin=subprocess.DEVNULL,
             stdout=out,

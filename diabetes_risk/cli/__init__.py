@@ -6,14 +6,12 @@ from __future__ import annotations
 import typer
 
 from diabetes_risk.cli import access, console, features, local, models, monitoring, pipeline, serving
-from diabetes_risk.cli.common import write_bytecode_on_first_import
 
 app = typer.Typer(
     help="Diabetes Risk: train, deploy and serve a diabetes risk model on AWS or the embedded local cloud.",
     no_args_is_help=True,
     add_completion=False,
 )
-app.callback()(write_bytecode_on_first_import)
 app.add_typer(local.local_app, name="local")
 pipeline.register(app)
 serving.register(app)

@@ -3,9 +3,6 @@ the local cloud is up and the stack deployed."""
 
 from __future__ import annotations
 
-import os
-import sys
-
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -18,16 +15,6 @@ from localcloud.settings import LocalCloudSettings
 
 console = Console(soft_wrap=True)  # piped output: whole lines, never wrapped at 80 columns
 err = Console(stderr=True, soft_wrap=True)
-
-
-def write_bytecode_on_first_import() -> None:
-    """Let this process and all it starts (LocalStack, MLflow, the console, the synth) keep a module's bytecode once
-    it is compiled, even where PYTHONDONTWRITEBYTECODE is set (many containers and CI images): the install compiles
-    nothing ahead, so without this every `local up` and synth would compile their imports from source again. What is
-    written goes into the project's own environments and folders (`__pycache__`, ignored by git, the synth key and
-    the functions' bundles)."""
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    sys.dont_write_bytecode = False
 
 
 def settings_from(localstack_port: int | None, mlflow_port: int | None, **ports: int | None) -> LocalCloudSettings:

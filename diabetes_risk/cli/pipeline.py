@@ -68,6 +68,11 @@ def deploy(
         )
         raise typer.Exit(2)
     if synth_only:
+        import signal
+
+        # `make demo` runs this in the background, where the shell has it ignore Ctrl-C: the default restored, a
+        # Ctrl-C ends the synth and CDK's processes (they inherit it) instead of leaving them writing the assembly
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         cloud = settings_from(None, None)
         try:
             result = synth_local(cloud, lambda line: None, fresh_synth=fresh_synth)
@@ -80,8 +85,8 @@ def deploy(
             console.print(f"[green]synthesized[/green] the app in {result['synth_s']:.1f} s; the next deploy uses it")
         else:
             console.print(
-                f"synthesized the app in {result['synth_s']:.1f} s, but a file changed meanwhile: "
-                "the next deploy synthesizes again"
+                f"synthesized the app in {result['synth_s']:.1f} s, but not kept: a file changed, or could not be "
+                "read, while CDK read the sources; the next deploy synthesizes again"
             )
         return
     if hotswap:

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from typer.testing import CliRunner
-
 from infra_cdk.bytecode import skip_pattern
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,19 +23,46 @@ def test_skip_pattern_leaves_out_test_folders_only(tmp_path):
     assert not skip.search(f"{site}/pytest_tests_helper/x.py")  # a name that merely contains "tests"
 
 
-def test_the_cli_lets_what_it_starts_write_bytecode(monkeypatch):
-    """With PYTHONDONTWRITEBYTECODE set, nothing the CLI starts (LocalStack, MLflow, the synth) would ever keep its
-    compiled modules, and the runtime install compiles nothing ahead: every `local up` would compile from source."""
-    from diabetes_risk.cli import app
+def test_the_console_script_keeps_its_own_bytecode_and_lets_what_it_starts_keep_theirs(tmp_path):
+    """With PYTHONDONTWRITEBYTECODE set and nothing compiled ahead, every command would compile typer, rich and the
+    CLI from source again, and hand the variable on to the synth. A fresh process, bytecode looked for and written
+    under an empty PYTHONPYCACHEPREFIX: the console script's imports land there, and its environment lost the
+    variable."""
+    prefix = tmp_path / "pyc"
+    code = (
+        "import os, sys\n"
+        "sys.argv = ['diabetes-risk', 'deploy', '--target', 'nowhere']\n"
+        "from diabetes_risk.cli_main import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "print(code, os.environ.get('PYTHONDONTWRITEBYTECODE'), sys.dont_write_bytecode)\n"
+    )
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(prefix)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.stdout.split()[-3:] == ["2", "None", "False"], proc.stdout + proc.stderr  # refused, as it should be
+    written = [str(path.relative_to(prefix)) for path in prefix.rglob("*.pyc")]
+    for package in ("/typer/", "/rich/", "/diabetes_risk/cli/"):  # the CLI's own imports, from the first on
+        assert any(package in path for path in written), (package, written[:20])
+
+
+def test_the_local_cloud_and_the_synth_keep_their_bytecode(tmp_path, monkeypatch):
+    """Whoever starts them (the CLI, the test session, a bench), the local cloud's processes and CDK's app get an
+    environment without PYTHONDONTWRITEBYTECODE."""
+    from diabetes_risk.deploy import cdk_env
     from localcloud import runtime
     from localcloud.settings import LocalCloudSettings
 
     monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    result = CliRunner().invoke(app, ["deploy", "--target", "nowhere"])  # any command: refused, but after the setup
-    assert result.exit_code == 2
-    assert "PYTHONDONTWRITEBYTECODE" not in os.environ and sys.dont_write_bytecode is False
-    assert "PYTHONDONTWRITEBYTECODE" not in runtime.localstack_env(LocalCloudSettings())
+    monkeypatch.setenv("DR_STATE_DIR", str(tmp_path))
+    started = []
+
+    class Proc:
+        pid = os.getpid()
+
+    monkeypatch.setattr(runtime.subprocess, "Popen", lambda cmd, env, **kw: started.append(env) or Proc())
+    runtime._start("localstack", ["true"], runtime.localstack_env(LocalCloudSettings()), LocalCloudSettings())
+    assert started and "PYTHONDONTWRITEBYTECODE" not in started[0] and "SERVICES" in started[0]
+    assert "PYTHONDONTWRITEBYTECODE" not in cdk_env({"AWS_REGION": "us-east-1"})
+    assert os.environ["PYTHONDONTWRITEBYTECODE"] == "1"  # this process's own setting is left alone
 
 
 def test_make_compiles_ahead_for_the_dev_install_only():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -456,13 +457,20 @@ def test_synth_only_keeps_an_assembly_the_next_deploy_uses_without_the_cloud(set
 def test_cli_synth_only_goes_alone_and_reports_what_it_did(settings, monkeypatch):
     from diabetes_risk import deploy
 
+    asked = []
+    outcome = {"assembly": "synthesized", "key": "ab" * 32, "synth_s": 12.3}
     monkeypatch.setattr(
-        deploy,
-        "synth_local",
-        lambda cloud, on_line, fresh_synth=False: {"assembly": "synthesized", "key": "ab" * 32, "synth_s": 12.3},
+        deploy, "synth_local", lambda cloud, on_line, fresh_synth=False: asked.append(fresh_synth) or outcome
     )
     result = runner.invoke(app, ["deploy", "--synth-only"])
     assert result.exit_code == 0 and "synthesized the app in 12.3 s" in result.output
+    assert runner.invoke(app, ["deploy", "--synth-only", "--fresh-synth"]).exit_code == 0 and asked == [False, True]
+    outcome["assembly"] = "synthesized, not kept"
+    result = runner.invoke(app, ["deploy", "--synth-only"])
+    assert result.exit_code == 0 and "not kept" in result.output and "next deploy synthesizes again" in result.output
+    outcome["assembly"] = "kept"
+    result = runner.invoke(app, ["deploy", "--synth-only"])
+    assert result.exit_code == 0 and "unchanged since its last synth (key abababababab)" in result.output
     for extra in (["--hotswap"], ["--bootstrap"], ["--function", "Predict"], ["--target", "aws"]):
         result = runner.invoke(app, ["deploy", "--synth-only", *extra])
         assert result.exit_code == 2 and "--synth-only is for the local target" in result.output, extra
@@ -558,3 +566,8 @@ def test_make_demo_synthesizes_beside_local_up_and_the_loop_bench_times_that_rec
         [["train"]],
         [["runs"]],
     ]
+    wall, done = bench_loop._run_group([["sleep", "2"], ["sleep", "0"]], dict(os.environ))
+    (_, first_s, _), (_, second_s, _) = done
+    assert second_s < first_s <= wall  # each command's own end, not the end of the one listed before it
+    with pytest.raises(RuntimeError, match="demo step sleep x failed"):
+        bench_loop._run_group([["sleep", "x"], ["sleep", "0"]], dict(os.environ))
