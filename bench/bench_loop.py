@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -109,7 +110,10 @@ def _run_group(group: list[list[str]], env: dict[str, str]) -> tuple[float, list
 
     def run(index: int, argv: list[str]) -> None:
         command = argv if argv[0] == "sleep" else [CLI, *argv]
-        proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+        except OSError as exc:  # could not start: reported like a failed step
+            proc = subprocess.CompletedProcess(command, 127, "", f"{type(exc).__name__}: {exc}")
         results[index] = (argv, time.perf_counter() - t0, proc)
 
     threads = [threading.Thread(target=run, args=(i, argv)) for i, argv in enumerate(group)]
@@ -329,10 +333,10 @@ def cold_start() -> dict:
 
 
 def from_source(env: dict[str, str], prefix: str) -> dict[str, str]:
-    """An environment in which Python finds no compiled bytecode (an empty PYTHONPYCACHEPREFIX): every module is
-    compiled from source, as every process was before bytecode was kept (this machine sets PYTHONDONTWRITEBYTECODE,
-    and uv did not compile). `python` itself writes none; what the CLI starts writes into `prefix`, never read again:
-    a first `local up` after an install that compiled nothing."""
+    """An environment in which Python finds no compiled bytecode at first (PYTHONPYCACHEPREFIX, an empty folder):
+    modules are compiled from source, as every process did before bytecode was kept (this machine sets
+    PYTHONDONTWRITEBYTECODE, and uv did not compile). A plain `python` writes none; the CLI and what it starts write
+    theirs into `prefix` (a first `local up` after an install that compiled nothing), and read each other's there."""
     return {**env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": prefix}
 
 
@@ -389,12 +393,12 @@ def main() -> None:
         lambda_prewarm=False,  # every function's first invocation starts its environment
     )
     print(f"baseline: the local cloud as before ({old.localstack_url}), bootstrap stack included ...", flush=True)
+    nopyc = tempfile.mkdtemp(prefix="bench-nopyc-")  # the baseline cloud's bytecode, removed once it is down
     try:
         t0 = time.perf_counter()  # `local up` through the CLI as the demo runs it, with nothing compiled
-        with tempfile.TemporaryDirectory(prefix="bench-nopyc-") as prefix:
-            subprocess.run(
-                [CLI, "local", "up"], env=from_source(cli_env(old), prefix), cwd=ROOT, check=True, capture_output=True
-            )
+        subprocess.run(
+            [CLI, "local", "up"], env=from_source(cli_env(old), nopyc), cwd=ROOT, check=True, capture_output=True
+        )
         up_from_source = time.perf_counter() - t0
         first = deploy_local(old, on_line=lambda _: None, bootstrap=True, fresh_synth=True)
         api_before = api_levels(old, champion)
@@ -405,6 +409,7 @@ def main() -> None:
         states_before = training_states(trained.stdout)
     finally:
         runtime.down(old)
+        shutil.rmtree(nopyc, ignore_errors=True)
 
     print("import aws_cdk: compiled bytecode vs from source (2 each) ...", flush=True)
     cdk_compiled = min(import_cdk_s(dict(os.environ)) for _ in range(2))

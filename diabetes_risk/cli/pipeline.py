@@ -68,11 +68,6 @@ def deploy(
         )
         raise typer.Exit(2)
     if synth_only:
-        import signal
-
-        # `make demo` runs this in the background, where the shell has it ignore Ctrl-C: the default restored, a
-        # Ctrl-C ends the synth and CDK's processes (they inherit it) instead of leaving them writing the assembly
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         cloud = settings_from(None, None)
         try:
             result = synth_local(cloud, lambda line: None, fresh_synth=fresh_synth)

@@ -4,8 +4,10 @@ their own on first import, whatever PYTHONDONTWRITEBYTECODE says (the CLI and th
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 from infra_cdk.bytecode import skip_pattern
@@ -34,14 +36,23 @@ def test_the_console_script_keeps_its_own_bytecode_and_lets_what_it_starts_keep_
         "sys.argv = ['diabetes-risk', 'deploy', '--target', 'nowhere']\n"
         "from diabetes_risk.cli_main import main\n"
         "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "import signal\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
         "print(code, os.environ.get('PYTHONDONTWRITEBYTECODE'), sys.dont_write_bytecode)\n"
     )
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(prefix)}
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert proc.stdout.split()[-3:] == ["2", "None", "False"], proc.stdout + proc.stderr  # refused, as it should be
+    ignoring_ctrl_c = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731 - as bash starts `cmd &`
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, preexec_fn=ignoring_ctrl_c
+    )
+    assert proc.stdout.split()[-4:] == ["True", "2", "None", "False"], (
+        proc.stdout + proc.stderr
+    )  # refused, as it should
     written = [str(path.relative_to(prefix)) for path in prefix.rglob("*.pyc")]
     for package in ("/typer/", "/rich/", "/diabetes_risk/cli/"):  # the CLI's own imports, from the first on
         assert any(package in path for path in written), (package, written[:20])
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["diabetes-risk"] == "diabetes_risk.cli_main:main"  # what the installed command runs
 
 
 def test_the_local_cloud_and_the_synth_keep_their_bytecode(tmp_path, monkeypatch):

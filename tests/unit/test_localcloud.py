@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -569,5 +570,7 @@ def test_make_demo_synthesizes_beside_local_up_and_the_loop_bench_times_that_rec
     wall, done = bench_loop._run_group([["sleep", "2"], ["sleep", "0"]], dict(os.environ))
     (_, first_s, _), (_, second_s, _) = done
     assert second_s < first_s <= wall  # each command's own end, not the end of the one listed before it
+    started = time.perf_counter()
     with pytest.raises(RuntimeError, match="demo step sleep x failed"):
-        bench_loop._run_group([["sleep", "x"], ["sleep", "0"]], dict(os.environ))
+        bench_loop._run_group([["sleep", "x"], ["sleep", "1"]], dict(os.environ))
+    assert time.perf_counter() - started >= 1.0  # raised once the other had ended, none left running
