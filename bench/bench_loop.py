@@ -169,8 +169,6 @@ def run_demo(settings) -> dict:
 def hotswap_vs_full(settings) -> dict:
     """A one-line change to the predict handler (/health's answer gains a detail), live by `deploy --hotswap`,
     timed until the API answers from it; then the full deploy of the same app (cdklocal, CloudFormation)."""
-    import shutil
-
     import requests
 
     from diabetes_risk.deploy import FUNCTIONS_DIR, deploy_local, hotswap_local, stack_outputs

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "functions"))
 sys.path.insert(0, str(ROOT))
 
 from inference_core.contracts import EXAMPLE_PATIENT  # noqa: E402
+from localcloud.settings import keeps_bytecode  # noqa: E402
 
 N = int(os.environ.get("BENCH_PREDICT_EVENTS", "10000"))
 PATIENT = EXAMPLE_PATIENT
@@ -252,9 +253,7 @@ def main() -> None:
     print("(b) cold starts: fresh process to first response (3 each) ...", flush=True)
     cold = {}
     # bytecode written and kept (any value of PYTHONDONTWRITEBYTECODE, "0" too, would turn writing off)
-    child_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {
-        "BENCH_EVENT": json.dumps(event)
-    }
+    child_env = keeps_bytecode(dict(os.environ)) | {"BENCH_EVENT": json.dumps(event)}
     for mode in ("onnx", "sklearn"):
         times = []
         for _ in range(3):

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from localcloud.settings import PROJECT_ROOT, LocalCloudSettings
+from localcloud.settings import PROJECT_ROOT, LocalCloudSettings, keeps_bytecode
 
 STACK = "DiabetesRisk"
 NODE_BIN = PROJECT_ROOT / "node_modules" / ".bin"
@@ -20,9 +20,9 @@ class DeployError(RuntimeError):
 
 
 def cdk_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """CDK's environment; the app's Python keeps its bytecode (runtime.keeps_bytecode): a synth's aws_cdk modules
-    are compiled once, not on every synth."""
-    env = {k: v for k, v in {**os.environ, **(extra or {})}.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    """CDK's environment; the app's Python keeps its bytecode (keeps_bytecode): a synth's aws_cdk modules are
+    compiled once, not on every synth."""
+    env = keeps_bytecode({**os.environ, **(extra or {})})
     env.update(
         {
             "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
@@ -203,6 +203,20 @@ def assembly_holds(cloud: LocalCloudSettings, key: str | None) -> bool:
     )
 
 
+def local_key(cloud: LocalCloudSettings) -> str | None:
+    """The synth key of the local target's app as it is now (`synth_key` over its context and region)."""
+    return synth_key([*local_context(cloud), cloud.region], skip=(cloud.state_dir,))
+
+
+def _keep_if_unchanged(cloud: LocalCloudSettings, key: str | None) -> bool:
+    """After a synth: the key is written only when the tree still has it (a file changed, or could not be read,
+    while CDK read the sources leaves none, so the next deploy synthesizes). True when it was written."""
+    if key is None or local_key(cloud) != key:
+        return False
+    kept_assembly(cloud)[1].write_text(key + "\n")
+    return True
+
+
 def _local_cdk_env(cloud: LocalCloudSettings) -> dict[str, str]:
     env = cdk_env(cloud.client_env())
     env.update({"CDK_DEFAULT_ACCOUNT": "000000000000", "CDK_DEFAULT_REGION": cloud.region})
@@ -216,7 +230,7 @@ def synth_local(cloud: LocalCloudSettings, on_line: Callable[[str], None], fresh
     `fresh_synth`. The key is written only when no file changed while CDK read them."""
     context = local_context(cloud)
     assembly, stamp = kept_assembly(cloud)
-    key = synth_key([*context, cloud.region], skip=(cloud.state_dir,))
+    key = local_key(cloud)
     if not fresh_synth and assembly_holds(cloud, key):
         return {"assembly": "kept", "key": key, "synth_s": 0.0}
     stamp.unlink(missing_ok=True)
@@ -227,9 +241,7 @@ def synth_local(cloud: LocalCloudSettings, on_line: Callable[[str], None], fresh
         cloud.logs_dir / "cdk-synth.log",
         on_line,
     )
-    kept = key is not None and synth_key([*context, cloud.region], skip=(cloud.state_dir,)) == key
-    if kept:
-        stamp.write_text(key + "\n")
+    kept = _keep_if_unchanged(cloud, key)
     return {
         "assembly": "synthesized" if kept else "synthesized, not kept",
         "key": key,
@@ -269,7 +281,7 @@ def deploy_local(
     outputs_file = cloud.run_dir / "outputs.json"
     context = local_context(cloud)
     assembly, stamp = kept_assembly(cloud)
-    key = synth_key([*context, cloud.region], skip=(cloud.state_dir,))
+    key = local_key(cloud)
     reuse = not fresh_synth and assembly_holds(cloud, key)
     if reuse:
         on_line(f"the app is unchanged since its last synth (key {key[:12]}): deploying that assembly")
@@ -301,9 +313,8 @@ def deploy_local(
             stamp.unlink(missing_ok=True)
             raise DeployError(f"{exc}\n(the kept assembly was deployed; the next deploy synthesizes afresh)") from exc
         raise
-    # the key again: a file changed while CDK read the sources leaves no key, so the next deploy synthesizes
-    if not reuse and key is not None and synth_key([*context, cloud.region], skip=(cloud.state_dir,)) == key:
-        stamp.write_text(key + "\n")
+    if not reuse:
+        _keep_if_unchanged(cloud, key)
     timings["deploy_s"] = round(time.perf_counter() - t0, 1)
     outputs = json.loads(outputs_file.read_text())[STACK]
     return {"outputs": outputs, "timings": timings, "assembly": "reused" if reuse else "synthesized"}

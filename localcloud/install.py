@@ -71,7 +71,7 @@ def ensure_localstack(settings: LocalCloudSettings, force: bool = False) -> bool
             [*uv, "venv", "--quiet", "--python", sys.executable, str(venv)],
             log,
         )
-        # No bytecode ahead: LocalStack writes it on first import (runtime.keeps_bytecode), so only the modules a
+        # No bytecode ahead: LocalStack writes it on first import (settings.keeps_bytecode), so only the modules a
         # start runs are compiled, not the whole venv (README, "Bytecode on first import"). pip, below, compiles all.
         pip = [*uv, "pip", "install", "--quiet", "--python", str(python)]
     else:

@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 
 from .install import ensure_localstack
-from .settings import LocalCloudSettings
+from .settings import LocalCloudSettings, keeps_bytecode
 
 Progress = Callable[[str], None]
 
@@ -163,13 +163,6 @@ def localstack_env(settings: LocalCloudSettings) -> dict[str, str]:
         }
     )
     return env
-
-
-def keeps_bytecode(env: dict[str, str]) -> dict[str, str]:
-    """`env` without PYTHONDONTWRITEBYTECODE: the local cloud's processes write a module's bytecode into their
-    environment on its first import, since the install compiles nothing ahead (README, "Bytecode on first import");
-    otherwise, where an image or a shell sets it, every `local up` would compile LocalStack and MLflow from source."""
-    return {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def _start(name: str, cmd: list[str], env: dict[str, str], settings: LocalCloudSettings) -> dict:

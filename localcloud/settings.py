@@ -181,3 +181,10 @@ class LocalCloudSettings(BaseSettings):
             "MLFLOW_TRACKING_URI": self.mlflow_url,
             "MLFLOW_S3_ENDPOINT_URL": self.localstack_url,
         }
+
+
+def keeps_bytecode(env: dict[str, str]) -> dict[str, str]:
+    """`env` without PYTHONDONTWRITEBYTECODE: the local cloud's processes and CDK's app write a module's bytecode into
+    their environment on its first import, since the install compiles nothing ahead (README, "Bytecode on first
+    import"); otherwise, where an image or a shell sets it, every `local up` and synth would compile from source."""
+    return {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
