@@ -14,7 +14,8 @@
   process for every concurrent request, results through LocalStack's runtime endpoint; `in_memory_client=False`:
   LocalStack's calls to itself over its HTTP port; `cfn_poll_s=1`: CloudFormation re-reads a resource being created
   once a second; `lambda_prewarm=False`: no environment started before a function's first invocation, so training
-  there pays each state's cold start), where the bootstrap stack is also deployed (`deploy --bootstrap`, the old
+  there pays each state's cold start; and its Train function searches on one process, `DR_SEARCH_JOBS=1`, as before
+  the local target used every core), where the bootstrap stack is also deployed (`deploy --bootstrap`, the old
   way) and timed; its `local up` runs with no compiled bytecode (as every start did before bytecode was kept), and
   `import aws_cdk` (most of a synth) is timed both ways.
 
@@ -164,6 +165,22 @@ def run_demo(settings) -> dict:
         "training_states_s": states,
         "assembly": assembly,
     }
+
+
+def one_search_worker(settings) -> None:
+    """The Train function's search on one process (DR_SEARCH_JOBS=1), as before the local target set it to every
+    core: its other settings kept, the update waited for."""
+    from localcloud.smoke import clients
+
+    (lam,) = clients(settings, "lambda")
+    names = [f["FunctionName"] for f in lam.list_functions()["Functions"] if "TrainingTrain" in f["FunctionName"]]
+    if len(names) != 1:
+        raise RuntimeError(f"expected one Train function in the baseline cloud, found {names}")
+    variables = lam.get_function_configuration(FunctionName=names[0])["Environment"]["Variables"]
+    lam.update_function_configuration(
+        FunctionName=names[0], Environment={"Variables": {**variables, "DR_SEARCH_JOBS": "1"}}
+    )
+    lam.get_waiter("function_updated_v2").wait(FunctionName=names[0])
 
 
 def hotswap_vs_full(settings) -> dict:
@@ -399,6 +416,7 @@ def main() -> None:
         )
         up_from_source = time.perf_counter() - t0
         first = deploy_local(old, on_line=lambda _: None, bootstrap=True, fresh_synth=True)
+        one_search_worker(old)
         api_before = api_levels(old, champion)
         print("  training, each state's function cold-started by its first invocation ...", flush=True)
         t0 = time.perf_counter()

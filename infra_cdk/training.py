@@ -103,8 +103,10 @@ class TrainingPipeline(Construct):
         }
         if config.s3_endpoint:
             env |= {"AWS_ENDPOINT_URL_S3": config.s3_endpoint, "FEAST_S3_ENDPOINT_URL": config.s3_endpoint}
-        if config.local:  # the local cloud starts each environment at deploy: the step's imports belong in init
-            env["DR_PRELOAD_AT_INIT"] = "true"
+        if config.local:
+            # the local cloud starts each environment at deploy: the step's imports belong in init; and its host
+            # processes can run joblib's workers (Lambda has no /dev/shm for them), so a search uses every core
+            env |= {"DR_PRELOAD_AT_INIT": "true", "DR_SEARCH_JOBS": "0"}
 
         self.functions: dict[str, lambda_.Function] = {}
         for step, (handler, timeout, memory, access) in STEPS.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +41,14 @@ class TrainingSettings(BaseSettings):
     s3_endpoint: str | None = Field(None, validation_alias="AWS_ENDPOINT_URL_S3")
     folds: int = Field(5, ge=2, le=20)
     cv_repeats: int = Field(3, ge=1, le=20, description="Repeats of the stratified k-fold that compares the families")
+    search_jobs: int = Field(
+        1,
+        ge=0,
+        le=64,
+        description="Processes (threads for the threaded families) a family's search runs its fits on; 0: one per "
+        "core. The local target uses every core; on AWS Lambda joblib has no /dev/shm for its processes and runs "
+        "serially whatever this says",
+    )
     preload_at_init: bool = Field(
         False, description="Import the step's libraries at init (the local target, whose environments start at deploy)"
     )
@@ -67,6 +76,13 @@ class TrainingSettings(BaseSettings):
     shadow_share: float = Field(1.0, gt=0.0, le=1.0, description="Share of requests a shadow challenger also scores")
     min_rows: int = Field(50, ge=10)
     min_per_class: int = Field(10, ge=2)
+
+    @property
+    def search_workers(self) -> int:
+        """search_jobs, 0 resolved to the cores this process may run on."""
+        if self.search_jobs:
+            return self.search_jobs
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
     @property
     def gate(self) -> GateSettings:

@@ -102,3 +102,5 @@ def test_training_steps_import_their_libraries_at_init_only_on_the_local_target(
     for name, function in stack.training.functions.items():
         variables = resources[_logical(stack, function)]["Properties"]["Environment"]["Variables"]
         assert variables.get("DR_PRELOAD_AT_INIT") == preload, name
+        # every core for a family's search where the host runs joblib's processes; AWS keeps the default (one)
+        assert variables.get("DR_SEARCH_JOBS") == ("0" if preload else None), name

@@ -114,6 +114,23 @@ def test_unknown_family_is_named(handlers):
         handlers.train(load_event("training_step", family="svm"), CONTEXT)
 
 
+@pytest.mark.parametrize(("search_jobs", "expected"), [("0", "cores"), ("1", 1), ("3", 3)])
+def test_train_searches_on_the_settings_workers(handlers, monkeypatch, search_jobs, expected):
+    """DR_SEARCH_JOBS reaches the family's search: 0 (the local target's) is every core this process may use."""
+    import os
+
+    monkeypatch.setenv("DR_SEARCH_JOBS", search_jobs)
+    module = importlib.reload(handlers)
+    seen = {}
+    monkeypatch.setattr(
+        module.steps,
+        "train_step",
+        lambda settings, store, family, n_jobs=1: seen.update(n=n_jobs) or {"family": family},
+    )
+    module.train(load_event("training_step", family="random_forest"), CONTEXT)
+    assert seen["n"] == (len(os.sched_getaffinity(0)) if expected == "cores" else expected)
+
+
 def test_bad_data_uri_is_a_clear_data_error(handlers):
     from training.data import DataError
 

@@ -153,3 +153,34 @@ def test_threaded_families_search_as_threads_and_score_as_with_processes(small, 
     assert threaded.best_params == processes.best_params
     assert threaded.cv_scores == pytest.approx(processes.cv_scores, rel=1e-9)
     assert np.allclose(threaded.pipeline.predict_proba(Xh), processes.pipeline.predict_proba(Xh), rtol=1e-9)
+
+
+def test_the_forest_chooses_and_scores_the_same_on_one_or_two_processes(small, monkeypatch):
+    """The local target searches on every core (DR_SEARCH_JOBS=0): where the fits run must not change the model."""
+    from training import models
+
+    monkeypatch.setitem(models.GRIDS, "random_forest", {"model__max_depth": [3, None], "model__max_features": [0.5]})
+    monkeypatch.setitem(models.HALVING, "random_forest", ("model__n_estimators", 9, 27))
+    X, y, Xh, _ = small
+    one = train_family("random_forest", X, y, folds=3, n_jobs=1, repeats=1)
+    two = train_family("random_forest", X, y, folds=3, n_jobs=2, repeats=1)
+    assert one.best_params == two.best_params
+    assert one.cv_scores == two.cv_scores
+    assert np.array_equal(one.oof_proba, two.oof_proba)
+    assert np.array_equal(one.pipeline.predict_proba(Xh), two.pipeline.predict_proba(Xh))
+
+
+def test_started_workers_are_the_ones_the_next_search_runs_on():
+    """start_workers (the Train step's init on the local target) starts the processes a search then reuses, rather
+    than a set of its own: a later parallel call with the same worker count runs on the same processes."""
+    import os
+
+    from sklearn.utils.parallel import Parallel, delayed
+
+    from training.models import start_workers
+
+    assert start_workers(1) == set()  # one worker: the search runs in the process itself
+    started = start_workers(2)
+    assert len(started) == 2 and os.getpid() not in started
+    assert set(Parallel(n_jobs=2)(delayed(os.getpid)() for _ in range(8))) <= started
+    assert start_workers(2) == started
