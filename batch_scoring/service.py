@@ -40,6 +40,7 @@ from .naming import (  # noqa: F401 - re-exported: callers name results through 
     file_name,
     result_name,
 )
+from .objects import get_json, missing
 from .reader import SNIFF_BYTES, PeekReader, UnreadableFile, open_csv, open_parquet, sniff
 from .settings import BatchSettings
 
@@ -106,20 +107,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _missing(exc: ClientError) -> bool:
-    return exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound")
-
-
-def get_json(s3, bucket: str, key: str) -> dict | None:
-    """A JSON object from S3, or None when there is none (yet)."""
-    try:
-        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except ClientError as exc:
-        if _missing(exc):
-            return None
-        raise
-
-
 class HashingReader:
     """Reads the S3 body once: sha256 and byte count as it streams."""
 
@@ -150,7 +137,7 @@ class BatchScorer:
             self.s3.head_object(Bucket=self.bucket, Key=key)
             return True
         except ClientError as exc:
-            if _missing(exc):
+            if missing(exc):
                 return False
             raise
 
@@ -166,7 +153,7 @@ class BatchScorer:
         try:
             head = self.s3.head_object(Bucket=self.bucket, Key=key, **({"VersionId": version_id} if version_id else {}))
         except ClientError as exc:
-            if _missing(exc) or exc.response["Error"]["Code"] in ("405", "MethodNotAllowed"):  # a delete marker
+            if missing(exc) or exc.response["Error"]["Code"] in ("405", "MethodNotAllowed"):  # a delete marker
                 return BatchOutcome(status="gone")
             raise
         version = head.get("VersionId")
@@ -213,7 +200,7 @@ class BatchScorer:
             self.s3.head_object(Bucket=self.settings.data_bucket, Key=stored.ingested_marker)
             return
         except ClientError as exc:
-            if not _missing(exc):
+            if not missing(exc):
                 raise
         body = {"source": manifest.name, "rows": stored.rows_stored, "days": stored.days}
         self.s3.put_object(

@@ -21,13 +21,20 @@ class TokenError(RuntimeError):
     """No token could be had; the message says why and what to run."""
 
 
-def local_token(cloud, client: str = DEFAULT_CLIENT, scopes: list[str] | None = None, ttl_s: int = 3600) -> str:
-    """A token from the local cloud's issuer for a client the deployed stack accepts."""
+def local_token(
+    cloud,
+    client: str = DEFAULT_CLIENT,
+    scopes: list[str] | None = None,
+    ttl_s: int = 3600,
+    outputs: dict[str, str] | None = None,
+) -> str:
+    """A token from the local cloud's issuer for a client the deployed stack accepts. `outputs`: the stack's, if the
+    caller has just read them (one CloudFormation call fewer)."""
     from diabetes_risk.deploy import STACK, DeployError, stack_outputs
     from localcloud.smoke import clients
 
     try:
-        registered = parse_clients(stack_outputs(cloud)["ApiClients"])
+        registered = parse_clients((outputs if outputs is not None else stack_outputs(cloud))["ApiClients"])
     except DeployError as exc:
         raise TokenError(str(exc)) from exc
     except (KeyError, ValueError) as exc:

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from batch_scoring.service import FAILED, INBOX, MANIFEST, OUTBOX, get_json, result_name
+from batch_scoring.naming import FAILED, INBOX, MANIFEST, OUTBOX, result_name
+from batch_scoring.objects import get_json
 
 
 @dataclass

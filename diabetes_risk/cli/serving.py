@@ -48,7 +48,8 @@ def predict(
             )
             raise typer.Exit(1)
         try:
-            url = local_api_url(cloud.localstack_url, stack_outputs(cloud)["ApiId"])
+            outputs = stack_outputs(cloud)
+            url = local_api_url(cloud.localstack_url, outputs["ApiId"])
         except (DeployError, KeyError) as exc:
             err.print(f"[red]no deployed prediction API found[/red]: {exc}")
             raise typer.Exit(1) from exc
@@ -56,7 +57,7 @@ def predict(
             from diabetes_risk.access import TokenError, local_token
 
             try:
-                token = local_token(cloud, client, ["predict"])
+                token = local_token(cloud, client, ["predict"], outputs=outputs)
             except TokenError as exc:
                 err.print(f"[red]no access token[/red]: {exc}")
                 raise typer.Exit(1) from exc

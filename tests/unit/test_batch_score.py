@@ -934,3 +934,14 @@ def test_a_redelivery_writes_a_missing_marker_and_every_feature_in_the_file_is_k
     s3.delete_object(Bucket="data-test", Key=stored.ingested_marker)  # the first invocation stopped before it
     assert scorer.batch_score("inbox/m.csv", put["VersionId"]).status == "duplicate"
     assert s3.head_object(Bucket="data-test", Key=stored.ingested_marker)["ContentLength"] > 0
+
+
+def test_the_batch_client_awaits_results_without_the_scoring_stack():
+    """`diabetes-risk score --wait` and `runs` (dead letters) read S3 objects only: loading the scoring service with
+    them cost ≈ 1 s of every such command (pandas, the ONNX runtime)."""
+    from tests.unit.fresh_python import in_a_fresh_python
+
+    code = "import sys, diabetes_risk.batch_client; print(' '.join(sorted(sys.modules)))"
+    loaded = set(in_a_fresh_python(code).split())
+    assert "diabetes_risk.batch_client" in loaded
+    assert not loaded & {"pandas", "onnxruntime", "numpy", "batch_scoring.service", "batch_scoring.core"}
