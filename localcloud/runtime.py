@@ -418,9 +418,11 @@ def _mlflow_env(settings: LocalCloudSettings) -> dict[str, str]:
 
 
 def _mlflow_command(settings: LocalCloudSettings) -> list[str]:
+    """`mlflow server`'s options, served in one process (localcloud/mlflow_server.py)."""
     return [
-        str(Path(sys.executable).with_name("mlflow")),
-        "server",
+        sys.executable,
+        "-m",
+        "localcloud.mlflow_server",
         "--backend-store-uri",
         f"sqlite:///{settings.run_dir / 'mlflow.db'}",
         "--artifacts-destination",

@@ -174,20 +174,6 @@ def _search(family: str, X: pd.DataFrame, y: np.ndarray, folds: int, seed: int, 
     return search, scores, oof, rows
 
 
-def start_workers(n_jobs: int) -> set[int]:
-    """Start the worker processes of joblib's default backend (what the forest's search runs on) and import this
-    module in each, as unpickling a search's fits would: a search started afterwards finds them ready, as long as
-    they have not been idle past joblib's timeout (300 s). Returns their process ids."""
-    if n_jobs <= 1:
-        return set()
-    return set(Parallel(n_jobs=n_jobs)(delayed(_worker_ready)() for _ in range(n_jobs)))
-
-
-def _worker_ready() -> int:
-    time.sleep(0.2)  # long enough that each task goes to a worker of its own
-    return os.getpid()
-
-
 def _fold(estimator, X: pd.DataFrame, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> tuple[float, np.ndarray]:
     fitted = clone(estimator).fit(X.iloc[train], y[train])
     proba = fitted.predict_proba(X.iloc[test])[:, 1]

@@ -43,9 +43,8 @@ def step_of(handler: str | None) -> str | None:
     return handler.rsplit(".", 1)[-1]
 
 
-def preload(step: str | None, search_workers: int = 1) -> tuple[str, ...]:
-    """Import what `step` needs; unknown steps import nothing. Returns the modules imported (the handler keeps them).
-    Train with more than one search worker also starts joblib's worker processes (training.models.start_workers)."""
+def preload(step: str | None) -> tuple[str, ...]:
+    """Import what `step` needs; unknown steps import nothing. Returns the modules imported (the handler keeps them)."""
     if step not in STEP_IMPORTS:
         return ()
     if step in FEAST_STEPS:
@@ -54,8 +53,4 @@ def preload(step: str | None, search_workers: int = 1) -> tuple[str, ...]:
         import_mlflow()
     for name in STEP_IMPORTS[step]:
         importlib.import_module(name)
-    if step == "train" and search_workers > 1:
-        from .models import start_workers
-
-        start_workers(search_workers)
     return STEP_IMPORTS[step]

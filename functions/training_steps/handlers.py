@@ -37,7 +37,7 @@ S3 = boto3.client("s3")
 WORK = Path(SETTINGS.work_dir)
 # the local target: this function's step's own libraries imported at init, when the local cloud starts the function's
 # environment at deploy, not in its first request (see training.preload); on AWS they stay where they are used
-PRELOADED = preload(step_of(os.environ.get("_HANDLER")), SETTINGS.search_workers) if SETTINGS.preload_at_init else ()
+PRELOADED = preload(step_of(os.environ.get("_HANDLER"))) if SETTINGS.preload_at_init else ()
 
 TRANSIENT_CODES = {
     "Throttling",

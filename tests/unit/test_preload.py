@@ -55,24 +55,6 @@ def test_the_handler_module_imports_its_steps_libraries_at_init(step, expected):
     assert set(out["loaded"]) == expected
 
 
-CHILDREN = """
-import os, sys
-sys.path.insert(0, "functions")
-import training_steps.handlers as h
-tasks = os.listdir(f"/proc/{os.getpid()}/task")
-print(sum(len(open(f"/proc/{os.getpid()}/task/{t}/children").read().split()) for t in tasks))
-"""
-
-
-@pytest.mark.parametrize(("search_jobs", "workers"), [("2", True), ("1", False)])
-def test_train_starts_its_search_workers_at_init_on_the_local_target(search_jobs, workers):
-    """With more than one search worker the Train environment starts joblib's processes while it is prewarmed at
-    deploy (their start is seconds of a first search otherwise); with one (AWS's default) it starts none."""
-    env = {**LOCAL, "DR_SEARCH_JOBS": search_jobs, "_HANDLER": "training_steps.handlers.train"}
-    children = int(in_a_fresh_python(CHILDREN, **env).splitlines()[-1])
-    assert children >= 2 if workers else children == 0  # (joblib's resource tracker may be a child too)
-
-
 def test_without_a_handler_setting_nothing_heavy_is_imported():
     """Unit tests and tools that import the handlers keep the lean import (no Lambda _HANDLER)."""
     out = json.loads(in_a_fresh_python(HANDLER_IMPORT % WATCHED, **LOCAL).splitlines()[-1])

@@ -168,19 +168,3 @@ def test_the_forest_chooses_and_scores_the_same_on_one_or_two_processes(small, m
     assert one.cv_scores == two.cv_scores
     assert np.array_equal(one.oof_proba, two.oof_proba)
     assert np.array_equal(one.pipeline.predict_proba(Xh), two.pipeline.predict_proba(Xh))
-
-
-def test_started_workers_are_the_ones_the_next_search_runs_on():
-    """start_workers (the Train step's init on the local target) starts the processes a search then reuses, rather
-    than a set of its own: a later parallel call with the same worker count runs on the same processes."""
-    import os
-
-    from sklearn.utils.parallel import Parallel, delayed
-
-    from training.models import start_workers
-
-    assert start_workers(1) == set()  # one worker: the search runs in the process itself
-    started = start_workers(2)
-    assert len(started) == 2 and os.getpid() not in started
-    assert set(Parallel(n_jobs=2)(delayed(os.getpid)() for _ in range(8))) <= started
-    assert start_workers(2) == started
