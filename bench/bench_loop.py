@@ -14,10 +14,11 @@
   process for every concurrent request, results through LocalStack's runtime endpoint; `in_memory_client=False`:
   LocalStack's calls to itself over its HTTP port; `cfn_poll_s=1`: CloudFormation re-reads a resource being created
   once a second; `lambda_prewarm=False`: no environment started before a function's first invocation, so training
-  there pays each state's cold start; and its Train function searches on one process, `DR_SEARCH_JOBS=1`, as before
-  the local target used every core), where the bootstrap stack is also deployed (`deploy --bootstrap`, the old
+  there pays each state's cold start; its Train function searches on one process, `DR_SEARCH_JOBS=1`, as before
+  the local target used every core; `mlflow_one_process=False`: MLflow served from the second process `mlflow
+  server` starts), where the bootstrap stack is also deployed (`deploy --bootstrap`, the old
   way) and timed; its `local up` runs with no compiled bytecode (as every start did before bytecode was kept), and
-  `import aws_cdk` (most of a synth) is timed both ways.
+  `import aws_cdk` (most of a synth) is timed both ways, and MLflow's start alone (to its health) both ways.
 
 What cannot run side by side here (the previous search grid, the issue's fresh-clone figures) is in `issue_figures`,
 labelled as such; `bench/bench_training.py` compares the grid with the search in one run.
@@ -95,7 +96,39 @@ def cli_env(settings) -> dict[str, str]:
     env["DR_EXECUTOR_FAST_PATH"] = str(settings.executor_fast_path).lower()
     env["DR_CFN_POLL_S"] = str(settings.cfn_poll_s)
     env["DR_LAMBDA_PREWARM"] = str(settings.lambda_prewarm).lower()
+    env["DR_MLFLOW_ONE_PROCESS"] = str(settings.mlflow_one_process).lower()
     return env
+
+
+def mlflow_start_s(one_process: bool) -> float:
+    """`local up`'s MLflow alone, from its start to its health answering, on a fresh SQLite store: served from the
+    `mlflow server` process (today) or from the second process it starts (before). Nothing else starts meanwhile."""
+    import urllib.request
+
+    from clouds import fresh_cloud
+
+    from localcloud import runtime
+
+    cloud = fresh_cloud("bench-loop-mlflow", mlflow_one_process=one_process)
+    cloud.run_dir.mkdir(parents=True, exist_ok=True)
+    (cloud.run_dir / "mlflow.db").unlink(missing_ok=True)
+    log = open(cloud.run_dir / "mlflow-bench.log", "wb")  # noqa: SIM115 - closed below
+    env = runtime._mlflow_env(cloud)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(runtime._mlflow_command(cloud), env=env, stdout=log, stderr=log, start_new_session=True)
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{cloud.mlflow_url}/health", timeout=1):
+                    return time.perf_counter() - t0
+            except OSError:
+                if proc.poll() is not None or time.perf_counter() - t0 > 120:
+                    raise RuntimeError(f"MLflow did not start: see {log.name}") from None
+                time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+        log.close()
 
 
 def training_states(stdout: str) -> dict[str, float]:
@@ -406,6 +439,7 @@ def main() -> None:
         in_memory_client=False,
         cfn_poll_s=1.0,  # LocalStack's own wait between CloudFormation's reads of a resource being created
         lambda_prewarm=False,  # every function's first invocation starts its environment
+        mlflow_one_process=False,  # `mlflow server` serving from a second process
     )
     print(f"baseline: the local cloud as before ({old.localstack_url}), bootstrap stack included ...", flush=True)
     nopyc = tempfile.mkdtemp(prefix="bench-nopyc-")  # the baseline cloud's bytecode, removed once it is down
@@ -436,6 +470,11 @@ def main() -> None:
     for _ in range(2):
         for eager in (True, False):
             synth_times[eager].append(synth_app_s(eager))
+    print("MLflow's start: one process vs two (3 each, alternating) ...", flush=True)
+    mlflow_times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(3):
+        for one in (True, False):
+            mlflow_times[one].append(mlflow_start_s(one))
     print(
         json.dumps(
             {
@@ -445,6 +484,10 @@ def main() -> None:
                     "baseline_local_up_from_source_s": round(up_from_source, 1),
                     "import_aws_cdk_s": round(cdk_compiled, 1),
                     "baseline_import_aws_cdk_from_source_s": round(cdk_source, 1),
+                },
+                "mlflow_start": {
+                    "one_process_s": round(statistics.median(mlflow_times[True]), 1),
+                    "baseline_two_processes_s": round(statistics.median(mlflow_times[False]), 1),
                 },
                 "synth": {
                     "app_s": round(min(synth_times[False]), 1),

@@ -297,8 +297,11 @@ def _monitoring_commands(settings: LocalCloudSettings) -> dict[str, list[str]]:
 
 
 # --- public API ---------------------------------------------------------------------------------------
-def status(settings: LocalCloudSettings, only: tuple[str, ...] | None = None) -> list[ServiceStatus]:
-    """Every service's state (or `only` those named): its process, health, memory."""
+def status(
+    settings: LocalCloudSettings, only: tuple[str, ...] | None = None, memory: bool = True
+) -> list[ServiceStatus]:
+    """Every service's state (or `only` those named): its process, health, and (unless `memory=False`) the memory of
+    its process tree, which for LocalStack includes every Lambda environment."""
     pids = _read_pids(settings)
     urls = {name: url for name, url in health_urls(settings).items() if only is None or name in only}
     if settings.external:  # run by docker compose (which has no console): no process of ours, only health
@@ -312,7 +315,7 @@ def status(settings: LocalCloudSettings, only: tuple[str, ...] | None = None) ->
     for name, url in urls.items():
         record = pids.get(name)
         proc = _process(record) if record else None
-        rss, count = _tree_rss_mb(proc) if proc else (0.0, 0)
+        rss, count = _tree_rss_mb(proc) if proc and memory else (0.0, 0)
         result.append(
             ServiceStatus(
                 name=name,
@@ -334,7 +337,7 @@ def is_up(settings: LocalCloudSettings) -> bool:
     """LocalStack and MLflow answer: enough to deploy, train, predict and score (monitoring is checked by
     `local status`; a stopped Prometheus must not stop the rest). Services run by docker compose
     (DR_EXTERNAL) have no pids here: their health alone counts."""
-    return all(s.healthy for s in status(settings, only=CORE))
+    return all(s.healthy for s in status(settings, only=CORE, memory=False))
 
 
 def up(settings: LocalCloudSettings, progress: Progress = _noop) -> float:
@@ -418,11 +421,14 @@ def _mlflow_env(settings: LocalCloudSettings) -> dict[str, str]:
 
 
 def _mlflow_command(settings: LocalCloudSettings) -> list[str]:
-    """`mlflow server`'s options, served in one process (localcloud/mlflow_server.py)."""
+    """`mlflow server` with its options, served in one process (localcloud/mlflow_server.py) unless turned off."""
+    server = (
+        [sys.executable, "-m", "localcloud.mlflow_server"]
+        if settings.mlflow_one_process
+        else [str(Path(sys.executable).with_name("mlflow")), "server"]
+    )
     return [
-        sys.executable,
-        "-m",
-        "localcloud.mlflow_server",
+        *server,
         "--backend-store-uri",
         f"sqlite:///{settings.run_dir / 'mlflow.db'}",
         "--artifacts-destination",

@@ -76,6 +76,11 @@ class LocalCloudSettings(BaseSettings):
     in_memory_client: bool = Field(
         True, description="LocalStack's calls to itself (API Gateway → Lambda, …) in memory, not over its HTTP port."
     )
+    mlflow_one_process: bool = Field(
+        True,
+        description="Serve MLflow's app from the `mlflow server` process itself (localcloud/mlflow_server.py) "
+        "instead of a second process that imports MLflow again.",
+    )
     cfn_poll_s: float = Field(
         0.05,
         ge=0.01,

@@ -255,27 +255,39 @@ def test_external_services_count_as_up_by_health_alone(tmp_path, monkeypatch, he
     assert runtime.is_up(LocalCloudSettings(external=True, localstack_port=closed, mlflow_port=healthy_server)) is False
 
 
-def test_is_up_asks_only_localstack_and_mlflow(tmp_path, monkeypatch, healthy_server):
-    """Every command checks the cloud first: the monitoring services and the console are `local status`'s to ask
-    (each check cost a TLS context, ≈ 50 ms on the slower machine, before the opener was kept)."""
+@pytest.mark.parametrize("external", [True, False])
+def test_is_up_asks_only_localstack_and_mlflow(tmp_path, monkeypatch, healthy_server, external):
+    """Every command checks the cloud first: the monitoring services and the console are `local status`'s to ask,
+    and so is the memory of LocalStack's process tree (every Lambda environment's). Each health check cost a TLS
+    context, ≈ 50 ms on the slower machine, before the opener was kept."""
     monkeypatch.setenv("DR_STATE_DIR", str(tmp_path))
     asked = []
     real = runtime.http_ok
     monkeypatch.setattr(runtime, "http_ok", lambda url, timeout=2.0: asked.append(url) or real(url, timeout))
-    ports = {"localstack_port": healthy_server, "mlflow_port": healthy_server}
-    assert runtime.is_up(LocalCloudSettings(external=True, **ports)) is True
-    assert sorted(asked) == sorted(
-        runtime.health_urls(LocalCloudSettings(external=True, **ports))[n] for n in runtime.CORE
-    )
+    monkeypatch.setattr(runtime, "_tree_rss_mb", lambda proc: pytest.fail("is_up measured memory"))
+    cloud = LocalCloudSettings(external=external, localstack_port=healthy_server, mlflow_port=healthy_server)
+    if not external:  # services of ours: recorded pids (this process stands in for each)
+        me = psutil.Process()
+        cloud.run_dir.mkdir(parents=True)
+        record = {"pid": me.pid, "started": me.create_time(), "log": "x"}
+        cloud.pids_file.write_text(json.dumps({name: record for name in runtime.health_urls(cloud)}))
+    assert runtime.is_up(cloud) is True
+    assert sorted(asked) == sorted(runtime.health_urls(cloud)[name] for name in runtime.CORE)
 
 
-def test_health_checks_build_no_tls_context_for_plain_http(monkeypatch, healthy_server):
+@pytest.fixture
+def fresh_health_opener():
+    runtime._health_opener.cache_clear()
+    yield
+    runtime._health_opener.cache_clear()
+
+
+def test_health_checks_build_no_tls_context_for_plain_http(monkeypatch, healthy_server, fresh_health_opener):
     import ssl
 
     built = []
     real = ssl._create_default_https_context  # what urllib's HTTPS handler builds its context with
     monkeypatch.setattr(ssl, "_create_default_https_context", lambda *a, **k: built.append(1) or real(*a, **k))
-    runtime._health_opener.cache_clear()
     assert runtime.http_ok(f"http://127.0.0.1:{healthy_server}/health")
     assert runtime.http_ok(f"http://127.0.0.1:{healthy_server}/health")
     assert built == []
@@ -284,7 +296,6 @@ def test_health_checks_build_no_tls_context_for_plain_http(monkeypatch, healthy_
         closed = sock.getsockname()[1]
     assert runtime.http_ok(f"http://127.0.0.1:{closed}/health") is False
     assert runtime.http_ok("ftp://127.0.0.1/health") is False  # a scheme it cannot open is not healthy
-    runtime._health_opener.cache_clear()
 
 
 def test_cli_local_up_and_down_refuse_external_services(settings, monkeypatch):

@@ -116,8 +116,8 @@ def test_unknown_family_is_named(handlers):
 
 @pytest.mark.parametrize(("search_jobs", "expected"), [("0", "cores"), ("1", 1), ("3", 3)])
 def test_train_searches_on_the_settings_workers(handlers, monkeypatch, search_jobs, expected):
-    """DR_SEARCH_JOBS reaches the family's search: 0 (the local target's) is every core this process may use."""
-    import os
+    """DR_SEARCH_JOBS reaches the family's search: 0 (the local target's) is every core joblib finds, at most 4."""
+    import joblib
 
     monkeypatch.setenv("DR_SEARCH_JOBS", search_jobs)
     module = importlib.reload(handlers)
@@ -128,7 +128,19 @@ def test_train_searches_on_the_settings_workers(handlers, monkeypatch, search_jo
         lambda settings, store, family, n_jobs=1: seen.update(n=n_jobs) or {"family": family},
     )
     module.train(load_event("training_step", family="random_forest"), CONTEXT)
-    assert seen["n"] == (len(os.sched_getaffinity(0)) if expected == "cores" else expected)
+    assert seen["n"] == (min(joblib.cpu_count(), 4) if expected == "cores" else expected)
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(1, 1), (2, 2), (16, 4)])
+def test_search_jobs_zero_is_the_cores_up_to_four(monkeypatch, cores, workers):
+    """Each worker is a process counted in the Train function's memory, and three families train at once."""
+    import joblib
+
+    from training.settings import TrainingSettings
+
+    monkeypatch.setattr(joblib, "cpu_count", lambda: cores)
+    assert TrainingSettings(search_jobs=0).search_workers == workers
+    assert TrainingSettings(search_jobs=6).search_workers == 6  # an explicit count is kept
 
 
 def test_bad_data_uri_is_a_clear_data_error(handlers):

@@ -161,9 +161,20 @@ def test_the_forest_chooses_and_scores_the_same_on_one_or_two_processes(small, m
 
     monkeypatch.setitem(models.GRIDS, "random_forest", {"model__max_depth": [3, None], "model__max_features": [0.5]})
     monkeypatch.setitem(models.HALVING, "random_forest", ("model__n_estimators", 9, 27))
+    import joblib
+
     X, y, Xh, _ = small
     one = train_family("random_forest", X, y, folds=3, n_jobs=1, repeats=1)
+    ran = []
+    real = joblib.Parallel.__call__
+
+    def recorded(self, iterable):
+        ran.append((type(self._backend).__name__, self.n_jobs))
+        return real(self, iterable)
+
+    monkeypatch.setattr(joblib.Parallel, "__call__", recorded)
     two = train_family("random_forest", X, y, folds=3, n_jobs=2, repeats=1)
+    assert ("LokyBackend", 2) in ran  # the fits did run on two worker processes
     assert one.best_params == two.best_params
     assert one.cv_scores == two.cv_scores
     assert np.array_equal(one.oof_proba, two.oof_proba)
