@@ -617,3 +617,22 @@ def test_make_demo_synthesizes_beside_local_up_and_the_loop_bench_times_that_rec
     with pytest.raises(RuntimeError, match="demo step sleep x failed"):
         bench_loop._run_group([["sleep", "x"], ["sleep", "1"]], dict(os.environ))
     assert time.perf_counter() - started >= 1.0  # raised once the other had ended, none left running
+
+
+def test_cli_predict_reads_the_stacks_outputs_once(settings, monkeypatch):
+    """The API's address and the token's registered clients come from one CloudFormation read (it was two)."""
+    from diabetes_risk import access, deploy, predict_client
+
+    reads = []
+    outputs = {"ApiId": "abc123", "ApiClients": "clinic-demo=predict"}
+    monkeypatch.setattr(runtime, "is_up", lambda cloud: True)
+    monkeypatch.setattr(deploy, "stack_outputs", lambda cloud: reads.append(1) or outputs)
+    monkeypatch.setattr(access, "mint_local", lambda secrets, stack, client, registered, scopes, ttl: "tok")
+    sent = {}
+    monkeypatch.setattr(
+        predict_client, "post_predict", lambda url, body, key, token=None: sent.update(url=url, token=token) or {}
+    )
+    result = runner.invoke(app, ["predict", "--json", '{"glucose": 148}'])
+    assert result.exit_code == 0, result.output
+    assert reads == [1]
+    assert "abc123" in sent["url"] and sent["token"] == "tok"
