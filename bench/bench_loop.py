@@ -103,8 +103,6 @@ def cli_env(settings) -> dict[str, str]:
 def mlflow_start_s(one_process: bool) -> float:
     """`local up`'s MLflow alone, from its start to its health answering, on a fresh SQLite store: served from the
     `mlflow server` process (today) or from the second process it starts (before). Nothing else starts meanwhile."""
-    import urllib.request
-
     from clouds import fresh_cloud
 
     from localcloud import runtime
@@ -117,14 +115,11 @@ def mlflow_start_s(one_process: bool) -> float:
     t0 = time.perf_counter()
     proc = subprocess.Popen(runtime._mlflow_command(cloud), env=env, stdout=log, stderr=log, start_new_session=True)
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"{cloud.mlflow_url}/health", timeout=1):
-                    return time.perf_counter() - t0
-            except OSError:
-                if proc.poll() is not None or time.perf_counter() - t0 > 120:
-                    raise RuntimeError(f"MLflow did not start: see {log.name}") from None
-                time.sleep(0.05)
+        while not runtime.http_ok(f"{cloud.mlflow_url}/health", timeout=1):
+            if proc.poll() is not None or time.perf_counter() - t0 > 120:
+                raise RuntimeError(f"MLflow did not start: see {log.name}")
+            time.sleep(0.05)
+        return time.perf_counter() - t0
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=30)

@@ -346,7 +346,7 @@ def up(settings: LocalCloudSettings, progress: Progress = _noop) -> float:
     Returns the seconds it took. Safe to call twice: a healthy local cloud is left as it is.
     """
     started = time.monotonic()
-    current = status(settings)
+    current = status(settings, memory=False)
     if all(s.healthy for s in current):
         progress("already running")
         return 0.0

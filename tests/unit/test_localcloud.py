@@ -291,10 +291,9 @@ def test_health_checks_build_no_tls_context_for_plain_http(monkeypatch, healthy_
     assert runtime.http_ok(f"http://127.0.0.1:{healthy_server}/health")
     assert runtime.http_ok(f"http://127.0.0.1:{healthy_server}/health")
     assert built == []
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = sock.getsockname()[1]
-    assert runtime.http_ok(f"http://127.0.0.1:{closed}/health") is False
+    from dr_host_executor.process import free_port
+
+    assert runtime.http_ok(f"http://127.0.0.1:{free_port()}/health") is False  # nothing listens there
     assert runtime.http_ok("ftp://127.0.0.1/health") is False  # a scheme it cannot open is not healthy
 
 
