@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from dr_host_executor.prewarm import Prewarmer, enabled_from_env
+from dr_host_executor.prewarm import IdleCores, Prewarmer, enabled_from_env
 
 
 class Gate:
@@ -146,3 +146,75 @@ def test_an_environment_that_cannot_be_adopted_is_stopped():
     prewarm.schedule("fn-v1", start, adopt, dropped.append)
     settle(prewarm)
     assert dropped == ["environment"] and prewarm.started == 0
+
+
+class Machine:
+    """Stands in for the idle-core reading: `idle` cores, changed by the test."""
+
+    def __init__(self, idle: float | None) -> None:
+        self.idle = idle
+        self.reads = 0
+
+    def __call__(self) -> float | None:
+        self.reads += 1
+        return self.idle
+
+
+def test_a_start_waits_while_no_core_is_idle():
+    machine = Machine(idle=0.1)  # e.g. the training's Train invocations have both cores
+    prewarm = Prewarmer(machine, poll_s=0.01)
+    kept, _, adopt, discard = collect()
+    start = Gate()
+    start.release.set()
+    prewarm.schedule("fn-v1", start, adopt, discard)
+    assert not start.entered.wait(0.3), "a start began while no core was idle"
+    assert machine.reads > 3 and prewarm.pending() == 1
+    machine.idle = 1.0  # the invocations are over
+    settle(prewarm)
+    assert kept == ["environment"] and start.calls == 1 and prewarm.held_s >= 0.3
+
+
+def test_a_start_on_a_machine_busy_for_good_goes_after_the_longest_hold():
+    prewarm = Prewarmer(Machine(idle=0.0), poll_s=0.01, max_hold_s=0.2)
+    kept, _, adopt, discard = collect()
+    start = Gate()
+    start.release.set()
+    prewarm.schedule("fn-v1", start, adopt, discard)
+    settle(prewarm)
+    assert kept == ["environment"] and 0.2 <= prewarm.held_s < 5
+
+
+def test_an_invocation_takes_a_held_start_off_the_queue():
+    prewarm = Prewarmer(Machine(idle=0.0), poll_s=0.01)
+    kept, _, adopt, discard = collect()
+    start = Gate()
+    prewarm.schedule("fn-v1", start, adopt, discard)
+    threading.Event().wait(0.05)
+    assert prewarm.claim("fn-v1") == "cancelled"  # its invocation cold-starts rather than wait for the machine
+    settle(prewarm)
+    assert start.calls == 0 and kept == [] and prewarm.held_s < 5  # the hold ended with its queue
+
+
+def test_no_reading_holds_nothing():
+    prewarm = Prewarmer(Machine(idle=None), poll_s=0.01)  # not Linux, or /proc/stat unreadable
+    kept, _, adopt, discard = collect()
+    start = Gate()
+    start.release.set()
+    prewarm.schedule("fn-v1", start, adopt, discard)
+    settle(prewarm)
+    assert kept == ["environment"] and prewarm.held_s < 1
+
+
+def test_idle_cores_from_proc_stat(tmp_path):
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal
+    stat.write_text("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\n")
+    idle = IdleCores(str(stat), cores=2)
+    assert idle() is None  # no window yet
+    stat.write_text("cpu  250 0 100 850 50 0 0 0 0 0\n")  # +200 busy, +50 idle of 250 ticks
+    assert idle() == pytest.approx(2 * 50 / 250)
+    stat.write_text("cpu  250 0 100 1100 100 0 0 0 0 0\n")  # all 300 ticks idle or waiting on I/O
+    assert idle() == pytest.approx(2.0)
+    assert IdleCores(str(tmp_path / "absent"))() is None
+    stat.write_text("garbage\n")
+    assert idle() is None

@@ -28,7 +28,7 @@ from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 
 from .environments import EnvironmentLimit, limit_from_env
 from .lambda_metrics import InvocationMetrics
-from .prewarm import Prewarmer, enabled_from_env
+from .prewarm import IdleCores, Prewarmer, enabled_from_env
 from .process import WorkerProcess, check_supported, free_port, peak_mb, python_for, timeout_message, tree_rss_mb
 
 LOG = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ def _bound_environments() -> None:
     LOG.info("host-lambda: at most %s execution environments per function (0 = unbounded)", limit.limit)
 
 
-PREWARM = Prewarmer()
+PREWARM = Prewarmer(IdleCores())  # each start waits for an idle core (see prewarm)
 
 
 def _prewarm_environments() -> None:
