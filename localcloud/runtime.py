@@ -167,6 +167,7 @@ def localstack_env(settings: LocalCloudSettings) -> dict[str, str]:
             "DR_EXECUTOR_FAST_PATH": "1" if settings.executor_fast_path else "0",
             "DR_CFN_POLL_S": str(settings.cfn_poll_s),
             "DR_LAMBDA_PREWARM": "1" if settings.lambda_prewarm else "0",
+            "DR_LAMBDA_PREWARM_HOLD_S": str(settings.lambda_prewarm_hold_s),
             "DR_LAMBDA_MAX_ENVIRONMENTS": ""
             if settings.lambda_max_environments is None
             else str(settings.lambda_max_environments),

@@ -69,6 +69,12 @@ class LocalCloudSettings(BaseSettings):
         description="Start one environment per function version when it is deployed, so its first invocation "
         "finds it warm (AWS: only with provisioned concurrency); needs executor_fast_path.",
     )
+    lambda_prewarm_hold_s: float = Field(
+        30.0,
+        ge=0,
+        le=600,
+        description="How long each of those starts may wait for an idle core before it goes anyway (0: no wait).",
+    )
     executor_fast_path: bool = Field(
         True,
         description="The host executor's invoke path as tuned on 2026-12-01; off: as it was before (for benchmarks).",

@@ -391,6 +391,19 @@ def test_the_local_cloud_passes_the_prewarm_setting(tmp_path, monkeypatch):
     assert localstack_env(LocalCloudSettings(state_dir=tmp_path))["DR_LAMBDA_PREWARM"] == "0"
 
 
+def test_the_local_cloud_passes_the_prewarm_hold(tmp_path, monkeypatch):
+    from localcloud.runtime import localstack_env
+    from localcloud.settings import LocalCloudSettings
+
+    monkeypatch.delenv("DR_LAMBDA_PREWARM_HOLD_S", raising=False)
+    assert localstack_env(LocalCloudSettings(state_dir=tmp_path))["DR_LAMBDA_PREWARM_HOLD_S"] == "30.0"
+    monkeypatch.setenv("DR_LAMBDA_PREWARM_HOLD_S", "0")
+    assert localstack_env(LocalCloudSettings(state_dir=tmp_path))["DR_LAMBDA_PREWARM_HOLD_S"] == "0.0"
+    monkeypatch.setenv("DR_LAMBDA_PREWARM_HOLD_S", "-1")
+    with pytest.raises(ValueError, match="lambda_prewarm_hold_s"):  # pydantic's ValidationError
+        LocalCloudSettings(state_dir=tmp_path)
+
+
 # --- prewarm: a deployed version's environment started before its first invocation ------------------------------
 
 

@@ -4,9 +4,10 @@ waits for a start in progress, takes a queued one off the queue; a stopped versi
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
-from dr_host_executor.prewarm import IdleCores, Prewarmer, enabled_from_env
+from dr_host_executor.prewarm import IdleCores, Prewarmer, enabled_from_env, hold_from_env
 
 
 class Gate:
@@ -160,6 +161,13 @@ class Machine:
         return self.idle
 
 
+def wait_until(condition, what: str, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
 def test_a_start_waits_while_no_core_is_idle():
     machine = Machine(idle=0.1)  # e.g. the training's Train invocations have both cores
     prewarm = Prewarmer(machine, poll_s=0.01)
@@ -171,7 +179,7 @@ def test_a_start_waits_while_no_core_is_idle():
     assert machine.reads > 3 and prewarm.pending() == 1
     machine.idle = 1.0  # the invocations are over
     settle(prewarm)
-    assert kept == ["environment"] and start.calls == 1 and prewarm.held_s >= 0.3
+    assert kept == ["environment"] and start.calls == 1 and prewarm.held_s >= 0.25
 
 
 def test_a_start_on_a_machine_busy_for_good_goes_after_the_longest_hold():
@@ -184,15 +192,26 @@ def test_a_start_on_a_machine_busy_for_good_goes_after_the_longest_hold():
     assert kept == ["environment"] and 0.2 <= prewarm.held_s < 5
 
 
-def test_an_invocation_takes_a_held_start_off_the_queue():
-    prewarm = Prewarmer(Machine(idle=0.0), poll_s=0.01)
-    kept, _, adopt, discard = collect()
+@pytest.mark.parametrize("how", ["claimed", "closed"])
+def test_a_held_start_taken_off_the_queue_ends_the_hold(how):
+    prewarm = Prewarmer(Machine(idle=0.0), poll_s=0.01, max_hold_s=30)
+    kept, dropped, adopt, discard = collect()
     start = Gate()
     prewarm.schedule("fn-v1", start, adopt, discard)
-    threading.Event().wait(0.05)
-    assert prewarm.claim("fn-v1") == "cancelled"  # its invocation cold-starts rather than wait for the machine
+    time.sleep(0.05)
+    if how == "claimed":  # its invocation cold-starts rather than wait for the machine
+        assert prewarm.claim("fn-v1") == "cancelled"
+    else:  # its version was updated or deleted
+        prewarm.close("fn-v1")
+    wait_until(lambda: prewarm.held_s > 0, "the hold did not end when its queue emptied")
+    assert prewarm.held_s < 5 and start.calls == 0 and kept == dropped == []
+    # the queue goes on: a later start is held and then run in its turn
+    later = Gate("later")
+    later.release.set()
+    prewarm._idle_cores = Machine(idle=2.0)
+    prewarm.schedule("fn-v2", later, adopt, discard)
     settle(prewarm)
-    assert start.calls == 0 and kept == [] and prewarm.held_s < 5  # the hold ended with its queue
+    assert kept == ["later"]
 
 
 def test_no_reading_holds_nothing():
@@ -205,16 +224,63 @@ def test_no_reading_holds_nothing():
     assert kept == ["environment"] and prewarm.held_s < 1
 
 
+def test_a_broken_reading_does_not_stop_the_queue():
+    def broken():
+        raise RuntimeError("no such counter")
+
+    prewarm = Prewarmer(broken, poll_s=0.01)
+    kept, _, adopt, discard = collect()
+    first, second = Gate("first"), Gate("second")
+    first.release.set()
+    second.release.set()
+    prewarm.schedule("fn-a", first, adopt, discard)
+    prewarm.schedule("fn-b", second, adopt, discard)
+    settle(prewarm)
+    assert kept == ["first", "second"]
+
+
+def test_a_hold_of_zero_never_reads_the_machine():
+    machine = Machine(idle=0.0)
+    prewarm = Prewarmer(machine, poll_s=0.01, max_hold_s=0)
+    kept, _, adopt, discard = collect()
+    start = Gate()
+    start.release.set()
+    prewarm.schedule("fn-v1", start, adopt, discard)
+    settle(prewarm)
+    assert kept == ["environment"] and machine.reads == 0
+
+
+def test_hold_from_env():
+    assert hold_from_env({}) == 30.0
+    assert hold_from_env({"DR_LAMBDA_PREWARM_HOLD_S": "0"}) == 0.0
+    assert hold_from_env({"DR_LAMBDA_PREWARM_HOLD_S": " 2.5 "}) == 2.5
+    with pytest.raises(ValueError, match="DR_LAMBDA_PREWARM_HOLD_S must be a number"):
+        hold_from_env({"DR_LAMBDA_PREWARM_HOLD_S": "soon"})
+    with pytest.raises(ValueError, match="between 0 and 600"):
+        hold_from_env({"DR_LAMBDA_PREWARM_HOLD_S": "-1"})
+
+
+STAT = """cpu  {agg}
+cpu0 {c0}
+cpu1 {c1}
+intr 12 3 4
+"""
+
+
 def test_idle_cores_from_proc_stat(tmp_path):
     stat = tmp_path / "stat"
-    # user nice system idle iowait irq softirq steal
-    stat.write_text("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\n")
-    idle = IdleCores(str(stat), cores=2)
+    # user nice system idle iowait irq softirq steal guest guest_nice (guest time is already in user and nice)
+    stat.write_text(STAT.format(agg="0 0 0 0 0 0 0 0 0 0", c0="100 0 50 400 0 0 0 0 0 0", c1="0 0 0 400 50 0 0 0 0 0"))
+    idle = IdleCores(str(stat), cpus={0, 1})
     assert idle() is None  # no window yet
-    stat.write_text("cpu  250 0 100 850 50 0 0 0 0 0\n")  # +200 busy, +50 idle of 250 ticks
-    assert idle() == pytest.approx(2 * 50 / 250)
-    stat.write_text("cpu  250 0 100 1100 100 0 0 0 0 0\n")  # all 300 ticks idle or waiting on I/O
-    assert idle() == pytest.approx(2.0)
+    # cpu0 all busy (+100), cpu1 all idle or waiting on I/O (+100): one core idle
+    stat.write_text(STAT.format(agg="9 9 9 9 9 9 9 9 9 9", c0="200 0 50 400 0 0 0 0 90 0", c1="0 0 0 480 70 0 0 0 0 0"))
+    assert idle() == pytest.approx(1.0)
+    # only cpu1 is ours (affinity): it stays idle, whatever cpu0 does
+    mine = IdleCores(str(stat), cpus={1})
+    mine()
+    stat.write_text(STAT.format(agg="9 9 9 9 9 9 9 9 9 9", c0="300 0 50 400 0 0 0 0 90 0", c1="0 0 0 580 70 0 0 0 0 0"))
+    assert mine() == pytest.approx(1.0)
     assert IdleCores(str(tmp_path / "absent"))() is None
     stat.write_text("garbage\n")
     assert idle() is None

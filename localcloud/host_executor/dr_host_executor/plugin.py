@@ -28,7 +28,7 @@ from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 
 from .environments import EnvironmentLimit, limit_from_env
 from .lambda_metrics import InvocationMetrics
-from .prewarm import IdleCores, Prewarmer, enabled_from_env
+from .prewarm import IdleCores, Prewarmer, enabled_from_env, hold_from_env
 from .process import WorkerProcess, check_supported, free_port, peak_mb, python_for, timeout_message, tree_rss_mb
 
 LOG = logging.getLogger(__name__)
@@ -259,6 +259,7 @@ def _prewarm_environments() -> None:
     original_get = AssignmentService.get_environment
     original_stop = AssignmentService.stop_environments_for_version
     claim_timeout_s = config.LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT + 5  # a start is bounded by LocalStack's own timer
+    PREWARM.max_hold_s = hold_from_env()
 
     def start(self):
         state = original_start(self)
@@ -295,7 +296,11 @@ def _prewarm_environments() -> None:
     LambdaVersionManager.start = start
     AssignmentService.get_environment = get_environment
     AssignmentService.stop_environments_for_version = stop_environments_for_version
-    LOG.info("host-lambda: one environment per function version started when it is deployed (DR_LAMBDA_PREWARM)")
+    LOG.info(
+        "host-lambda: one environment per function version started when it is deployed (DR_LAMBDA_PREWARM), each "
+        "after waiting up to %.0f s for an idle core (DR_LAMBDA_PREWARM_HOLD_S)",
+        PREWARM.max_hold_s,
+    )
 
 
 def _executor_class():

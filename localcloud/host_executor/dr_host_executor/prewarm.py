@@ -7,7 +7,8 @@ CloudFormation), so the other starts the environments meanwhile, one at a time, 
 warm. AWS keeps nothing warm before a first invocation unless asked to (provisioned concurrency); this is the local
 cloud's shortcut, off with DR_LAMBDA_PREWARM=0.
 
-Each start waits for an idle core first (Linux: /proc/stat; at most 30 s, then it goes anyway). Right after a deploy
+Each start first waits until at least half a core is idle (Linux: /proc/stat, over the cores this process may run
+on; at most DR_LAMBDA_PREWARM_HOLD_S=30 s per start, then it goes anyway; 0 = no wait). Right after a deploy
 the starts still queued took a core from the training's Train invocations: the state machine took 54-55 s in four
 runs, against 47-52 s in six when each start waited for an idle core (by hand, alternating, 2 cores, 2026-12-01),
 and 41-43 s once every start was done before the training began. A start already running finishes.
@@ -44,31 +45,60 @@ def enabled_from_env(environ=os.environ) -> bool:
     raise ValueError(f"DR_LAMBDA_PREWARM must be 1 or 0 (on or off), not {raw!r}")
 
 
+def hold_from_env(environ=os.environ) -> float:
+    """DR_LAMBDA_PREWARM_HOLD_S: how long a start may wait for an idle core (default 30; 0 = it never waits)."""
+    raw = environ.get("DR_LAMBDA_PREWARM_HOLD_S", "").strip()
+    if not raw:
+        return 30.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"DR_LAMBDA_PREWARM_HOLD_S must be a number of seconds (0 = no wait), not {raw!r}") from None
+    if not 0 <= value <= 600:
+        raise ValueError(f"DR_LAMBDA_PREWARM_HOLD_S must be between 0 and 600 seconds, not {value}")
+    return value
+
+
 class IdleCores:
-    """The machine's idle cores since the previous call, from /proc/stat (Linux); None on the first call or where
-    the file cannot be read (then nothing waits)."""
+    """Idle cores among those this process may run on (its CPU affinity), since the previous call, from /proc/stat
+    (Linux); None on the first call or where the file cannot be read (then nothing waits). A cgroup's CPU quota
+    (`docker --cpus`) is not seen: there the reading is the pinned or the machine's cores."""
 
-    def __init__(self, path: str = "/proc/stat", cores: int | None = None) -> None:
+    def __init__(self, path: str = "/proc/stat", cpus: set[int] | None = None) -> None:
         self.path = path
-        self.cores = cores or os.cpu_count() or 1
-        self._last: tuple[int, int] | None = None
+        if cpus is None and hasattr(os, "sched_getaffinity"):
+            cpus = set(os.sched_getaffinity(0))
+        self.cpus = cpus  # None: every core in the file
+        self._last: tuple[int, int, int] | None = None
 
-    def _read(self) -> tuple[int, int] | None:
+    def _read(self) -> tuple[int, int, int] | None:
+        """(idle + iowait ticks, all ticks, cores) summed over the cores' own lines."""
+        idle = total = cores = 0
         try:
             with open(self.path) as f:
-                ticks = [int(v) for v in f.readline().split()[1:]]
+                for line in f:
+                    name, _, rest = line.partition(" ")
+                    if not (name.startswith("cpu") and name[3:].isdigit()):
+                        continue
+                    if self.cpus is not None and int(name[3:]) not in self.cpus:
+                        continue
+                    # user nice system idle iowait irq softirq steal (guest time is already in user and nice)
+                    ticks = [int(v) for v in rest.split()[:8]]
+                    if len(ticks) < 5:
+                        return None
+                    idle += ticks[3] + ticks[4]
+                    total += sum(ticks)
+                    cores += 1
         except (OSError, ValueError):
             return None
-        if len(ticks) < 5:
-            return None
-        return ticks[3] + ticks[4], sum(ticks)  # idle + iowait, all
+        return (idle, total, cores) if cores else None
 
     def __call__(self) -> float | None:
         now, last = self._read(), self._last
         self._last = now
-        if now is None or last is None or now[1] <= last[1]:
+        if now is None or last is None or now[2] != last[2] or now[1] <= last[1]:
             return None
-        return self.cores * (now[0] - last[0]) / (now[1] - last[1])
+        return now[2] * (now[0] - last[0]) / (now[1] - last[1])
 
 
 @dataclass
@@ -160,33 +190,54 @@ class Prewarmer:
         with self._lock:
             return len(self._queue) + (self._running is not None)
 
-    def _wait_for_an_idle_core(self) -> None:
-        if self._idle_cores is None:
-            return
+    def _reading(self) -> float | None:
+        try:
+            return self._idle_cores()
+        except Exception as exc:  # a broken reading must not stop the queue: it then waits for nothing
+            LOG.info("host-lambda: reading the idle cores failed (%s); starts no longer wait for one", exc)
+            self._idle_cores = None
+            return None
+
+    def _take_next(self) -> _Start | None:
+        """The queue's next start, marked running, once enough cores are idle (at most max_hold_s); None if the
+        queue emptied meanwhile (its starts were taken off by their invocations or stopped)."""
         started = time.monotonic()
-        self._idle_cores()  # the window starts now
-        while time.monotonic() - started < self.max_hold_s:
-            time.sleep(self.poll_s)
-            idle = self._idle_cores()
-            with self._lock:
-                if not self._queue:  # taken off by invocations meanwhile
-                    break
-            if idle is None or idle >= self.min_idle:
-                break
-        self.held_s += time.monotonic() - started
+        hold = self._idle_cores is not None and self.max_hold_s > 0
+        if hold:
+            self._reading()  # the window starts now
+        try:
+            while True:
+                idle = None
+                if hold:
+                    time.sleep(self.poll_s)
+                    idle = self._reading()
+                with self._lock:
+                    if not self._queue:
+                        return None
+                    go = idle is None or idle >= self.min_idle
+                    if not go and time.monotonic() - started >= self.max_hold_s:
+                        LOG.info(
+                            "host-lambda: no idle core for %.0f s; starting %s anyway",
+                            self.max_hold_s,
+                            self._queue[0].key,
+                        )
+                        go = True
+                    if go:  # taken under the same lock that saw the queue: nothing can slip in without a hold
+                        job = self._queue.popleft()
+                        job.state = "running"
+                        self._running = job
+                        return job
+        finally:
+            self.held_s += time.monotonic() - started
 
     def _run(self) -> None:
         while True:
             with self._lock:
                 while not self._queue:
                     self._wake.wait()
-            self._wait_for_an_idle_core()
-            with self._lock:
-                if not self._queue:
-                    continue
-                job = self._queue.popleft()
-                job.state = "running"
-                self._running = job
+            job = self._take_next()
+            if job is None:
+                continue
             try:
                 self._finish(job)
             finally:
