@@ -9,8 +9,8 @@ cloud's shortcut, off with DR_LAMBDA_PREWARM=0.
 
 Each start first waits until at least half a core is idle (Linux: /proc/stat, over the cores this process may run
 on; at most DR_LAMBDA_PREWARM_HOLD_S=30 s per start, then it goes anyway; 0 = no wait). Right after a deploy
-the starts still queued took a core from the training's Train invocations: the state machine took 54-55 s in four
-runs, against 47-52 s in six when each start waited for an idle core (by hand, alternating, 2 cores, 2026-12-01),
+the starts still queued took a core from the training's Train invocations: the state machine took 51 and 56 s with
+the wait against 54 and 60 s without (by hand, alternating, 2 cores, 2026-12-01; README, "The development loop"),
 and 41-43 s once every start was done before the training began. A start already running finishes.
 
 An invocation that arrives while its function's environment is starting waits for it (rather than starting a
