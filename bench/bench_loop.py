@@ -96,6 +96,7 @@ def cli_env(settings) -> dict[str, str]:
     env["DR_EXECUTOR_FAST_PATH"] = str(settings.executor_fast_path).lower()
     env["DR_CFN_POLL_S"] = str(settings.cfn_poll_s)
     env["DR_LAMBDA_PREWARM"] = str(settings.lambda_prewarm).lower()
+    env["DR_LAMBDA_PREWARM_HOLD_S"] = str(settings.lambda_prewarm_hold_s)
     env["DR_MLFLOW_ONE_PROCESS"] = str(settings.mlflow_one_process).lower()
     return env
 
